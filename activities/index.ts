@@ -1,0 +1,16 @@
+// Everything a Keel worker registers as activities. Workflows import only the type.
+import type { KeelConfig } from '../src/config.js';
+import { createCallProvider } from './call-provider.js';
+import { takeHedge } from './hedge-budget.js';
+
+export function createActivities(config: KeelConfig) {
+  return {
+    callProvider: createCallProvider(config),
+    /** Runs as a local activity: the hedge budget is this worker's, read without a server round trip. */
+    async hedgeAllowed(maxShare: number): Promise<boolean> {
+      return takeHedge(maxShare);
+    },
+  };
+}
+
+export type KeelActivities = ReturnType<typeof createActivities>;

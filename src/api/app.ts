@@ -1,0 +1,42 @@
+// The API role: a thin Express app that starts request workflows and returns their results.
+import { randomUUID } from 'node:crypto';
+import express, { type Express } from 'express';
+import type { Client } from '@temporalio/client';
+import type { KeelConfig } from '../config.js';
+import { RequestService } from '../request-service.js';
+import { listModels } from '../routing.js';
+import { chatCompletionsRouter } from './chat-completions.js';
+import { errorHandler, notFoundRoute } from './errors.js';
+import { healthRouter } from './health.js';
+import { requestsRouter } from './requests.js';
+
+export interface ApiDeps {
+  client: Client;
+  config: KeelConfig;
+}
+
+export function createApp({ client, config }: ApiDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  const requests = new RequestService(client, config);
+
+  // Every response carries a request id; routes that start a workflow use it as the workflow ID.
+  app.use((_req, res, next) => {
+    res.locals.requestId = `req-${randomUUID()}`;
+    res.setHeader('x-request-id', res.locals.requestId);
+    next();
+  });
+  // Over-limit bodies are refused from Content-Length, before anything is read or started.
+  app.use(express.json({ limit: config.bodyLimitBytes, type: (req) => !String(req.headers['content-type'] ?? '').startsWith('multipart/') }));
+
+  app.get('/v1/models', (_req, res) => {
+    res.json({ object: 'list', data: listModels(config.routing).map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.owned_by })) });
+  });
+  app.use(chatCompletionsRouter(requests));
+  app.use(requestsRouter(requests));
+  app.use(healthRouter(client, config));
+  app.use(notFoundRoute);
+  app.use(errorHandler);
+  return app;
+}

@@ -1,0 +1,49 @@
+// POST /v1/chat/completions: one request workflow per call; the answer waits for its result.
+import { Router, type Response } from 'express';
+import { ChatRequestSchema } from '../chat-request.js';
+import type { RequestService } from '../request-service.js';
+import type { ChatWorkflowResult } from '../request-types.js';
+import { PlanError } from '../routing.js';
+import { ApiError, fromZodError, invalidRequest, sendError } from './errors.js';
+
+export function idempotencyKey(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (header.length === 0 || header.length > 255) throw invalidRequest('Idempotency-Key must be 1 to 255 characters', 'Idempotency-Key', 'invalid_idempotency_key');
+  return header;
+}
+
+export function planErrorToApi(err: unknown): unknown {
+  return err instanceof PlanError
+    ? new ApiError(err.status, err.message, 'invalid_request_error', err.param, err.code)
+    : err;
+}
+
+export function sendCompletion(res: Response, result: ChatWorkflowResult, uiUrl: string): void {
+  res.setHeader('x-keel-provider', result.keel.provider);
+  res.setHeader('x-keel-attempts', String(result.keel.attempts.length));
+  res.json({ ...result.completion, keel: { ...result.keel, ui_url: uiUrl } });
+}
+
+export function chatCompletionsRouter(requests: RequestService): Router {
+  const router = Router();
+  router.post('/v1/chat/completions', async (req, res) => {
+    const parsed = ChatRequestSchema.safeParse(req.body);
+    if (!parsed.success) throw fromZodError(parsed.error);
+    if (parsed.data.stream === true) {
+      throw invalidRequest('Streaming is not supported yet: send stream: false (or omit it)', 'stream', 'unsupported_parameter');
+    }
+    const key = idempotencyKey(req.header('idempotency-key'));
+    const requestId = key ? requests.requestIdFor(key) : (res.locals.requestId as string);
+    res.setHeader('x-request-id', requestId);
+    const { handle } = await requests.start(parsed.data, { requestId, ...(key && { idempotencyKey: key }) }).catch((err) => {
+      throw planErrorToApi(err);
+    });
+    const outcome = await requests.outcome(handle);
+    const uiUrl = requests.uiLink(requestId);
+    res.setHeader('x-keel-ui-url', uiUrl);
+    if (outcome.ok) return sendCompletion(res, outcome.result, uiUrl);
+    if (outcome.failure) res.setHeader('x-keel-attempts', String(outcome.failure.attempts.length));
+    sendError(res, outcome.error);
+  });
+  return router;
+}

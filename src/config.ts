@@ -1,0 +1,267 @@
+// Keel's configuration: one YAML file, validated with zod at start-up.
+// The secret-free part (`RoutingConfig`) is what workflows see; API keys stay in the worker.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+export const DEFAULT_CONFIG_PATH = 'keel.config.yaml';
+
+const ms = z.number().int().nonnegative();
+const positiveMs = z.number().int().positive();
+
+export const RetrySchema = z
+  .object({
+    maxAttempts: z.number().int().min(1).max(20),
+    initialIntervalMs: positiveMs,
+    backoffCoefficient: z.number().min(1).max(10),
+    maximumIntervalMs: positiveMs,
+    // Share of each backoff delay that is randomised (0 = none, 1 = full jitter).
+    jitter: z.number().min(0).max(1),
+  })
+  .strict();
+export type RetrySettings = z.infer<typeof RetrySchema>;
+
+export const TimeoutsSchema = z
+  .object({
+    attemptMs: positiveMs,
+    requestMs: positiveMs,
+  })
+  .strict();
+export type TimeoutSettings = z.infer<typeof TimeoutsSchema>;
+
+export const ModeSchema = z.enum(['fallback', 'race', 'hedge']);
+export type RoutingMode = z.infer<typeof ModeSchema>;
+
+export const HedgeSchema = z
+  .object({
+    // Start the next target after this delay if the current one has not answered.
+    delayMs: ms.optional(),
+    // Or: after this percentile of the target's observed latency (needs live stats).
+    percentile: z.number().min(50).max(99.9).optional(),
+    // At most this share of requests may hedge, so an outage cannot double the load.
+    maxShare: z.number().min(0).max(1),
+  })
+  .strict();
+
+const TargetRef = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]+\/.+$/, 'must be "provider/upstream-model"');
+
+const ModelEntrySchema = z
+  .object({
+    targets: z.array(TargetRef).min(1),
+    mode: ModeSchema.optional(),
+    race: z.object({ width: z.number().int().min(2).max(8) }).strict().optional(),
+    hedge: HedgeSchema.partial().optional(),
+    retry: RetrySchema.partial().optional(),
+    timeouts: TimeoutsSchema.partial().optional(),
+    description: z.string().optional(),
+  })
+  .strict();
+export type ModelEntry = z.infer<typeof ModelEntrySchema>;
+
+const UpstreamModelSchema = z
+  .object({
+    contextWindow: z.number().int().positive().optional(),
+    // USD per million tokens.
+    pricing: z.object({ input: z.number().nonnegative(), output: z.number().nonnegative() }).strict().optional(),
+  })
+  .strict();
+
+// A fake provider that `npm start` runs for this entry (demo mode, no API keys needed).
+const FakeSchema = z
+  .object({
+    latencyMs: ms.optional(),
+    jitterMs: ms.optional(),
+  })
+  .strict();
+
+export const ProviderTypeSchema = z.enum(['openai', 'anthropic', 'gemini']);
+export type ProviderType = z.infer<typeof ProviderTypeSchema>;
+
+const ProviderSchema = z
+  .object({
+    type: ProviderTypeSchema,
+    baseURL: z.string().url(),
+    apiKey: z.string().optional(),
+    models: z.record(z.string(), UpstreamModelSchema).optional(),
+    // Temporal task-queue rate limit across all workers, in activity starts per second.
+    rateLimitPerSecond: z.number().positive().optional(),
+    // Concurrent provider calls per worker.
+    concurrency: z.number().int().positive().max(10_000).optional(),
+    fake: FakeSchema.optional(),
+  })
+  .strict();
+export type ProviderConfig = z.infer<typeof ProviderSchema>;
+
+export const ConfigSchema = z
+  .object({
+    server: z
+      .object({
+        port: z.number().int().min(0).max(65535).optional(),
+        host: z.string().optional(),
+        bodyLimitBytes: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
+    temporal: z
+      .object({
+        address: z.string().optional(),
+        namespace: z.string().optional(),
+        taskQueue: z.string().optional(),
+        uiUrl: z.string().url().optional(),
+      })
+      .strict()
+      .optional(),
+    defaults: z
+      .object({
+        retry: RetrySchema.partial().optional(),
+        timeouts: TimeoutsSchema.partial().optional(),
+        mode: ModeSchema.optional(),
+        hedge: HedgeSchema.partial().optional(),
+      })
+      .strict()
+      .optional(),
+    // Upper bounds on what a request may ask for through its own retry/timeout fields.
+    limits: z
+      .object({
+        maxAttemptsPerTarget: z.number().int().min(1).max(20).optional(),
+        maxRequestMs: positiveMs.optional(),
+        maxTargets: z.number().int().min(1).max(20).optional(),
+      })
+      .strict()
+      .optional(),
+    providers: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'provider names use letters, digits, _ . -'), ProviderSchema),
+    models: z.record(z.string(), ModelEntrySchema).default({}),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    for (const [name, model] of Object.entries(cfg.models)) {
+      model.targets.forEach((t, i) => {
+        const provider = t.slice(0, t.indexOf('/'));
+        if (!cfg.providers[provider]) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['models', name, 'targets', i],
+            message: `unknown provider "${provider}"`,
+          });
+        }
+      });
+    }
+  });
+export type RawConfig = z.infer<typeof ConfigSchema>;
+
+export const DEFAULT_RETRY: RetrySettings = {
+  maxAttempts: 3,
+  initialIntervalMs: 500,
+  backoffCoefficient: 2,
+  maximumIntervalMs: 10_000,
+  jitter: 0.5,
+};
+export const DEFAULT_TIMEOUTS: TimeoutSettings = { attemptMs: 60_000, requestMs: 300_000 };
+export const DEFAULT_HEDGE = { delayMs: 2_000, maxShare: 0.1 };
+export const DEFAULT_LIMITS = { maxAttemptsPerTarget: 10, maxRequestMs: 3_600_000, maxTargets: 8 };
+
+/** The secret-free view of the configuration that workflows plan with. */
+export interface RoutingConfig {
+  providers: Record<string, { type: ProviderType; models?: ProviderConfig['models'] }>;
+  models: Record<string, ModelEntry>;
+  defaults: {
+    retry: RetrySettings;
+    timeouts: TimeoutSettings;
+    mode: RoutingMode;
+    hedge: { delayMs: number; percentile?: number; maxShare: number };
+  };
+  limits: typeof DEFAULT_LIMITS;
+}
+
+export interface KeelConfig {
+  raw: RawConfig;
+  routing: RoutingConfig;
+  providers: Record<string, ProviderConfig>;
+  port: number;
+  host: string;
+  bodyLimitBytes: number;
+  namespace: string;
+  taskQueue: string;
+  uiUrl: string;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** `${VAR}` and `${VAR:-default}` are replaced from the environment; a missing variable is an error. */
+function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, path: string[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
+      const v = env[name];
+      if (v !== undefined && v !== '') return v;
+      if (fallback !== undefined) return fallback;
+      throw new ConfigError(`${path.join('.') || '(root)'}: environment variable ${name} is not set`);
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, env, [...path, String(i)]));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substituteEnv(v, env, [...path, k])]));
+  }
+  return value;
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => `${issue.path.map(String).join('.') || '(root)'}: ${issue.message}`)
+    .join('\n');
+}
+
+export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, source = 'config'): KeelConfig {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`${source}: not valid YAML: ${(err as Error).message}`);
+  }
+  const parsed = ConfigSchema.safeParse(substituteEnv(doc ?? {}, env, []));
+  if (!parsed.success) throw new ConfigError(`${source}: invalid configuration\n${describeIssues(parsed.error)}`);
+  const raw = parsed.data;
+  const routing: RoutingConfig = {
+    providers: Object.fromEntries(
+      Object.entries(raw.providers).map(([name, p]) => [name, p.models ? { type: p.type, models: p.models } : { type: p.type }]),
+    ),
+    models: raw.models,
+    defaults: {
+      retry: { ...DEFAULT_RETRY, ...raw.defaults?.retry },
+      timeouts: { ...DEFAULT_TIMEOUTS, ...raw.defaults?.timeouts },
+      mode: raw.defaults?.mode ?? 'fallback',
+      hedge: { ...DEFAULT_HEDGE, ...raw.defaults?.hedge },
+    },
+    limits: { ...DEFAULT_LIMITS, ...raw.limits },
+  };
+  const port = Number(env.PORT ?? raw.server?.port ?? 3000);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`PORT: not a valid port: ${env.PORT}`);
+  return {
+    raw,
+    routing,
+    providers: raw.providers,
+    port,
+    host: env.HOST ?? raw.server?.host ?? '127.0.0.1',
+    bodyLimitBytes: raw.server?.bodyLimitBytes ?? 4 * 1024 * 1024,
+    namespace: env.TEMPORAL_NAMESPACE ?? raw.temporal?.namespace ?? 'default',
+    taskQueue: env.KEEL_TASK_QUEUE ?? raw.temporal?.taskQueue ?? 'keel-requests',
+    uiUrl: (env.TEMPORAL_UI_URL ?? raw.temporal?.uiUrl ?? 'http://localhost:8233').replace(/\/$/, ''),
+  };
+}
+
+export function configPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.KEEL_CONFIG ?? DEFAULT_CONFIG_PATH;
+}
+
+export function loadConfig(path = configPath(), env: NodeJS.ProcessEnv = process.env): KeelConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${path}: cannot read configuration: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return parseConfig(text, env, path);
+}

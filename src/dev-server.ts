@@ -1,0 +1,95 @@
+// Runs the Temporal CLI dev server as a child process with its SQLite file in Keel's data
+// folder, so a restart keeps every request, and Keel's search attributes registered.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Connection } from '@temporalio/client';
+import { SearchAttributeType } from '@temporalio/common';
+import { KEEL_SEARCH_ATTRIBUTES } from './search-attributes.js';
+import { ensureTemporalCli } from './temporal-cli.js';
+
+export interface DevServerOptions {
+  dataDir: string;
+  ip?: string;
+  port?: number;
+  uiPort?: number;
+  headless?: boolean;
+  namespace?: string;
+  /** Where the server's own log goes; default: a file in dataDir. */
+  stdio?: 'inherit' | 'ignore';
+}
+
+export interface DevServer {
+  address: string;
+  uiUrl?: string;
+  process: ChildProcess;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+const CLI_TYPE: Record<string, string> = {
+  [SearchAttributeType.KEYWORD]: 'Keyword',
+  [SearchAttributeType.TEXT]: 'Text',
+  [SearchAttributeType.INT]: 'Int',
+  [SearchAttributeType.DOUBLE]: 'Double',
+  [SearchAttributeType.BOOL]: 'Bool',
+  [SearchAttributeType.DATETIME]: 'Datetime',
+  [SearchAttributeType.KEYWORD_LIST]: 'KeywordList',
+};
+
+export async function waitForTemporal(address: string, timeoutMs = 60_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < until) {
+    try {
+      const connection = await Connection.connect({ address, connectTimeout: 1_000 });
+      try {
+        await connection.healthService.check({});
+        return;
+      } finally {
+        await connection.close();
+      }
+    } catch (err) {
+      lastError = err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  throw new Error(`Temporal at ${address} did not become ready within ${timeoutMs} ms: ${(lastError as Error)?.message}`);
+}
+
+export async function startDevServer(opts: DevServerOptions): Promise<DevServer> {
+  const cli = ensureTemporalCli();
+  mkdirSync(opts.dataDir, { recursive: true });
+  const ip = opts.ip ?? '127.0.0.1';
+  const port = opts.port ?? 7233;
+  const args = [
+    'server', 'start-dev',
+    '--db-filename', join(opts.dataDir, 'temporal.sqlite'),
+    '--ip', ip,
+    '--port', String(port),
+    '--log-level', 'warn',
+    '--ui-disable-news-fetch',
+    ...(opts.namespace && opts.namespace !== 'default' ? ['--namespace', opts.namespace] : []),
+    ...(opts.headless ? ['--headless'] : ['--ui-port', String(opts.uiPort ?? port + 1000)]),
+    ...KEEL_SEARCH_ATTRIBUTES.flatMap((k) => ['--search-attribute', `${k.name}=${CLI_TYPE[k.type]}`]),
+  ];
+  const child = spawn(cli, args, { stdio: ['ignore', opts.stdio ?? 'ignore', opts.stdio ?? 'ignore'], detached: false });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const address = `${ip}:${port}`;
+  const early = exited.then(() => {
+    throw new Error(`the Temporal dev server exited at start (exit code ${child.exitCode}); is port ${port} in use?`);
+  });
+  early.catch(() => undefined);
+  await Promise.race([waitForTemporal(address), early]);
+  return {
+    address,
+    ...(!opts.headless && { uiUrl: `http://${ip === '127.0.0.1' ? 'localhost' : ip}:${opts.uiPort ?? port + 1000}` }),
+    process: child,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}

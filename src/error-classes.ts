@@ -1,0 +1,58 @@
+// The provider error taxonomy and what each class means for routing. Pure: shared by the
+// activities (which classify), the workflow (which decides) and the API (which answers).
+
+export const ERROR_CLASSES = [
+  'rate_limited',
+  'unavailable',
+  'timeout',
+  'unreachable',
+  'auth',
+  'quota_exhausted',
+  'model_not_found',
+  'context_too_long',
+  'content_filtered',
+  'invalid_request',
+  'bad_response',
+] as const;
+export type ErrorClass = (typeof ERROR_CLASSES)[number];
+
+export interface ErrorPolicy {
+  /** Another attempt on the same target can help. */
+  retrySameTarget: boolean;
+  /** Whether the next target is tried: always, never (the client's own fault), or only a target with a larger context window. */
+  fallback: 'yes' | 'no' | 'larger-context';
+  /** HTTP status the client gets when this is the error that ends the request. */
+  clientStatus: number;
+  /** OpenAI error `type` for the client. */
+  openaiType: string;
+}
+
+export const ERROR_POLICY: Record<ErrorClass, ErrorPolicy> = {
+  rate_limited: { retrySameTarget: true, fallback: 'yes', clientStatus: 429, openaiType: 'rate_limit_error' },
+  unavailable: { retrySameTarget: true, fallback: 'yes', clientStatus: 503, openaiType: 'service_unavailable' },
+  timeout: { retrySameTarget: true, fallback: 'yes', clientStatus: 504, openaiType: 'timeout' },
+  unreachable: { retrySameTarget: true, fallback: 'yes', clientStatus: 502, openaiType: 'upstream_unreachable' },
+  auth: { retrySameTarget: false, fallback: 'yes', clientStatus: 502, openaiType: 'upstream_auth_error' },
+  // The upstream account's quota, not the client's: to the client it is an unavailable service.
+  quota_exhausted: { retrySameTarget: false, fallback: 'yes', clientStatus: 503, openaiType: 'upstream_quota_exhausted' },
+  model_not_found: { retrySameTarget: false, fallback: 'yes', clientStatus: 502, openaiType: 'upstream_model_not_found' },
+  context_too_long: { retrySameTarget: false, fallback: 'larger-context', clientStatus: 400, openaiType: 'invalid_request_error' },
+  content_filtered: { retrySameTarget: false, fallback: 'no', clientStatus: 400, openaiType: 'content_filter' },
+  invalid_request: { retrySameTarget: false, fallback: 'no', clientStatus: 400, openaiType: 'invalid_request_error' },
+  bad_response: { retrySameTarget: true, fallback: 'yes', clientStatus: 502, openaiType: 'bad_upstream_response' },
+};
+
+export function isErrorClass(value: unknown): value is ErrorClass {
+  return typeof value === 'string' && (ERROR_CLASSES as readonly string[]).includes(value);
+}
+
+/** What an activity reports about one failed provider call (never contains secrets). */
+export interface ProviderErrorInfo {
+  errorClass: ErrorClass;
+  message: string;
+  status?: number;
+  /** Provider's own error code, e.g. OpenAI's `insufficient_quota`. */
+  providerCode?: string;
+  /** From Retry-After / retry-after-ms. */
+  retryAfterMs?: number;
+}

@@ -1,0 +1,12 @@
+// `npm run api`: the API role alone, against the Temporal server at TEMPORAL_ADDRESS.
+import { startApi } from './api/server.js';
+import { loadConfigOrExit, temporalAddress } from './startup.js';
+
+const config = loadConfigOrExit();
+const api = await startApi(config, temporalAddress(config));
+console.log(`keel api listening on ${api.url}`);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    void api.close().then(() => process.exit(0));
+  });
+}

