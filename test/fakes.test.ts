@@ -297,9 +297,16 @@ for (const type of ['openai', 'anthropic', 'gemini'] as const) {
     it('trickles a slow body that still parses', async () => {
       fake.setBehaviour('m-slow', { default: { kind: 'slow-body', chunkDelayMs: 30, chunks: 3 } });
       const started = Date.now();
-      const r = await client.ask({ model: 'm-slow', text: 'drip' });
-      assert.equal(r.text, '[m-slow] drip');
+      const r = await client.ask({ model: 'm-slow', text: 'drip ☕ 雨' });
+      assert.equal(r.text, '[m-slow] drip ☕ 雨');
       assert.ok(Date.now() - started >= 80);
+
+      fake.setBehaviour('m-slower', { default: { kind: 'slow-body', chunkDelayMs: 100, chunks: 5 } });
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 150);
+      await failure(client.ask({ model: 'm-slower', text: 'drip', signal: controller.signal }));
+      const [call] = await fake.waitForCalls(1, { model: 'm-slower', where: (c) => c.aborted, timeoutMs: 1000 });
+      assert.equal(call.status, 200, 'headers were out before the abort');
     });
 
     it('follows scripts, defaults and latency, and counts calls', async () => {

@@ -48,8 +48,10 @@ after(async () => {
 });
 
 function fresh(): void {
-  a.resetCalls();
-  b.resetCalls();
+  for (const fake of [a, b]) {
+    fake.resetCalls();
+    fake.setBehaviour('m', { default: { kind: 'ok' } });
+  }
 }
 
 type KeelInfo = { provider: string; attempts: AttemptRecord[] };

@@ -152,10 +152,13 @@ class Exchange {
 
   /** Headers now, the body in pieces: a client must not treat headers as the whole answer. */
   trickle(text: string, chunkDelayMs: number, chunks: number): void {
-    if (!this.head(200, { 'content-length': Buffer.byteLength(text) })) return;
+    const bytes = Buffer.from(text);
+    if (!this.head(200, { 'content-length': bytes.length })) return;
     this.res.flushHeaders();
-    const size = Math.ceil(text.length / chunks);
-    const pieces = Array.from({ length: chunks }, (_, i) => text.slice(i * size, (i + 1) * size));
+    // Split bytes, not characters: a cut through a multi-byte character is what a real slow
+    // network does too, and it keeps content-length exact.
+    const size = Math.ceil(bytes.length / chunks);
+    const pieces = Array.from({ length: chunks }, (_, i) => bytes.subarray(i * size, (i + 1) * size));
     const sendPiece = (i: number) => {
       if (i === pieces.length - 1) this.res.end(pieces[i]);
       else {
