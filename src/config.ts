@@ -94,6 +94,31 @@ const ProviderSchema = z
   .strict();
 export type ProviderConfig = z.infer<typeof ProviderSchema>;
 
+// Async-job webhooks (docs/REQUESTS.md): the signing secret stays in the worker's configuration.
+export const WebhooksSchema = z
+  .object({
+    // HMAC-SHA256 key for `x-keel-signature`; at least 16 characters.
+    secret: z.string().min(16, 'must be at least 16 characters').optional(),
+    // Private, loopback, link-local and other non-public ranges become allowed (cloud metadata
+    // and the Temporal frontend stay refused unless listed in allowedHosts).
+    allowPrivate: z.boolean().optional(),
+    // Host names or IP addresses allowed even if they are in a refused range; "host:port" entries
+    // allow exactly that port (the only way to allow the Temporal frontend).
+    allowedHosts: z.array(z.string().min(1)).optional(),
+    timeoutMs: positiveMs.optional(),
+    retry: z
+      .object({
+        maxAttempts: z.number().int().min(1).max(50),
+        initialIntervalMs: positiveMs,
+        backoffCoefficient: z.number().min(1).max(10),
+        maximumIntervalMs: positiveMs,
+      })
+      .partial()
+      .strict()
+      .optional(),
+  })
+  .strict();
+
 export const ConfigSchema = z
   .object({
     server: z
@@ -133,6 +158,7 @@ export const ConfigSchema = z
       .optional(),
     providers: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'provider names use letters, digits, _ . -'), ProviderSchema),
     models: z.record(z.string(), ModelEntrySchema).default({}),
+    webhooks: WebhooksSchema.optional(),
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -185,7 +211,21 @@ export interface KeelConfig {
   namespace: string;
   taskQueue: string;
   uiUrl: string;
+  /** The Temporal frontend (host:port): TEMPORAL_ADDRESS, temporal.address, or 127.0.0.1:7233. */
+  temporalAddress: string;
+  webhooks: WebhookSettings;
 }
+
+export interface WebhookSettings {
+  /** Undefined: webhooks are refused at submit time. */
+  secret?: string;
+  allowPrivate: boolean;
+  allowedHosts: string[];
+  timeoutMs: number;
+  retry: { maxAttempts: number; initialIntervalMs: number; backoffCoefficient: number; maximumIntervalMs: number };
+}
+
+export const DEFAULT_WEBHOOK_RETRY = { maxAttempts: 8, initialIntervalMs: 1_000, backoffCoefficient: 2, maximumIntervalMs: 60_000 };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -249,6 +289,14 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
     namespace: env.TEMPORAL_NAMESPACE ?? raw.temporal?.namespace ?? 'default',
     taskQueue: env.KEEL_TASK_QUEUE ?? raw.temporal?.taskQueue ?? 'keel-requests',
     uiUrl: (env.TEMPORAL_UI_URL ?? raw.temporal?.uiUrl ?? 'http://localhost:8233').replace(/\/$/, ''),
+    temporalAddress: env.TEMPORAL_ADDRESS ?? raw.temporal?.address ?? '127.0.0.1:7233',
+    webhooks: {
+      ...(raw.webhooks?.secret && { secret: raw.webhooks.secret }),
+      allowPrivate: raw.webhooks?.allowPrivate ?? false,
+      allowedHosts: raw.webhooks?.allowedHosts ?? [],
+      timeoutMs: raw.webhooks?.timeoutMs ?? 10_000,
+      retry: { ...DEFAULT_WEBHOOK_RETRY, ...raw.webhooks?.retry },
+    },
   };
 }
 

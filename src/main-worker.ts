@@ -1,9 +1,11 @@
 // `npm run worker`: the worker role alone (request workflows + one activity worker per provider).
 import { NativeConnection } from '@temporalio/worker';
+import { installRuntime } from './temporal-runtime.js';
 import { loadConfigOrExit, temporalAddress } from './startup.js';
 import { bundleWorkflows, createKeelWorkers, runKeelWorkers } from './worker.js';
 
 const config = loadConfigOrExit();
+installRuntime();
 const connection = await NativeConnection.connect({ address: temporalAddress(config) });
 const workers = await createKeelWorkers({ connection, config, workflowBundle: await bundleWorkflows() });
 console.log(`keel worker polling ${config.taskQueue} and ${Object.keys(config.providers).length} provider queue(s)`);

@@ -47,6 +47,8 @@ export interface ChatWorkflowInput {
   request: ChatRequestBody;
   routing: RoutingConfig;
   batchId?: string;
+  /** Async jobs: POSTed (signed) when the request ends. Keel's own: never sent to providers. */
+  webhook?: WebhookSpec;
   /** Plan computed by the caller for validation; the workflow recomputes it from the same inputs. */
   plan?: Plan;
 }
@@ -75,6 +77,48 @@ export interface RequestFailureDetails {
 
 export type RequestState = 'running' | 'succeeded' | 'failed' | 'cancelled';
 
+/** What the request workflow needs to deliver a webhook; the signing secret stays on the worker. */
+export interface WebhookSpec {
+  url: string;
+  timeoutMs: number;
+  retry: { maxAttempts: number; initialIntervalMs: number; backoffCoefficient: number; maximumIntervalMs: number };
+}
+
+export type WebhookState = 'pending' | 'delivering' | 'delivered' | 'failed';
+
+export interface RequestErrorView {
+  message: string;
+  type: string;
+  code: string | null;
+  status: number;
+}
+
+/** The JSON body POSTed to a webhook (the activity adds `data.ui_url`). */
+export interface WebhookEvent {
+  /** Stable across delivery retries of one run; a replayed request sends a new event. */
+  id: string;
+  object: 'keel.webhook_event';
+  type: 'request.succeeded' | 'request.failed' | 'request.cancelled';
+  /** Epoch seconds. */
+  created_at: number;
+  data: {
+    id: string;
+    object: 'keel.request';
+    status: 'succeeded' | 'failed' | 'cancelled';
+    model: string | null;
+    attempts: AttemptRecord[];
+    result?: ChatCompletion & { keel: KeelResponseInfo };
+    error?: RequestErrorView;
+    ui_url?: string;
+  };
+}
+
+export interface WebhookDeliveryInput {
+  url: string;
+  timeoutMs: number;
+  event: WebhookEvent;
+}
+
 export interface RequestStatusView {
   state: RequestState;
   requestedModel: string;
@@ -83,4 +127,9 @@ export interface RequestStatusView {
   activeTargets: string[];
   attempts: AttemptRecord[];
   startedAt: number;
+  /** Set when the request asked for a webhook. */
+  webhook?: WebhookState;
+  /** The outcome while the workflow is still open (delivering its webhook). */
+  result?: ChatWorkflowResult;
+  failure?: RequestFailureDetails;
 }

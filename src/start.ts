@@ -5,10 +5,12 @@ import { NativeConnection } from '@temporalio/worker';
 import { startApi } from './api/server.js';
 import { startDevServer, type DevServer } from './dev-server.js';
 import { startFakeProvider, type FakeProvider } from './fakes/index.js';
+import { installRuntime } from './temporal-runtime.js';
 import { dataDir, loadConfigOrExit } from './startup.js';
 import { bundleWorkflows, createKeelWorkers, runKeelWorkers } from './worker.js';
 
 const config = loadConfigOrExit();
+installRuntime();
 const data = resolve(dataDir());
 let devServer: DevServer | undefined;
 let address: string;

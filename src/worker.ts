@@ -39,7 +39,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<Worke
       taskQueue: config.taskQueue,
       workflowBundle: opts.workflowBundle,
       // Local activities run where the workflow runs.
-      activities: { hedgeAllowed: activities.hedgeAllowed },
+      activities: { hedgeAllowed: activities.hedgeAllowed, deliverWebhook: activities.deliverWebhook },
     }),
   ];
   for (const [name, provider] of Object.entries(config.providers)) {

@@ -176,7 +176,7 @@ describe('anthropic translation', () => {
       'c',
     );
     assert.deepEqual(allowed.tool_choice, { type: 'any' });
-    assert.deepEqual(allowed.tools?.map((t) => t.name), ['get_time']);
+    assert.deepEqual(allowed.tools?.map((t) => (t as { name?: string }).name), ['get_time']);
 
     const plain = toAnthropicRequest({ model: 'x', messages: [{ role: 'user', content: 'hi' }], max_tokens: 50, temperature: 0.2, top_p: 1 }, 'c');
     assert.equal(plain.max_tokens, 50);
