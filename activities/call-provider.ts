@@ -3,7 +3,8 @@
 // after how long (`nextRetryDelay`), and keeps the attempt log across attempts in heartbeats.
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import type { KeelConfig } from '../src/config.js';
-import { ERROR_POLICY, type ProviderErrorInfo } from '../src/error-classes.js';
+import type { HealthAgent } from '../src/health-agent.js';
+import { ERROR_POLICY, type ErrorClass, type ProviderErrorInfo } from '../src/error-classes.js';
 import type { AttemptLogDetails, AttemptRecord, ProviderCallInput, ProviderCallOutput } from '../src/request-types.js';
 import { classifyError, isAbortError } from './classify-error.js';
 import { noteProviderCall } from './hedge-budget.js';
@@ -28,7 +29,21 @@ function nextDelay(info: ProviderErrorInfo, input: ProviderCallInput, attempt: n
   return delay;
 }
 
-export function createCallProvider(config: KeelConfig) {
+function noteHealth(health: HealthAgent | undefined, input: ProviderCallInput, record: AttemptRecord, errorClass?: ErrorClass, outputTokens?: number): void {
+  if (!health) return;
+  health.recorder.record({
+    provider: input.provider,
+    model: input.model,
+    at: record.startedAt,
+    durationMs: record.durationMs,
+    ...(errorClass && { errorClass }),
+    ...(outputTokens !== undefined && { outputTokens }),
+    ...(input.probe && { probe: true }),
+  });
+  if (input.probe) health.publishSoon();
+}
+
+export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
   const secrets = Object.values(config.providers)
     .map((p) => p.apiKey)
     .filter((k): k is string => typeof k === 'string' && k.length > 0);
@@ -41,6 +56,15 @@ export function createCallProvider(config: KeelConfig) {
     }
     const attempt = ctx.info.attempt;
     const prior = (ctx.info.heartbeatDetails as AttemptLogDetails | undefined)?.attempts ?? [];
+    // A breaker that opened while this request was planned or retrying: not one more call to it.
+    if (health && !input.probe && !health.admits(`${input.provider}/${input.model}`)) {
+      throw ApplicationFailure.create({
+        type: 'unavailable',
+        nonRetryable: true,
+        message: `${input.provider}/${input.model}: circuit breaker open, not called`,
+        details: [{ errorClass: 'unavailable', message: 'circuit breaker open', attempts: prior }],
+      });
+    }
     const record: AttemptRecord = {
       target: `${input.provider}/${input.model}`,
       provider: input.provider,
@@ -58,13 +82,17 @@ export function createCallProvider(config: KeelConfig) {
       const adapter = createAdapter(provider.type, { baseURL: provider.baseURL, ...(provider.apiKey && { apiKey: provider.apiKey }) });
       const completion = await adapter.complete(providerRequest(input), input.model, ctx.cancellationSignal);
       record.durationMs = Date.now() - record.startedAt;
+      noteHealth(health, input, record, undefined, completion.usage?.completion_tokens);
       return { completion, attempts: [...prior, record] };
     } catch (err) {
       record.durationMs = Date.now() - record.startedAt;
       if (ctx.cancellationSignal.aborted && (isAbortError(err) || err instanceof CancelledFailure)) {
+        // A lost race is no verdict on the target; running out of time is.
+        if (ctx.cancellationDetails?.timedOut) noteHealth(health, input, record, 'timeout');
         throw err instanceof CancelledFailure ? err : new CancelledFailure('provider call cancelled');
       }
       const info = classifyError(err, provider.type, secrets);
+      noteHealth(health, input, record, info.errorClass);
       const delay = nextDelay(info, input, attempt);
       Object.assign(record, {
         outcome: 'error',

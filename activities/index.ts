@@ -1,17 +1,27 @@
 // Everything a Keel worker registers as activities. Workflows import only the type.
 import type { KeelConfig } from '../src/config.js';
+import type { HealthAgent } from '../src/health-agent.js';
+import type { RoutingHealth } from '../src/health-types.js';
 import { createCallProvider } from './call-provider.js';
 import { createDeliverWebhook } from './deliver-webhook.js';
 import { takeHedge } from './hedge-budget.js';
 
-export function createActivities(config: KeelConfig) {
+export function createActivities(config: KeelConfig, health?: HealthAgent) {
   return {
-    callProvider: createCallProvider(config),
+    callProvider: createCallProvider(config, health),
     /** Runs on the request task queue: POSTs an async job's signed webhook. */
     deliverWebhook: createDeliverWebhook(config),
     /** Runs as a local activity: the hedge budget is this worker's, read without a server round trip. */
     async hedgeAllowed(maxShare: number): Promise<boolean> {
       return takeHedge(maxShare);
+    },
+    /** Local activity: the worker's cached health snapshot, recorded as a marker so replay sees the same plan. */
+    async readHealth(targets: string[]): Promise<RoutingHealth | null> {
+      return health?.current() ? health.routingHealth(targets) : null;
+    },
+    /** Local activity: asks the health workflow for a half-open target's single probe. */
+    async acquireProbe(target: string, requestId: string): Promise<boolean> {
+      return health ? health.acquireProbe(target, requestId) : false;
     },
   };
 }

@@ -3,6 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { DEFAULT_BREAKER } from './breaker.js';
+import type { BreakerSettings } from './health-types.js';
 
 export const DEFAULT_CONFIG_PATH = 'keel.config.yaml';
 
@@ -119,6 +121,46 @@ export const WebhooksSchema = z
   })
   .strict();
 
+export const BatchesSchema = z
+  .object({
+    // Request workflows in flight per batch (Temporal allows 2,000 pending children per execution).
+    window: z.number().int().min(1).max(1_900),
+    // Children per workflow run before continue-as-new keeps the history small.
+    childrenPerRun: z.number().int().min(10).max(5_000),
+    // Finished lines written per results chunk (one activity each).
+    flushSize: z.number().int().min(1).max(1_000),
+    // OpenAI's limits: 50,000 requests and 200 MB per batch input file.
+    maxLines: z.number().int().positive(),
+    maxFileBytes: z.number().int().positive(),
+  })
+  .strict();
+export type BatchSettings = z.infer<typeof BatchesSchema>;
+export const DEFAULT_BATCHES: BatchSettings = { window: 200, childrenPerRun: 2_000, flushSize: 100, maxLines: 50_000, maxFileBytes: 200 * 1024 * 1024 };
+
+// Health-aware routing (docs/ROUTING.md): how often workers publish and read provider health,
+// and when a target's circuit breaker opens.
+export const HealthSchema = z
+  .object({
+    publishIntervalMs: positiveMs.optional(),
+    refreshIntervalMs: positiveMs.optional(),
+    // Below this success rate over the last minute a target goes behind its healthy peers.
+    degradedBelow: z.number().min(0).max(1).optional(),
+    breaker: z
+      .object({
+        enabled: z.boolean(),
+        windowMs: positiveMs,
+        minCalls: z.number().int().min(1),
+        failureRatio: z.number().gt(0).max(1),
+        failureCount: z.number().int().min(1),
+        cooldownMs: positiveMs,
+        probeTimeoutMs: positiveMs,
+      })
+      .partial()
+      .strict()
+      .optional(),
+  })
+  .strict();
+
 export const ConfigSchema = z
   .object({
     server: z
@@ -156,8 +198,11 @@ export const ConfigSchema = z
       })
       .strict()
       .optional(),
+    // Batch API: sliding window of request workflows per batch, and when a batch run continues-as-new.
+    batches: BatchesSchema.partial().optional(),
     providers: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'provider names use letters, digits, _ . -'), ProviderSchema),
     models: z.record(z.string(), ModelEntrySchema).default({}),
+    health: HealthSchema.optional(),
     webhooks: WebhooksSchema.optional(),
   })
   .strict()
@@ -201,7 +246,17 @@ export interface RoutingConfig {
   limits: typeof DEFAULT_LIMITS;
 }
 
+export interface HealthSettings {
+  publishIntervalMs: number;
+  refreshIntervalMs: number;
+  degradedBelow: number;
+  /** Calls in the last minute before a success rate can mark a target degraded. */
+  degradedMinCalls: number;
+  breaker: BreakerSettings;
+}
+
 export interface KeelConfig {
+  health: HealthSettings;
   raw: RawConfig;
   routing: RoutingConfig;
   providers: Record<string, ProviderConfig>;
@@ -214,6 +269,7 @@ export interface KeelConfig {
   /** The Temporal frontend (host:port): TEMPORAL_ADDRESS, temporal.address, or 127.0.0.1:7233. */
   temporalAddress: string;
   webhooks: WebhookSettings;
+  batches: BatchSettings;
 }
 
 export interface WebhookSettings {
@@ -289,7 +345,15 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
     namespace: env.TEMPORAL_NAMESPACE ?? raw.temporal?.namespace ?? 'default',
     taskQueue: env.KEEL_TASK_QUEUE ?? raw.temporal?.taskQueue ?? 'keel-requests',
     uiUrl: (env.TEMPORAL_UI_URL ?? raw.temporal?.uiUrl ?? 'http://localhost:8233').replace(/\/$/, ''),
+    health: {
+      publishIntervalMs: raw.health?.publishIntervalMs ?? 1_000,
+      refreshIntervalMs: raw.health?.refreshIntervalMs ?? 1_000,
+      degradedBelow: raw.health?.degradedBelow ?? 0.8,
+      degradedMinCalls: 5,
+      breaker: { ...DEFAULT_BREAKER, ...raw.health?.breaker },
+    },
     temporalAddress: env.TEMPORAL_ADDRESS ?? raw.temporal?.address ?? '127.0.0.1:7233',
+    batches: { ...DEFAULT_BATCHES, ...raw.batches },
     webhooks: {
       ...(raw.webhooks?.secret && { secret: raw.webhooks.secret }),
       allowPrivate: raw.webhooks?.allowPrivate ?? false,

@@ -14,7 +14,7 @@ import { ApiError } from './api/errors.js';
 import type { ChatRequestBody } from './chat-request.js';
 import type { KeelConfig } from './config.js';
 import { ERROR_POLICY, isErrorClass } from './error-classes.js';
-import type { ChatWorkflowResult, RequestFailureDetails } from './request-types.js';
+import type { ChatWorkflowResult, RequestFailureDetails, WebhookSpec } from './request-types.js';
 import { planRequest, type Plan } from './routing.js';
 import { KeelBatchId, KeelModel, KeelStatus } from './search-attributes.js';
 
@@ -48,15 +48,19 @@ export class RequestService {
   }
 
   /** Validates routing up front (unknown model → 404) and starts the workflow, or joins the one the key already started. */
-  async start(body: ChatRequestBody, opts: { requestId: string; idempotencyKey?: string; batchId?: string }): Promise<{ handle: RequestHandle; plan: Plan }> {
+  async start(
+    body: ChatRequestBody,
+    opts: { requestId: string; idempotencyKey?: string; batchId?: string; webhook?: WebhookSpec },
+  ): Promise<{ handle: RequestHandle; plan: Plan }> {
     const plan = planRequest(body, this.config.routing);
-    const bodyHash = hash(JSON.stringify(body));
+    // The webhook URL is part of what an Idempotency-Key stands for (a changed URL is a different request).
+    const bodyHash = hash(JSON.stringify(body) + (opts.webhook ? `\nwebhook:${opts.webhook.url}` : ''));
     let handle: RequestHandle;
     try {
       handle = await this.client.workflow.start<typeof chatCompletionWorkflow>('chatCompletionWorkflow', {
         taskQueue: this.config.taskQueue,
         workflowId: opts.requestId,
-        args: [{ request: body, routing: this.config.routing, ...(opts.batchId && { batchId: opts.batchId }) }],
+        args: [{ request: body, routing: this.config.routing, ...(opts.batchId && { batchId: opts.batchId }), ...(opts.webhook && { webhook: opts.webhook }) }],
         workflowIdConflictPolicy: 'USE_EXISTING',
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
         memo: { bodyHash },

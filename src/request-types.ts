@@ -31,6 +31,8 @@ export interface ProviderCallInput {
   retry: RetrySettings;
   /** Epoch ms after which no new attempt is worth starting (whole-request budget). */
   deadline: number;
+  /** This call is the half-open probe of its target's circuit breaker. */
+  probe?: boolean;
 }
 
 export interface ProviderCallOutput {
@@ -59,6 +61,8 @@ export interface KeelResponseInfo {
   model: string;
   mode: Plan['mode'];
   attempts: AttemptRecord[];
+  /** USD, from the configured pricing of the target that answered (absent without pricing). */
+  cost?: number;
 }
 
 export interface ChatWorkflowResult {

@@ -2,6 +2,8 @@
 // Runs inside workflows (so: no I/O, no clock) and in the API to reject bad requests up front.
 import type { RetrySettings, RoutingConfig, RoutingMode, TimeoutSettings, ProviderType } from './config.js';
 import type { KeelOptions, ProviderPrefs } from './chat-request.js';
+import type { RoutingHealth } from './health-types.js';
+import { applyBreakers, preferHealthy, sortTargets, type BreakerFilter } from './routing-health.js';
 
 export interface Target {
   provider: string;
@@ -20,6 +22,12 @@ export interface Plan {
   hedge: { delayMs: number; percentile?: number; maxShare: number };
   retry: RetrySettings;
   timeouts: TimeoutSettings;
+  /** Targets left out because their circuit breaker is open (health-aware plans only). */
+  skipped?: BreakerFilter<Target>['skipped'];
+  /** provider/model this request probes: one attempt, first. */
+  probe?: string;
+  /** A half-open target this request may ask to probe. */
+  probeCandidate?: string;
 }
 
 export interface PlanInput {
@@ -63,7 +71,9 @@ function resolveModel(name: string, routing: RoutingConfig, param: string): { ta
   return entry ? { targets, entry } : { targets };
 }
 
-function applyProviderPrefs(targets: Target[], prefs: ProviderPrefs | undefined, routing: RoutingConfig): Target[] {
+function applyProviderPrefs(targets: Target[], prefs: ProviderPrefs | undefined, routing: RoutingConfig, health?: RoutingHealth): Target[] {
+  // Healthier first among otherwise equal targets; a client's explicit order is kept as given.
+  if (health && !prefs?.order) targets = preferHealthy(targets, health);
   if (!prefs) return targets;
   for (const field of ['order', 'only', 'ignore'] as const) {
     for (const name of prefs[field] ?? []) {
@@ -73,6 +83,8 @@ function applyProviderPrefs(targets: Target[], prefs: ProviderPrefs | undefined,
   let out = targets;
   if (prefs.only) out = out.filter((t) => prefs.only!.includes(t.provider));
   if (prefs.ignore) out = out.filter((t) => !prefs.ignore!.includes(t.provider));
+  // Before `order`, so the providers the client names come first and `sort` ranks the rest.
+  if (prefs.sort) out = sortTargets(out, prefs.sort, routing, health);
   if (prefs.order) {
     const rank = (t: Target) => {
       const i = prefs.order!.indexOf(t.provider);
@@ -87,12 +99,12 @@ function applyProviderPrefs(targets: Target[], prefs: ProviderPrefs | undefined,
   return out;
 }
 
-export function planRequest(req: PlanInput, routing: RoutingConfig): Plan {
+function resolveTargets(req: PlanInput, routing: RoutingConfig): { names: string[]; primaryEntry?: RoutingConfig['models'][string]; targets: Target[] } {
   const names = [...(req.model !== undefined ? [req.model] : []), ...(req.models ?? [])];
   if (names.length === 0) throw new PlanError(400, 'model is required', 'model', 'missing_model');
   let primaryEntry: RoutingConfig['models'][string] | undefined;
   const seen = new Set<string>();
-  let targets: Target[] = [];
+  const targets: Target[] = [];
   names.forEach((name, i) => {
     const resolved = resolveModel(name, routing, req.model !== undefined && i === 0 ? 'model' : `models`);
     if (i === 0) primaryEntry = resolved.entry;
@@ -104,9 +116,32 @@ export function planRequest(req: PlanInput, routing: RoutingConfig): Plan {
       }
     }
   });
-  targets = applyProviderPrefs(targets, req.provider, routing);
+  return primaryEntry ? { names, primaryEntry, targets } : { names, targets };
+}
+
+/** Every target a request could be routed to (before ordering and limits): whose health the workflow reads. */
+export function healthCandidates(req: PlanInput, routing: RoutingConfig): string[] {
+  const { only, ignore } = req.provider ?? {};
+  return resolveTargets(req, routing)
+    .targets.filter((t) => (!only || only.includes(t.provider)) && !ignore?.includes(t.provider))
+    .map(targetKey);
+}
+
+/**
+ * `health` (optional) makes the plan health-aware: open breakers are skipped, degraded targets
+ * go last among equals, and `provider.sort` latency/throughput use the live figures.
+ */
+export function planRequest(req: PlanInput, routing: RoutingConfig, health?: RoutingHealth): Plan {
+  const { names, primaryEntry, targets: resolved } = resolveTargets(req, routing);
+  let targets = resolved;
+  targets = applyProviderPrefs(targets, req.provider, routing, health);
   if (targets.length === 0) {
     throw new PlanError(400, 'No target is left for this model after applying provider preferences', 'provider', 'no_targets');
+  }
+  let breakers: BreakerFilter<Target> | undefined;
+  if (health) {
+    breakers = applyBreakers(targets, health);
+    targets = breakers.targets;
   }
   targets = targets.slice(0, routing.limits.maxTargets);
 
@@ -131,7 +166,7 @@ export function planRequest(req: PlanInput, routing: RoutingConfig): Plan {
     delete hedge.percentile;
   }
   const mode = k.mode ?? primaryEntry?.mode ?? d.mode;
-  const raceWidth = Math.min(k.race_width ?? primaryEntry?.race?.width ?? 2, targets.length);
+  const raceWidth = Math.max(1, Math.min(k.race_width ?? primaryEntry?.race?.width ?? 2, targets.length));
   return {
     requestedModel: names[0],
     targets,
@@ -140,6 +175,9 @@ export function planRequest(req: PlanInput, routing: RoutingConfig): Plan {
     hedge,
     retry,
     timeouts: { ...timeouts, attemptMs: Math.min(timeouts.attemptMs, timeouts.requestMs) },
+    ...(breakers && breakers.skipped.length > 0 && { skipped: breakers.skipped }),
+    ...(breakers?.probe && { probe: breakers.probe }),
+    ...(breakers?.probeCandidate && { probeCandidate: breakers.probeCandidate }),
   };
 }
 

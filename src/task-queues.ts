@@ -4,3 +4,8 @@
 export function providerTaskQueue(provider: string): string {
   return `keel-provider-${provider}`;
 }
+
+/** The singleton provider-health workflow of the Keel deployment that runs on `taskQueue`. */
+export function providerHealthWorkflowId(taskQueue: string): string {
+  return `${taskQueue}-provider-health`;
+}

@@ -3,6 +3,9 @@
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
+import { Client } from '@temporalio/client';
+import { createBatchActivities } from '../activities/batch.js';
+import { openBatchStore } from './batch-store.js';
 import type { KeelConfig } from './config.js';
 import { providerTaskQueue } from './task-queues.js';
 
@@ -39,7 +42,12 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<Worke
       taskQueue: config.taskQueue,
       workflowBundle: opts.workflowBundle,
       // Local activities run where the workflow runs.
-      activities: { hedgeAllowed: activities.hedgeAllowed, deliverWebhook: activities.deliverWebhook },
+      activities: {
+        hedgeAllowed: activities.hedgeAllowed,
+        deliverWebhook: activities.deliverWebhook,
+        // Batch activities read children's outcomes through a client on the worker's own connection.
+        ...createBatchActivities(config, new Client({ connection, namespace: config.namespace }), openBatchStore()),
+      },
     }),
   ];
   for (const [name, provider] of Object.entries(config.providers)) {

@@ -7,6 +7,8 @@ import {
   TimeoutFailure,
   defineQuery,
   isCancellation,
+  log,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -27,6 +29,8 @@ import type {
   ProviderCallOutput,
   RequestFailureDetails,
   RequestStatusView,
+  WebhookEvent,
+  WebhookSpec,
 } from '../src/request-types.js';
 
 export const statusQuery = defineQuery<RequestStatusView>('status');
@@ -97,7 +101,79 @@ function requestFailed(details: RequestFailureDetails): ApplicationFailure {
   });
 }
 
+/** The outcome as a webhook event (deterministic: the id is the run's, the time the workflow's). */
+function webhookEvent(requestId: string, model: string | null, outcome: { result: ChatWorkflowResult } | { error: unknown }): WebhookEvent {
+  const base = { id: `evt-${workflowInfo().runId}`, object: 'keel.webhook_event' as const, created_at: Math.floor(Date.now() / 1000) };
+  const data = { id: requestId, object: 'keel.request' as const, model };
+  if ('result' in outcome) {
+    const { result } = outcome;
+    return { ...base, type: 'request.succeeded', data: { ...data, status: 'succeeded', attempts: result.keel.attempts, result: { ...result.completion, keel: result.keel } } };
+  }
+  const err = outcome.error;
+  if (isCancellation(err)) {
+    return { ...base, type: 'request.cancelled', data: { ...data, status: 'cancelled', attempts: [], error: { message: 'The request was cancelled', type: 'request_cancelled', code: 'cancelled', status: 409 } } };
+  }
+  const details = err instanceof ApplicationFailure ? (err.details?.[0] as RequestFailureDetails | undefined) : undefined;
+  const errorClass = details?.errorClass ?? (err instanceof ApplicationFailure && isErrorClass(err.type) ? err.type : 'bad_response');
+  return {
+    ...base,
+    type: 'request.failed',
+    data: {
+      ...data,
+      status: 'failed',
+      attempts: details?.attempts ?? [],
+      error: { message: (err as Error)?.message ?? String(err), type: ERROR_POLICY[errorClass].openaiType, code: errorClass, status: details?.status ?? ERROR_POLICY[errorClass].clientStatus },
+    },
+  };
+}
+
+/** POSTs the webhook through an activity (bounded retries); a delivery that never succeeds does not change the request's outcome. */
+async function deliverWebhook(spec: WebhookSpec, event: WebhookEvent, view: Partial<RequestStatusView>): Promise<void> {
+  // Workflows started before webhooks existed replay without the activity.
+  if (!patched('webhook')) return;
+  const { deliverWebhook: deliver } = proxyActivities<KeelActivities>({
+    startToCloseTimeout: spec.timeoutMs + 5_000,
+    summary: `webhook ${event.type}`,
+    retry: {
+      maximumAttempts: spec.retry.maxAttempts,
+      initialInterval: spec.retry.initialIntervalMs,
+      backoffCoefficient: spec.retry.backoffCoefficient,
+      maximumInterval: spec.retry.maximumIntervalMs,
+      nonRetryableErrorTypes: ['webhook_destination_refused', 'webhook_not_configured'],
+    },
+  });
+  view.webhook = 'delivering';
+  try {
+    // A cancelled request still reports that it was cancelled.
+    await CancellationScope.nonCancellable(() => deliver({ url: spec.url, timeoutMs: spec.timeoutMs, event }));
+    view.webhook = 'delivered';
+  } catch (err) {
+    view.webhook = 'failed';
+    log.warn('webhook delivery failed', { error: String((err as Error)?.cause ?? err) });
+  }
+}
+
 export async function chatCompletionWorkflow(input: ChatWorkflowInput): Promise<ChatWorkflowResult> {
+  if (!input.webhook) return runRequest(input, {});
+  const view: Partial<RequestStatusView> = { webhook: 'pending' };
+  const requestId = workflowInfo().workflowId;
+  const model = input.request.model ?? input.request.models?.[0] ?? null;
+  let result: ChatWorkflowResult;
+  try {
+    result = await runRequest(input, view);
+  } catch (err) {
+    const details = err instanceof ApplicationFailure ? (err.details?.[0] as RequestFailureDetails | undefined) : undefined;
+    if (details) view.failure = details;
+    await deliverWebhook(input.webhook, webhookEvent(requestId, model, { error: err }), view);
+    throw err;
+  }
+  view.result = result;
+  await deliverWebhook(input.webhook, webhookEvent(requestId, model, { result }), view);
+  return result;
+}
+
+/** The request itself; `extra` is merged into the status query (webhook state, outcome while delivering). */
+async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatusView>): Promise<ChatWorkflowResult> {
   const startedAt = Date.now();
   let plan: Plan;
   try {
@@ -121,6 +197,7 @@ export async function chatCompletionWorkflow(input: ChatWorkflowInput): Promise<
     activeTargets: [...running.keys()],
     attempts,
     startedAt,
+    ...extra,
   }));
 
   const queue = [...plan.targets];

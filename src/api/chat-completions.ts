@@ -35,15 +35,20 @@ export function chatCompletionsRouter(requests: RequestService): Router {
     const key = idempotencyKey(req.header('idempotency-key'));
     const requestId = key ? requests.requestIdFor(key) : (res.locals.requestId as string);
     res.setHeader('x-request-id', requestId);
+    const uiUrl = requests.uiLink(requestId);
     const { handle } = await requests.start(parsed.data, { requestId, ...(key && { idempotencyKey: key }) }).catch((err) => {
+      // The key's request exists (with another body): still point at it.
+      if (err instanceof ApiError && err.code === 'idempotency_key_reused') res.setHeader('x-keel-ui-url', uiUrl);
       throw planErrorToApi(err);
     });
-    const outcome = await requests.outcome(handle);
-    const uiUrl = requests.uiLink(requestId);
     res.setHeader('x-keel-ui-url', uiUrl);
+    const outcome = await requests.outcome(handle);
     if (outcome.ok) return sendCompletion(res, outcome.result, uiUrl);
     if (outcome.failure) res.setHeader('x-keel-attempts', String(outcome.failure.attempts.length));
-    sendError(res, outcome.error);
+    // The failed request's id and UI link travel in the error body too (GET /v1/requests/:id, replay).
+    const e = outcome.error;
+    const keelExtra = (e.extra?.keel ?? {}) as Record<string, unknown>;
+    sendError(res, new ApiError(e.status, e.message, e.type, e.param, e.code, { ...e.extra, keel: { ...keelExtra, request_id: requestId, ui_url: uiUrl } }));
   });
   return router;
 }

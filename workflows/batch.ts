@@ -1,0 +1,190 @@
+// One OpenAI batch = one execution chain of this workflow. It drives a request workflow per line
+// as a child, keeping at most `window` in flight, and holds only counts and a byte cursor:
+// lines come in pages from an activity, outcomes are written to the file store by an activity
+// that reads each child's result from Temporal. Every `childrenPerRun` children (or when Temporal
+// suggests it) it drains its window and continues-as-new, so no run's history grows large.
+import {
+  CancellationScope,
+  ParentClosePolicy,
+  WorkflowIdReusePolicy,
+  condition,
+  continueAsNew,
+  defineSignal,
+  executeChild,
+  getExternalWorkflowHandle,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { BatchActivities } from '../activities/batch.js';
+import { childWorkflowId, keys } from '../src/batch-keys.js';
+import type { BatchCursor, BatchItem, BatchWorkflowInput, RecordItem, RequestCounts } from '../src/batch-types.js';
+import type { ChatRequestBody } from '../src/chat-request.js';
+import { KeelBatchId, KeelModel, KeelStatus } from '../src/search-attributes.js';
+import { chatCompletionWorkflow } from './chat-completion.js';
+
+export const cancelBatchSignal = defineSignal('cancelBatch');
+
+const retry = { maximumAttempts: 200, initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s' };
+// Every batch activity heartbeats, so a killed worker's activity is retried within seconds.
+const store = proxyActivities<BatchActivities>({ startToCloseTimeout: '30m', heartbeatTimeout: '10s', retry });
+// A child still running when recorded (a re-drive found it) is waited for, within a request's budget.
+const recorder = proxyActivities<BatchActivities>({ startToCloseTimeout: '2h', heartbeatTimeout: '10s', retry });
+
+const PAGE_ITEMS = 500;
+const PAGE_BYTES = 1_000_000;
+const FLUSH_EVERY_MS = 2_000;
+
+export async function batchWorkflow(input: BatchWorkflowInput): Promise<string> {
+  const { batchId, round } = input;
+  let cancelRequested = input.cursor?.cancelRequested ?? false;
+  setHandler(cancelBatchSignal, () => {
+    cancelRequested = true;
+  });
+  try {
+    const cursor = input.cursor ?? (await begin(input, () => cancelRequested));
+    if (!cursor) return 'failed';
+    return await run(input, cursor, () => cancelRequested);
+  } catch (err) {
+    if (isCancellation(err)) {
+      await CancellationScope.nonCancellable(() => store.finalizeBatch({ batchId, round, status: 'cancelled' }));
+    } else {
+      await store.updateBatch({ batchId, patch: { status: 'failed', errors: { object: 'list', data: [{ code: 'internal_error', message: String((err as Error)?.message ?? err), param: null, line: null }] } }, stamp: 'failed_at' });
+    }
+    throw err;
+  }
+}
+
+/** validating (round 0) or collecting the failed lines (a retry round); undefined = the batch failed. */
+async function begin(input: BatchWorkflowInput, cancelled: () => boolean): Promise<BatchCursor | undefined> {
+  const { batchId, round } = input;
+  if (round > 0) {
+    const { counts } = await store.prepareRetry({ batchId, round });
+    return { source: keys.retry(batchId, round), offset: 0, counts, seq: 0, cancelRequested: cancelled() };
+  }
+  const v = await store.validateBatchInput({ batchId, inputFileId: input.inputFileId, endpoint: input.endpoint, maxLines: input.maxLines });
+  if (v.fatal) {
+    await store.updateBatch({ batchId, patch: { status: 'failed', errors: { object: 'list', data: v.fatal }, request_counts: { total: v.total, completed: 0, failed: 0 } }, stamp: 'failed_at' });
+    return undefined;
+  }
+  const counts: RequestCounts = { total: v.total, completed: 0, failed: v.invalid };
+  await store.updateBatch({ batchId, patch: { status: 'in_progress', request_counts: counts }, stamp: 'in_progress_at' });
+  return { source: keys.valid(batchId), offset: 0, counts, seq: 0, cancelRequested: cancelled() };
+}
+
+async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: () => boolean): Promise<string> {
+  const { batchId, round } = input;
+  let counts = cursor.counts;
+  let seq = cursor.seq;
+  let offset = cursor.offset;
+  const pending = new Set<string>();
+  const done: RecordItem[] = [];
+  let buffer: BatchItem[] = [];
+  let readOffset = offset;
+  let eof = false;
+  let started = 0;
+  let lastFlush = Date.now();
+  let stopSent = false;
+  let expired = Date.now() >= input.expiresAt;
+  // One timer per run for expiry and at most one at a time for flushing: timers are history events too.
+  void sleep(Math.max(1, input.expiresAt - Date.now())).then(() => {
+    expired = true;
+  });
+  let tick: Promise<void> | undefined;
+  let ticked = false;
+
+  const launch = (item: BatchItem) => {
+    const childId = childWorkflowId(batchId, round, item.customId);
+    pending.add(childId);
+    offset = item.end;
+    started += 1;
+    // The result lands in this history (Temporal records it), but the workflow drops it at once:
+    // the recorder activity reads it from Temporal and writes the line.
+    void executeChild(chatCompletionWorkflow, {
+      workflowId: childId,
+      args: [{ request: item.body as ChatRequestBody, routing: input.routing, batchId }],
+      parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+      // A re-drive that meets a finished child records that child instead of running the line again.
+      workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+      typedSearchAttributes: [
+        { key: KeelBatchId, value: batchId },
+        { key: KeelModel, value: item.model },
+        { key: KeelStatus, value: 'running' },
+      ],
+      staticSummary: `batch ${batchId} line ${item.customId}`,
+    })
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .finally(() => {
+        pending.delete(childId);
+        done.push({ customId: item.customId, childId });
+      });
+  };
+
+  const flush = async () => {
+    const items = done.splice(0, done.length);
+    const cancelCode = cancelled() ? 'batch_cancelled' : expired ? 'batch_expired' : undefined;
+    counts = await recorder.recordBatchResults({ batchId, chunkKey: keys.chunk(batchId, round, seq++), items, counts, ...(cancelCode && { cancelCode }) });
+    lastFlush = Date.now();
+  };
+
+  for (let guard = 0; ; guard++) {
+    const stopping = cancelled() || expired;
+    if (stopping && !stopSent) {
+      stopSent = true;
+      if (cancelled()) await store.updateBatch({ batchId, patch: { status: 'cancelling' }, stamp: 'cancelling_at' });
+      for (const id of pending) getExternalWorkflowHandle(id).cancel().catch(() => undefined);
+    }
+    const runFull = started >= input.childrenPerRun || workflowInfo().continueAsNewSuggested;
+    if (!stopping && !runFull) {
+      while (pending.size < input.window) {
+        if (buffer.length === 0) {
+          if (eof) break;
+          const page = await store.readBatchPage({ source: cursor.source, offset: readOffset, maxItems: PAGE_ITEMS, maxBytes: PAGE_BYTES });
+          buffer = page.items;
+          eof = page.eof;
+          if (buffer.length > 0) readOffset = buffer[buffer.length - 1].end;
+          if (buffer.length === 0) break;
+        }
+        launch(buffer.shift()!);
+        if (started >= input.childrenPerRun) break;
+      }
+    }
+    const allRead = eof && buffer.length === 0;
+    const drained = pending.size === 0 && (stopping || runFull || allRead);
+    if (done.length >= input.flushSize || (done.length > 0 && (drained || ticked || Date.now() - lastFlush >= FLUSH_EVERY_MS))) {
+      ticked = false;
+      await flush();
+    }
+    if (drained && done.length === 0) {
+      if (allRead) return finish(input, 'completed');
+      if (cancelled()) return finish(input, 'cancelled');
+      if (expired) {
+        counts = await store.writeUnstartedErrors({ batchId, source: cursor.source, offset, chunkKey: keys.chunk(batchId, round, seq++), counts });
+        return finish(input, 'expired');
+      }
+      await continueAsNew<typeof batchWorkflow>({ ...input, cursor: { source: cursor.source, offset, counts, seq, cancelRequested: cancelled() } });
+    }
+    if (done.length > 0 && !tick) {
+      tick = sleep(FLUSH_EVERY_MS).then(() => {
+        ticked = true;
+        tick = undefined;
+      });
+    }
+    const seen = done.length;
+    const wasStopping = stopping;
+    await condition(() => done.length !== seen || ticked || (!wasStopping && (cancelled() || expired)));
+    // Bounded: every pass either starts, records or waits for a child; this only trips on a bug.
+    if (guard > 10_000_000) throw new Error('batch loop did not converge');
+  }
+}
+
+async function finish(input: BatchWorkflowInput, status: 'completed' | 'cancelled' | 'expired'): Promise<string> {
+  if (status === 'completed') await store.updateBatch({ batchId: input.batchId, patch: { status: 'finalizing' }, stamp: 'finalizing_at' });
+  await store.finalizeBatch({ batchId: input.batchId, round: input.round, status });
+  return status;
+}
