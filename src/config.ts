@@ -143,8 +143,10 @@ export const HealthSchema = z
   .object({
     publishIntervalMs: positiveMs.optional(),
     refreshIntervalMs: positiveMs.optional(),
-    // Below this success rate over the last minute a target goes behind its healthy peers.
+    // Below this success rate over the last minute (and at least degradedMinCalls calls) a target
+    // goes behind its healthy peers: e.g. a provider answering half its calls with 429s.
     degradedBelow: z.number().min(0).max(1).optional(),
+    degradedMinCalls: z.number().int().min(1).optional(),
     breaker: z
       .object({
         enabled: z.boolean(),
@@ -348,8 +350,8 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
     health: {
       publishIntervalMs: raw.health?.publishIntervalMs ?? 1_000,
       refreshIntervalMs: raw.health?.refreshIntervalMs ?? 1_000,
-      degradedBelow: raw.health?.degradedBelow ?? 0.8,
-      degradedMinCalls: 5,
+      degradedBelow: raw.health?.degradedBelow ?? 0.5,
+      degradedMinCalls: raw.health?.degradedMinCalls ?? 20,
       breaker: { ...DEFAULT_BREAKER, ...raw.health?.breaker },
     },
     temporalAddress: env.TEMPORAL_ADDRESS ?? raw.temporal?.address ?? '127.0.0.1:7233',

@@ -14,3 +14,9 @@ export function usageCost(usage: TokenUsage | undefined | null, provider: string
   // Micro-dollar precision: enough for a bill, free of float noise in responses.
   return Math.round(usd * 1e9) / 1e9;
 }
+
+/** The completion with `usage.cost` set (OpenRouter's field), left as is without a cost. */
+export function withUsageCost<T extends { usage?: object | null }>(completion: T, cost: number | undefined): T {
+  if (cost === undefined || !completion.usage) return completion;
+  return { ...completion, usage: { ...completion.usage, cost } };
+}

@@ -16,6 +16,8 @@ export interface HealthAgentOptions {
   taskQueue: string;
   settings: HealthSettings;
   identity?: string;
+  /** Checked every tick: once true, the agent publishes what is left and stops (worker shutdown). */
+  stopWhen?: () => boolean;
 }
 
 export class HealthAgent {
@@ -56,6 +58,7 @@ export class HealthAgent {
 
   private async tick(): Promise<void> {
     if (this.busy || this.stopped) return;
+    if (this.opts.stopWhen?.()) return void this.stop();
     this.busy = true;
     try {
       const published = await this.publish();

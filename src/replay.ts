@@ -3,7 +3,9 @@
 // the client already holds, and any Idempotency-Key that maps onto it); the failed run stays in
 // the UI's run history, linked to the new run. See docs/REQUESTS.md, "Why reset".
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
+import type { temporal as T } from '@temporalio/proto';
+const { temporal } = proto;
 import { ApiError } from './api/errors.js';
 import { REQUEST_WORKFLOW_TYPE } from './request-list.js';
 
@@ -18,7 +20,7 @@ export interface ReplayResult {
   runId: string;
 }
 
-type EventId = NonNullable<temporal.api.history.v1.IHistoryEvent['eventId']>;
+type EventId = NonNullable<T.api.history.v1.IHistoryEvent['eventId']>;
 
 /** The first WorkflowTaskCompleted event of a run: resetting to it re-runs everything after the start. */
 export async function firstWorkflowTaskCompletedEventId(client: Client, workflowId: string, runId: string): Promise<EventId | undefined> {
@@ -59,7 +61,7 @@ export async function replayRequest(client: Client, requestId: string, opts: { r
   if (eventId === undefined) {
     throw new ApiError(409, `Request '${requestId}' has no completed workflow task to reset to`, 'invalid_request_error', 'id', 'request_not_replayable');
   }
-  const res: temporal.api.workflowservice.v1.IResetWorkflowExecutionResponse = await client.workflowService.resetWorkflowExecution({
+  const res: T.api.workflowservice.v1.IResetWorkflowExecutionResponse = await client.workflowService.resetWorkflowExecution({
     namespace: client.options.namespace,
     workflowExecution: { workflowId: requestId, runId: description.runId },
     reason: opts.reason ?? 'keel replay',

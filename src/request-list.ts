@@ -2,7 +2,9 @@
 // Everything filtered on is a search attribute or a built-in field; no prompt text is in either.
 import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
+import type { temporal as T } from '@temporalio/proto';
+const { temporal } = proto;
 import { ApiError, invalidRequest } from './api/errors.js';
 import { KeelBatchId, KeelErrorClass, KeelModel, KeelProvider } from './search-attributes.js';
 
@@ -93,7 +95,7 @@ function seconds(ts: { seconds?: unknown } | null | undefined): number | null {
   return ts?.seconds === undefined || ts.seconds === null ? null : Number(ts.seconds);
 }
 
-function keyword(fields: Record<string, temporal.api.common.v1.IPayload> | null | undefined, name: string): string | null {
+function keyword(fields: Record<string, T.api.common.v1.IPayload> | null | undefined, name: string): string | null {
   const payload = fields?.[name];
   if (!payload) return null;
   const v = defaultPayloadConverter.fromPayload<unknown>(payload as never);
@@ -108,7 +110,7 @@ export async function listRequests(client: Client, uiLink: (id: string) => strin
     nextPageToken = Buffer.from(opts.after, 'base64url');
     if (nextPageToken.length === 0) throw invalidRequest('after is not a cursor from a previous page', 'after', 'invalid_cursor');
   }
-  let res: temporal.api.workflowservice.v1.IListWorkflowExecutionsResponse;
+  let res: T.api.workflowservice.v1.IListWorkflowExecutionsResponse;
   try {
     res = await client.workflowService.listWorkflowExecutions({
       namespace: client.options.namespace,

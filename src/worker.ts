@@ -7,7 +7,8 @@ import { Client } from '@temporalio/client';
 import { createBatchActivities } from '../activities/batch.js';
 import { openBatchStore } from './batch-store.js';
 import type { KeelConfig } from './config.js';
-import { providerTaskQueue } from './task-queues.js';
+import { HealthAgent } from './health-agent.js';
+import { providerHealthWorkflowId, providerTaskQueue } from './task-queues.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -34,9 +35,19 @@ export interface KeelWorkersOptions {
 
 export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<Worker[]> {
   const { connection, config } = opts;
-  const activities = createActivities(config);
+  const workers: Worker[] = [];
+  const health = new HealthAgent({
+    client: new Client({ connection, namespace: config.namespace }),
+    workflowId: providerHealthWorkflowId(config.taskQueue),
+    taskQueue: config.taskQueue,
+    settings: config.health,
+    ...(opts.identity && { identity: opts.identity }),
+    // The request worker's state stands for the set: once it stops, publish the rest and stop.
+    stopWhen: () => workers.length > 0 && !['INITIALIZED', 'RUNNING'].includes(workers[0].getState()),
+  });
+  const activities = createActivities(config, health);
   const common = { connection, namespace: config.namespace, ...(opts.identity && { identity: opts.identity }) };
-  const workers = [
+  workers.push(
     await Worker.create({
       ...common,
       taskQueue: config.taskQueue,
@@ -47,9 +58,11 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<Worke
         deliverWebhook: activities.deliverWebhook,
         // Batch activities read children's outcomes through a client on the worker's own connection.
         ...createBatchActivities(config, new Client({ connection, namespace: config.namespace }), openBatchStore()),
+        readHealth: activities.readHealth,
+        acquireProbe: activities.acquireProbe,
       },
     }),
-  ];
+  );
   for (const [name, provider] of Object.entries(config.providers)) {
     workers.push(
       await Worker.create({
@@ -61,6 +74,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<Worke
       }),
     );
   }
+  health.start();
   return workers;
 }
 

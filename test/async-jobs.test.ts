@@ -6,7 +6,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
+const { temporal } = proto;
 import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
 import type { WebhookEvent } from '../src/request-types.js';
 import { resolveWebhookDestination, type DestinationPolicy } from '../src/webhook-destination.js';
@@ -105,7 +106,7 @@ async function call(method: string, path: string, body?: unknown, headers: Recor
   return { res, json: (await res.json()) as Json };
 }
 
-const chat = (content = 'ping', model = 'm') => ({ model, messages: [{ role: 'user', content }] });
+const chat = (content = 'ping', model = 'm') => ({ model, messages: [{ role: 'user' as const, content }] });
 
 async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -227,6 +228,25 @@ describe('webhooks', () => {
     assert.ok(!text.includes(SECRET), 'secret not in history');
     const types = (history.events ?? []).map((e) => e.eventType);
     assert.ok(types.includes(temporal.api.enums.v1.EventType.EVENT_TYPE_MARKER_RECORDED), 'patched("webhook") marker');
+  });
+
+  test('a receiver that never accepts: bounded retries, the outcome is readable meanwhile and unchanged after', async () => {
+    fresh();
+    receiver.script = [503, 503, 503, 503, 503];
+    const { json } = await call('POST', '/v1/requests', { ...chat('never'), webhook: { url: `${receiver.url}/down` } });
+    await until('the first delivery', () => (receiver.deliveries.length >= 1 ? true : undefined));
+    // Retries pending (about 2 s of backoff left): the request is settled, its webhook still going.
+    const during = (await call('GET', `/v1/requests/${json.id}`)).json;
+    assert.equal(during.status, 'succeeded');
+    assert.equal(during.webhook_status, 'delivering');
+    assert.equal(during.result.object, 'chat.completion');
+    const done = await until('the workflow to close', async () => {
+      const d = await env.client.workflow.getHandle(json.id).describe();
+      return d.status.name === 'RUNNING' ? undefined : d;
+    });
+    assert.equal(done.status.name, 'COMPLETED');
+    assert.equal(receiver.deliveries.length, 5, 'webhooks.retry.maxAttempts, no more');
+    assert.equal((await call('GET', `/v1/requests/${json.id}`)).json.status, 'succeeded');
   });
 
   test('a failed async request sends request.failed with the error and attempts', async () => {

@@ -5,6 +5,7 @@
 // suggests it) it drains its window and continues-as-new, so no run's history grows large.
 import {
   CancellationScope,
+  ContinueAsNew,
   ParentClosePolicy,
   WorkflowIdReusePolicy,
   condition,
@@ -48,6 +49,7 @@ export async function batchWorkflow(input: BatchWorkflowInput): Promise<string> 
     if (!cursor) return 'failed';
     return await run(input, cursor, () => cancelRequested);
   } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(() => store.finalizeBatch({ batchId, round, status: 'cancelled' }));
     } else {

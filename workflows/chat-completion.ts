@@ -18,7 +18,9 @@ import {
 } from '@temporalio/workflow';
 import type { KeelActivities } from '../activities/index.js';
 import { ERROR_POLICY, isErrorClass, type ErrorClass } from '../src/error-classes.js';
-import { PlanError, planRequest, targetKey, type Plan, type Target } from '../src/routing.js';
+import { PlanError, targetKey, type Plan, type Target } from '../src/routing.js';
+import { usageCost, withUsageCost } from '../src/cost.js';
+import { planWithHealth } from './health-plan.js';
 import { KeelErrorClass, KeelProvider, KeelStatus } from '../src/search-attributes.js';
 import { providerTaskQueue } from '../src/task-queues.js';
 import type {
@@ -49,6 +51,8 @@ type Settled =
 
 function providerCall(target: Target, plan: Plan, deadline: number) {
   const retry = plan.retry;
+  // A half-open probe is one call: a second would be a second probe.
+  const probe = plan.probe === targetKey(target);
   const { callProvider } = proxyActivities<KeelActivities>({
     taskQueue: providerTaskQueue(target.provider),
     startToCloseTimeout: plan.timeouts.attemptMs,
@@ -57,7 +61,7 @@ function providerCall(target: Target, plan: Plan, deadline: number) {
     heartbeatTimeout: HEARTBEAT_TIMEOUT_MS,
     summary: `${target.provider} / ${target.model}`,
     retry: {
-      maximumAttempts: retry.maxAttempts,
+      maximumAttempts: probe ? 1 : retry.maxAttempts,
       initialInterval: retry.initialIntervalMs,
       backoffCoefficient: retry.backoffCoefficient,
       maximumInterval: retry.maximumIntervalMs,
@@ -177,7 +181,7 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
   const startedAt = Date.now();
   let plan: Plan;
   try {
-    plan = planRequest(input.request, input.routing);
+    plan = await planWithHealth(input, workflowInfo().workflowId);
   } catch (err) {
     if (err instanceof PlanError) {
       throw requestFailed({ errorClass: 'invalid_request', status: err.status, message: err.message, attempts: [] });
@@ -213,6 +217,7 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
           request: input.request,
           retry: plan.retry,
           deadline,
+          ...(plan.probe === targetKey(target) && { probe: true }),
         }),
       )
       .then(
@@ -262,14 +267,16 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
           { key: KeelProvider, value: next.target.provider },
           { key: KeelStatus, value: 'succeeded' },
         ]);
+        const cost = usageCost(next.out.completion.usage, next.target.provider, next.target.model, input.routing);
         return {
-          completion: next.out.completion,
+          completion: withUsageCost(next.out.completion, cost),
           keel: {
             request_id: requestId,
             provider: next.target.provider,
             model: next.target.model,
             mode: plan.mode,
             attempts,
+            ...(cost !== undefined && { cost }),
           },
         };
       }

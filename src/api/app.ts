@@ -8,7 +8,11 @@ import { listModels } from '../routing.js';
 import { chatCompletionsRouter } from './chat-completions.js';
 import { errorHandler, notFoundRoute } from './errors.js';
 import { healthRouter } from './health.js';
+import { providersRouter } from './providers.js';
 import { requestsRouter } from './requests.js';
+import { openBatchStore } from '../batch-store.js';
+import { batchesRouter } from './batches.js';
+import { filesRouter } from './files.js';
 
 export interface ApiDeps {
   client: Client;
@@ -36,6 +40,10 @@ export function createApp({ client, config }: ApiDeps): Express {
   app.use(chatCompletionsRouter(requests));
   app.use(requestsRouter(requests));
   app.use(healthRouter(client, config));
+  app.use(providersRouter(client, config));
+  const batchFiles = openBatchStore();
+  app.use(filesRouter(batchFiles, config.batches.maxFileBytes));
+  app.use(batchesRouter(client, config, batchFiles));
   app.use(notFoundRoute);
   app.use(errorHandler);
   return app;

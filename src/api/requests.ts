@@ -7,6 +7,7 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { WorkflowNotFoundError, type Connection, type WorkflowExecutionDescription } from '@temporalio/client';
 import { ChatRequestSchema } from '../chat-request.js';
+import { ERROR_POLICY } from '../error-classes.js';
 import type { RequestHandle, RequestService } from '../request-service.js';
 import { LISTABLE_STATUSES, listRequests, type ListableStatus, type PublicStatus } from '../request-list.js';
 import type { RequestStatusView, WebhookSpec } from '../request-types.js';
@@ -87,7 +88,7 @@ export async function describeRequest(requests: RequestService, id: string) {
     }
     if (live.state === 'failed' && live.failure) {
       const f = live.failure;
-      return { ...base, status: 'failed' as PublicStatus, ...webhook, attempts: f.attempts, error: { message: f.message, type: 'upstream_error', param: null, code: f.errorClass, status: f.status } };
+      return { ...base, status: 'failed' as PublicStatus, ...webhook, attempts: f.attempts, error: { message: f.message, type: ERROR_POLICY[f.errorClass]?.openaiType ?? 'upstream_error', param: null, code: f.errorClass, status: f.status } };
     }
     if (live.attempts.length === 0 && !pending.some((p) => p.state === 'started')) status = 'queued';
     return { ...base, status, ...webhook, mode: live.mode, active_targets: live.activeTargets, attempts: live.attempts, pending_calls: pending };

@@ -1,0 +1,106 @@
+// Batch throughput: a 10,000-line batch through the real roles (dev server, worker and API as
+// child processes) against a 0 ms fake, and against a fake behind a provider rate limit of R/s.
+// Usage: npx tsx bench/batch.ts [--lines 10000] [--rate 200] [--only fast|limited]
+// Writes bench/results/batch.json.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI, { toFile } from 'openai';
+import { startDevServer } from '../src/dev-server.js';
+import { startFakeProvider } from '../src/fakes/index.js';
+import { freePort, startRole, type RoleProcess } from '../test/helpers/processes.js';
+
+const arg = (name: string, fallback: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+};
+const LINES = Number(arg('lines', '10000'));
+const RATE = Number(arg('rate', '200'));
+const ONLY = arg('only', 'all');
+const TIMEOUT_MS = 15 * 60_000;
+
+interface Scenario {
+  name: string;
+  rateLimitPerSecond?: number;
+}
+
+async function runScenario(s: Scenario) {
+  const dir = mkdtempSync(join(tmpdir(), 'keel-bench-batch-'));
+  const fake = await startFakeProvider({ type: 'openai', behaviours: { '*': { latency: { baseMs: 0 } } } });
+  const temporalPort = await freePort();
+  const server = await startDevServer({ dataDir: dir, port: temporalPort, headless: true });
+  const configPath = join(dir, 'keel.yaml');
+  writeFileSync(
+    configPath,
+    `
+defaults:
+  retry: { maxAttempts: 3, initialIntervalMs: 200, backoffCoefficient: 2, maximumIntervalMs: 2000, jitter: 0.5 }
+providers:
+  alpha: { type: openai, baseURL: ${fake.url}, apiKey: bench${s.rateLimitPerSecond ? `, rateLimitPerSecond: ${s.rateLimitPerSecond}` : ''} }
+models:
+  chat: { targets: [alpha/model-a] }
+`,
+  );
+  const roleEnv = { configPath, temporalAddress: server.address, dataDir: dir };
+  const apiPort = await freePort();
+  let worker: RoleProcess | undefined;
+  let api: RoleProcess | undefined;
+  try {
+    worker = await startRole('worker', roleEnv);
+    api = await startRole('api', { ...roleEnv, port: apiPort });
+    const client = new OpenAI({ baseURL: `http://127.0.0.1:${apiPort}/v1`, apiKey: 'bench', maxRetries: 2 });
+    const text = Array.from({ length: LINES }, (_, i) =>
+      JSON.stringify({ custom_id: `r${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'chat', messages: [{ role: 'user', content: `bench prompt ${i}` }] } }),
+    ).join('\n');
+    const file = await client.files.create({ file: await toFile(Buffer.from(text), 'bench.jsonl'), purpose: 'batch' });
+    const started = Date.now();
+    const batch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    let b = batch;
+    let peakWorker = 0;
+    let peakApi = 0;
+    let inProgressAt: number | undefined;
+    while (!['completed', 'failed', 'expired', 'cancelled'].includes(b.status)) {
+      if (Date.now() - started > TIMEOUT_MS) throw new Error(`batch not finished within ${TIMEOUT_MS} ms: ${JSON.stringify(b.request_counts)}`);
+      await new Promise((r) => setTimeout(r, 500));
+      b = await client.batches.retrieve(batch.id);
+      if (b.status === 'in_progress' && !inProgressAt) inProgressAt = Date.now();
+      peakWorker = Math.max(peakWorker, worker.peakRssMb() ?? 0);
+      peakApi = Math.max(peakApi, api.peakRssMb() ?? 0);
+      if (process.stderr.isTTY) process.stderr.write(`\r${s.name}: ${b.status} ${JSON.stringify(b.request_counts)}   `);
+    }
+    const wallS = (Date.now() - started) / 1000;
+    const calls = fake.calls().length;
+    const idealS = s.rateLimitPerSecond ? LINES / s.rateLimitPerSecond : undefined;
+    const result = {
+      scenario: s.name,
+      lines: LINES,
+      status: b.status,
+      request_counts: b.request_counts,
+      provider_calls: calls,
+      wall_s: Number(wallS.toFixed(2)),
+      requests_per_s: Number((LINES / wallS).toFixed(1)),
+      validating_s: inProgressAt ? Number(((inProgressAt - started) / 1000).toFixed(2)) : null,
+      peak_rss_mb: { worker: Math.round(peakWorker), api: Math.round(peakApi) },
+      ...(s.rateLimitPerSecond && { rate_limit_per_s: s.rateLimitPerSecond, ideal_s: idealS, over_ideal_pct: Number((((wallS - idealS!) / idealS!) * 100).toFixed(1)) }),
+    };
+    if (process.stderr.isTTY) process.stderr.write('\n');
+    console.log(JSON.stringify(result));
+    return result;
+  } finally {
+    await api?.kill();
+    await worker?.kill();
+    await server.stop();
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const scenarios: Scenario[] = [];
+if (ONLY === 'all' || ONLY === 'fast') scenarios.push({ name: 'fast-0ms' });
+if (ONLY === 'all' || ONLY === 'limited') scenarios.push({ name: `rate-limited-${RATE}`, rateLimitPerSecond: RATE });
+const results = [];
+for (const s of scenarios) results.push(await runScenario(s));
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+const out = { bench: 'batch', date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length, results };
+writeFileSync(new URL('./results/batch.json', import.meta.url), `${JSON.stringify(out, null, 2)}\n`);
+console.log(JSON.stringify(out, null, 2));

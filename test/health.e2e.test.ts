@@ -1,0 +1,230 @@
+// Health-aware routing end to end: circuit breakers seen at the fake providers (no call reaches an
+// open target, one probe after the cooldown, recovery), live stats and the status page, cost in
+// usage, the provider rate limit across two workers, and stats kept across a worker restart.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { NativeConnection } from '@temporalio/worker';
+import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
+import type { ProvidersView, TargetView } from '../src/health-view.js';
+import { createKeelWorkers } from '../src/worker.js';
+import { startKeel, startTemporal, workflowBundle, type KeelUnderTest } from './helpers/temporal.js';
+
+const COOLDOWN_MS = 3000;
+const RATE = 4;
+
+let env: TestWorkflowEnvironment;
+let keel: KeelUnderTest;
+let a: FakeProvider;
+let b: FakeProvider;
+let lim: FakeProvider;
+let client: OpenAI;
+
+before(async () => {
+  env = await startTemporal();
+  a = await startFakeProvider({ type: 'openai' });
+  b = await startFakeProvider({ type: 'anthropic' });
+  lim = await startFakeProvider({ type: 'openai' });
+  keel = await startKeel(
+    env,
+    `
+defaults:
+  retry: { maxAttempts: 1, initialIntervalMs: 100, backoffCoefficient: 2, maximumIntervalMs: 400, jitter: 0 }
+  timeouts: { attemptMs: 10000, requestMs: 20000 }
+health:
+  publishIntervalMs: 200
+  refreshIntervalMs: 200
+  breaker: { minCalls: 3, failureRatio: 0.5, windowMs: 20000, cooldownMs: ${COOLDOWN_MS}, probeTimeoutMs: 5000 }
+providers:
+  a: { type: openai, baseURL: ${a.url}, models: { m: { pricing: { input: 2, output: 8 } } } }
+  b: { type: anthropic, baseURL: ${b.url}, models: { m: { pricing: { input: 1, output: 4 } } } }
+  lim: { type: openai, baseURL: ${lim.url}, rateLimitPerSecond: ${RATE}, concurrency: 50 }
+models:
+  chain: { targets: [a/m, b/m] }
+`,
+  );
+  client = new OpenAI({ baseURL: `${keel.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+});
+
+after(async () => {
+  await keel?.stop();
+  await Promise.all([a?.close(), b?.close(), lim?.close()]);
+  await env?.teardown();
+});
+
+type KeelInfo = { provider: string; cost?: number };
+async function ask(model: string, extra: Record<string, unknown> = {}) {
+  const data = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'ping' }], ...extra } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+  return { data, keel: (data as unknown as { keel: KeelInfo }).keel };
+}
+
+async function providers(): Promise<ProvidersView> {
+  return (await (await fetch(`${keel.url}/v1/providers`)).json()) as ProvidersView;
+}
+
+async function target(id: string): Promise<TargetView | undefined> {
+  return (await providers()).data.flatMap((p) => p.targets).find((t) => t.id === id);
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('circuit breaker', () => {
+  test('opens after the threshold; no call reaches the open target; one probe after the cooldown; closed again', async () => {
+    a.setBehaviour('m', { default: { kind: 'error', status: 503 } });
+    b.setBehaviour('m', { default: { kind: 'ok', latencyMs: 20 } });
+    // Sequential requests until the breaker opens: each one fails on a, is answered by b.
+    let opened: TargetView | undefined;
+    for (let i = 0; i < 12 && !opened; i++) {
+      assert.equal((await ask('chain')).keel.provider, 'b');
+      await sleep(250);
+      const t = await target('a/m');
+      if (t?.breaker.state === 'open') opened = t;
+    }
+    assert.ok(opened, 'the breaker opened');
+    assert.ok(a.calls('m').length >= 3, `${a.calls('m').length} calls before it opened (minCalls 3)`);
+    assert.equal(opened.health, 'down');
+    assert.match(opened.breaker.reason ?? '', /calls failed/);
+    // Workers refresh their snapshot every 200 ms.
+    await sleep(500);
+
+    const before = a.calls('m').length;
+    for (let i = 0; i < 6; i++) assert.equal((await ask('chain')).keel.provider, 'b');
+    assert.ok(Date.now() < opened.breaker.retry_at!, 'still within the cooldown');
+    assert.equal(a.calls('m').length, before, 'no call reached the open target');
+
+    // The provider recovers; after the cooldown exactly one request probes it.
+    a.setBehaviour('m', { default: { kind: 'ok', latencyMs: 20 } });
+    await sleep(Math.max(0, opened.breaker.retry_at! - Date.now()) + 300);
+    const burst = await Promise.all(Array.from({ length: 5 }, () => ask('chain')));
+    assert.equal(a.calls('m').length, before + 1, 'exactly one probe');
+    assert.equal(burst.filter((r) => r.keel.provider === 'a').length, 1, 'the probe answered its request');
+    const closed = await waitFor('breaker closed', async () => {
+      const t = await target('a/m');
+      return t?.breaker.state === 'closed' && t;
+    });
+    assert.equal(closed.breaker.opened, 1);
+    await sleep(500);
+    assert.equal((await ask('chain')).keel.provider, 'a', 'traffic is back on the first target');
+  });
+
+  test('/v1/providers: per provider and target, breaker state and live stats', async () => {
+    const view = await providers();
+    const pa = view.data.find((p) => p.id === 'a')!;
+    assert.equal(pa.type, 'openai');
+    const am = pa.targets.find((t) => t.id === 'a/m')!;
+    assert.deepEqual(am.pricing, { input: 2, output: 8 });
+    const m30 = am.stats!['30m'];
+    assert.ok(m30.failures >= 3 && (m30.errors.unavailable ?? 0) >= 3, JSON.stringify(m30));
+    assert.ok(m30.ok >= 2);
+    assert.ok(m30.success_rate! > 0 && m30.success_rate! < 1);
+    const bm = view.data.find((p) => p.id === 'b')!.targets.find((t) => t.id === 'b/m')!;
+    assert.equal(bm.stats!['1m'].success_rate, 1);
+    assert.ok(bm.stats!['1m'].p50_ms! > 0 && bm.stats!['1m'].p50_ms! <= bm.stats!['1m'].p95_ms!);
+    assert.ok(bm.stats!['1m'].tokens_per_sec! > 0);
+  });
+});
+
+describe('routing policies and cost', () => {
+  test('provider.sort=price goes to the cheapest target; usage.cost and keel.cost from config prices', async () => {
+    a.setBehaviour('m', { default: { kind: 'ok' } });
+    b.setBehaviour('m', { default: { kind: 'ok' } });
+    const { data, keel: info } = await ask('chain', { provider: { sort: 'price' } });
+    assert.equal(info.provider, 'b');
+    const usage = data.usage as OpenAI.CompletionUsage & { cost?: number };
+    const expected = (usage.prompt_tokens * 1 + usage.completion_tokens * 4) / 1_000_000;
+    assert.ok(Math.abs(usage.cost! - expected) < 1e-9, `${usage.cost} vs ${expected}`);
+    assert.equal(info.cost, usage.cost);
+  });
+});
+
+describe('per-provider rate limit (Temporal task-queue rate limiting)', () => {
+  test(`${3 * RATE} requests at once, two workers: never more than ${RATE} calls in any second, and all complete`, async () => {
+    const connection = await NativeConnection.connect({ address: env.address });
+    const second = await createKeelWorkers({ connection, config: keel.config, workflowBundle: await workflowBundle(), identity: 'second-worker' });
+    const running = Promise.all(second.map((w) => w.run()));
+    try {
+      lim.setBehaviour('m', { default: { kind: 'ok', latencyMs: 20 } });
+      lim.resetCalls();
+      const started = Date.now();
+      const results = await Promise.all(Array.from({ length: 3 * RATE }, () => ask('lim/m')));
+      assert.equal(results.length, 3 * RATE);
+      assert.ok(results.every((r) => r.keel.provider === 'lim'));
+      const starts = lim.calls('m').map((c) => c.startedAt).sort((x, y) => x - y);
+      assert.equal(starts.length, 3 * RATE, 'one call per request');
+      let worst = 0;
+      for (let i = 0; i < starts.length; i++) {
+        const inWindow = starts.filter((s) => s >= starts[i] && s < starts[i] + 1000).length;
+        worst = Math.max(worst, inWindow);
+      }
+      // The server's token bucket can let one extra start through at a window's edge.
+      assert.ok(worst <= RATE + 1, `${worst} calls within one second (limit ${RATE}/s); starts: ${starts.map((s) => s - starts[0]).join(',')}`);
+      assert.ok(Date.now() - started >= 1500, 'the limit spread the calls out');
+    } finally {
+      for (const w of second) if (w.getState() === 'RUNNING') w.shutdown();
+      await running;
+      await connection.close();
+    }
+  });
+});
+
+describe('visible', () => {
+  test('GET /status renders uptime and latency charts in headless Chromium; screenshot saved', async (t) => {
+    if (!existsSync('/usr/bin/chromium')) return t.skip('chromium is not installed (npm test installs it)');
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    try {
+      const page = await browser.newPage({ viewport: { width: 760, height: 1400 } });
+      const res = await page.goto(`${keel.url}/status`);
+      assert.equal(res?.status(), 200);
+      assert.equal(await page.locator('section.provider').count(), 3);
+      const bars = page.locator('section[data-provider="a"] svg.uptime-chart rect.bar:not(.empty)');
+      assert.ok((await bars.count()) >= 1, 'uptime bars for provider a');
+      const uptimes = await bars.evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-uptime'))));
+      assert.ok(uptimes.some((u) => u < 1), `a's failures show as less than 100%: ${uptimes}`);
+      const latencyPoints = Number(await page.locator('section[data-provider="b"] svg.latency-chart').getAttribute('data-points'));
+      assert.ok(latencyPoints >= 1, 'latency points for provider b');
+      assert.ok((await page.locator('section[data-provider="b"] svg.latency-chart .p50').count()) >= 1);
+      assert.equal(await page.locator('tr.target[data-target="a/m"]').getAttribute('data-breaker'), 'closed');
+      mkdirSync('test-artifacts', { recursive: true });
+      await page.screenshot({ path: 'test-artifacts/status.png', fullPage: true });
+    } finally {
+      await browser.close();
+    }
+  });
+});
+
+describe('durability', () => {
+  test('stats survive a restart of the workers (they live in the health workflow)', async () => {
+    const beforeRestart = (await target('a/m'))!.stats!['30m'];
+    for (const w of keel.workers) w.shutdown();
+    await Promise.all(keel.workers.map((w) => waitFor('worker stopped', async () => w.getState() === 'STOPPED')));
+    const connection = await NativeConnection.connect({ address: env.address });
+    const fresh = await createKeelWorkers({ connection, config: keel.config, workflowBundle: await workflowBundle() });
+    const running = Promise.all(fresh.map((w) => w.run()));
+    try {
+      const afterRestart = (await target('a/m'))!.stats!['30m'];
+      assert.equal(afterRestart.calls, beforeRestart.calls);
+      assert.equal(afterRestart.failures, beforeRestart.failures);
+      assert.equal((await ask('chain')).keel.provider, 'a', 'requests route with the restored health');
+    } finally {
+      for (const w of fresh) w.shutdown();
+      await running;
+      await connection.close();
+    }
+  });
+});

@@ -1,0 +1,87 @@
+// Keel's roles as real child processes (worker, API) against a dev server with its SQLite file in
+// a temp folder: what the durability test kills and restarts, and what the benchmarks measure.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface RoleProcess {
+  child: ChildProcess;
+  pid: number;
+  /** Peak resident set (VmHWM) so far, in MB; undefined once the process has gone. */
+  peakRssMb(): number | undefined;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  output(): string;
+}
+
+export interface RoleEnv {
+  configPath: string;
+  temporalAddress: string;
+  dataDir: string;
+  port?: number;
+}
+
+/** Starts `src/main-worker.ts` or `src/main-api.ts`; resolves once it prints its ready line. */
+export async function startRole(role: 'worker' | 'api', env: RoleEnv, timeoutMs = 60_000): Promise<RoleProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', `src/main-${role}.ts`], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      KEEL_CONFIG: env.configPath,
+      TEMPORAL_ADDRESS: env.temporalAddress,
+      KEEL_DATA_DIR: env.dataDir,
+      ...(env.port !== undefined && { PORT: String(env.port) }),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const keep = (b: Buffer) => {
+    out = (out + b.toString()).slice(-20_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const ready = role === 'worker' ? /keel worker polling/ : /keel api listening/;
+  const until = Date.now() + timeoutMs;
+  while (!ready.test(out)) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${role} exited at start:\n${out}`);
+    if (Date.now() > until) {
+      child.kill('SIGKILL');
+      throw new Error(`${role} not ready within ${timeoutMs} ms:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    child,
+    pid: child.pid!,
+    peakRssMb() {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        return m ? Number(m[1]) / 1024 : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    async kill(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+    },
+    output: () => out,
+  };
+}

@@ -1,0 +1,59 @@
+// Health-aware planning inside the request workflow. Health lives in worker memory (a cached
+// snapshot of the provider-health workflow); workflow code must not read it directly or replay
+// would plan differently. A local activity reads it instead: its result is recorded as a marker
+// in history, and replay uses the recorded value.
+import { ApplicationFailure, isCancellation, patched, proxyLocalActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import type { KeelActivities } from '../activities/index.js';
+import type { RoutingHealth } from '../src/health-types.js';
+import type { ChatWorkflowInput, RequestFailureDetails } from '../src/request-types.js';
+import { healthCandidates, planRequest, type Plan } from '../src/routing.js';
+import { KeelErrorClass, KeelStatus } from '../src/search-attributes.js';
+
+const { readHealth, acquireProbe } = proxyLocalActivities<KeelActivities>({
+  startToCloseTimeout: '5s',
+  retry: { maximumAttempts: 1 },
+});
+
+function holdingProbe(health: RoutingHealth, target: string): RoutingHealth {
+  return { ...health, targets: { ...health.targets, [target]: { ...health.targets[target], probe: true } } };
+}
+
+/** The plan, health-aware when the worker has a health snapshot. Throws PlanError like planRequest. */
+export async function planWithHealth(input: ChatWorkflowInput, requestId: string): Promise<Plan> {
+  const plain = planRequest(input.request, input.routing);
+  // Executions started before health-aware routing replay without these markers.
+  if (!patched('health-routing')) return plain;
+  let health: RoutingHealth | null;
+  try {
+    health = await readHealth(healthCandidates(input.request, input.routing));
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    // Health is advisory: without it, route as configured.
+    return plain;
+  }
+  if (!health) return plain;
+  let plan = planRequest(input.request, input.routing, health);
+  if (plan.probeCandidate) {
+    const target = plan.probeCandidate;
+    const granted = await acquireProbe(target, requestId).catch((err) => {
+      if (isCancellation(err)) throw err;
+      return false;
+    });
+    if (granted) plan = planRequest(input.request, input.routing, holdingProbe(health, target));
+  }
+  if (plan.targets.length === 0) {
+    const open = (plan.skipped ?? []).map((s) => s.target).join(', ');
+    const details: RequestFailureDetails = {
+      errorClass: 'unavailable',
+      status: 503,
+      message: `Every target for model '${plan.requestedModel}' has an open circuit breaker (${open}); try again later`,
+      attempts: [],
+    };
+    upsertSearchAttributes([
+      { key: KeelErrorClass, value: 'unavailable' },
+      { key: KeelStatus, value: 'failed' },
+    ]);
+    throw ApplicationFailure.create({ type: 'unavailable', message: details.message, nonRetryable: true, details: [details] });
+  }
+  return plan;
+}
