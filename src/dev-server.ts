@@ -68,6 +68,10 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     '--port', String(port),
     '--log-level', 'warn',
     '--ui-disable-news-fetch',
+    // One partition per task queue: the server splits a task queue's rate limit across its
+    // partitions, which distorts the low per-provider limits Keel sets (docs/ROUTING.md).
+    '--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1',
+    '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1',
     ...(opts.namespace && opts.namespace !== 'default' ? ['--namespace', opts.namespace] : []),
     ...(opts.headless ? ['--headless'] : ['--ui-port', String(opts.uiPort ?? port + 1000)]),
     ...KEEL_SEARCH_ATTRIBUTES.flatMap((k) => ['--search-attribute', `${k.name}=${CLI_TYPE[k.type]}`]),

@@ -75,10 +75,15 @@ function stats(w: WindowStats): StatsView {
   };
 }
 
+// What an operator calls degraded is stricter than what demotes a target in routing (which waits
+// for degradedMinCalls calls so a few failed retries cannot reorder traffic).
+const DISPLAY_DEGRADED_BELOW = 0.9;
+
 function label(state: BreakerView['state'] | undefined, w: WindowStats | undefined, config: KeelConfig): HealthLabel {
   if (state === 'open' || state === 'half_open') return 'down';
   if (!w || w.calls === 0 || w.successRate === null) return 'unknown';
-  return w.calls >= config.health.degradedMinCalls && w.successRate < config.health.degradedBelow ? 'degraded' : 'healthy';
+  const routingDegraded = w.calls >= config.health.degradedMinCalls && w.successRate < config.health.degradedBelow;
+  return routingDegraded || w.successRate < DISPLAY_DEGRADED_BELOW ? 'degraded' : 'healthy';
 }
 
 /** Every target the configuration names for a provider, then any others that reported. */

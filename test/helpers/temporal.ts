@@ -8,13 +8,15 @@ import { KEEL_SEARCH_ATTRIBUTES } from '../../src/search-attributes.js';
 import { ensureTemporalCli } from '../../src/temporal-cli.js';
 import { bundleWorkflows, createKeelWorkers } from '../../src/worker.js';
 
-export async function startTemporal(): Promise<TestWorkflowEnvironment> {
+/** `dynamicConfig`: dev-server dynamic config values, e.g. `{ 'matching.numTaskqueueReadPartitions': 1 }`. */
+export async function startTemporal(opts: { dynamicConfig?: Record<string, string | number> } = {}): Promise<TestWorkflowEnvironment> {
+  const dynamic = Object.entries(opts.dynamicConfig ?? {}).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]);
   return TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: ensureTemporalCli() },
       ip: '127.0.0.1',
       searchAttributes: KEEL_SEARCH_ATTRIBUTES,
-      extraArgs: ['--log-level', 'error'],
+      extraArgs: ['--log-level', 'error', ...dynamic],
     },
   });
 }
