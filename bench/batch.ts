@@ -2,7 +2,7 @@
 // child processes) against a 0 ms fake, and against a fake behind a provider rate limit of R/s.
 // Usage: npx tsx bench/batch.ts [--lines 10000] [--rate 200] [--only fast|limited]
 // Writes bench/results/batch.json.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI, { toFile } from 'openai';
@@ -62,6 +62,9 @@ models:
     while (!['completed', 'failed', 'expired', 'cancelled'].includes(b.status)) {
       if (Date.now() - started > TIMEOUT_MS) throw new Error(`batch not finished within ${TIMEOUT_MS} ms: ${JSON.stringify(b.request_counts)}`);
       await new Promise((r) => setTimeout(r, 500));
+      for (const role of [worker, api]) {
+        if (role.child.exitCode !== null || role.child.signalCode !== null) throw new Error(`a role exited (${role.child.exitCode ?? role.child.signalCode}):\n${role.output()}`);
+      }
       b = await client.batches.retrieve(batch.id);
       if (b.status === 'in_progress' && !inProgressAt) inProgressAt = Date.now();
       peakWorker = Math.max(peakWorker, worker.peakRssMb() ?? 0);
@@ -98,9 +101,18 @@ models:
 const scenarios: Scenario[] = [];
 if (ONLY === 'all' || ONLY === 'fast') scenarios.push({ name: 'fast-0ms' });
 if (ONLY === 'all' || ONLY === 'limited') scenarios.push({ name: `rate-limited-${RATE}`, rateLimitPerSecond: RATE });
-const results = [];
+const results: Awaited<ReturnType<typeof runScenario>>[] = [];
 for (const s of scenarios) results.push(await runScenario(s));
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-const out = { bench: 'batch', date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length, results };
-writeFileSync(new URL('./results/batch.json', import.meta.url), `${JSON.stringify(out, null, 2)}\n`);
+// Scenarios run separately merge into one file (a later run of a scenario replaces its entry).
+const resultsUrl = new URL('./results/batch.json', import.meta.url);
+let previous: { results?: { scenario: string }[] } = {};
+try {
+  previous = JSON.parse(readFileSync(resultsUrl, 'utf8')) as typeof previous;
+} catch {
+  // first run
+}
+const merged = [...(previous.results ?? []).filter((r) => !results.some((n) => n.scenario === r.scenario)), ...results];
+const out = { bench: 'batch', date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length, results: merged };
+writeFileSync(resultsUrl, `${JSON.stringify(out, null, 2)}\n`);
 console.log(JSON.stringify(out, null, 2));

@@ -83,6 +83,8 @@ export interface BatchWorkflowInput {
   /** Epoch ms when the completion window passes. */
   expiresAt: number;
   routing: RoutingConfig;
+  /** Where the lines' request workflows run (the batch itself runs on its own queue). */
+  requestTaskQueue: string;
   window: number;
   childrenPerRun: number;
   flushSize: number;

@@ -9,3 +9,8 @@ export function providerTaskQueue(provider: string): string {
 export function providerHealthWorkflowId(taskQueue: string): string {
   return `${taskQueue}-provider-health`;
 }
+
+/** Batch workflows and their activities; their children (request workflows) run on the request queue. */
+export function batchTaskQueue(requestQueue: string): string {
+  return `${requestQueue}-batches`;
+}

@@ -8,7 +8,7 @@ import { createBatchActivities } from '../activities/batch.js';
 import { openBatchStore } from './batch-store.js';
 import type { KeelConfig } from './config.js';
 import { HealthAgent } from './health-agent.js';
-import { providerHealthWorkflowId, providerTaskQueue } from './task-queues.js';
+import { batchTaskQueue, providerHealthWorkflowId, providerTaskQueue } from './task-queues.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -56,8 +56,6 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<Worke
       activities: {
         hedgeAllowed: activities.hedgeAllowed,
         deliverWebhook: activities.deliverWebhook,
-        // Batch activities read children's outcomes through a client on the worker's own connection.
-        ...createBatchActivities(config, new Client({ connection, namespace: config.namespace }), openBatchStore()),
         readHealth: activities.readHealth,
         acquireProbe: activities.acquireProbe,
       },
@@ -74,6 +72,20 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<Worke
       }),
     );
   }
+  // Batch workflows and their activities on a queue of their own. A batch run is one long-lived
+  // workflow with thousands of promises; in the shared V8 context (reuseV8Context) the worker
+  // crashed under load ("async hook stack has become corrupted"), so batches get isolated contexts.
+  workers.push(
+    await Worker.create({
+      ...common,
+      taskQueue: batchTaskQueue(config.taskQueue),
+      workflowBundle: opts.workflowBundle,
+      reuseV8Context: false,
+      maxCachedWorkflows: 20,
+      // Batch activities read children's outcomes through a client on the worker's own connection.
+      activities: createBatchActivities(config, new Client({ connection, namespace: config.namespace }), openBatchStore()),
+    }),
+  );
   health.start();
   return workers;
 }

@@ -106,6 +106,7 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
     // the recorder activity reads it from Temporal and writes the line.
     void executeChild(chatCompletionWorkflow, {
       workflowId: childId,
+      taskQueue: input.requestTaskQueue,
       args: [{ request: item.body as ChatRequestBody, routing: input.routing, batchId }],
       parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
       // A re-drive that meets a finished child records that child instead of running the line again.

@@ -8,6 +8,7 @@ import { newId, type BatchStore } from '../batch-store.js';
 import { TERMINAL_STATUSES, cancelBatchSignalName, parseCompletionWindow, type BatchObject, type BatchWorkflowInput } from '../batch-types.js';
 import type { KeelConfig } from '../config.js';
 import { KeelBatchId } from '../search-attributes.js';
+import { batchTaskQueue } from '../task-queues.js';
 import { ApiError, fromZodError, invalidRequest } from './errors.js';
 import { listPage } from './files.js';
 
@@ -32,6 +33,7 @@ export function batchesRouter(client: Client, config: KeelConfig, files: BatchSt
     endpoint: batch.endpoint,
     expiresAt: (batch.expires_at ?? 0) * 1000,
     routing: config.routing,
+    requestTaskQueue: config.taskQueue,
     window: config.batches.window,
     childrenPerRun: config.batches.childrenPerRun,
     flushSize: config.batches.flushSize,
@@ -41,7 +43,7 @@ export function batchesRouter(client: Client, config: KeelConfig, files: BatchSt
 
   const startRound = (batch: BatchObject, round: number) =>
     client.workflow.start('batchWorkflow', {
-      taskQueue: config.taskQueue,
+      taskQueue: batchTaskQueue(config.taskQueue),
       workflowId: batch.id,
       args: [workflowInput(batch, round)],
       staticSummary: round === 0 ? `batch ${batch.input_file_id}` : `batch retry-failed round ${round}`,
