@@ -8,5 +8,7 @@ const marker = 'node_modules/.package-lock.json';
 const stale = !existsSync(marker) || statSync('package-lock.json').mtimeMs > statSync(marker).mtimeMs;
 if (stale) {
   console.error('keel: installing npm dependencies ...');
-  execSync('npm ci --no-audit --no-fund', { stdio: 'inherit' });
+  // Not `npm ci`: the registry mirror here lacks other platforms' optional packages (@swc/core-darwin-*,
+  // ...), which npm cannot record in the lockfile, and `npm ci` then refuses the lockfile as out of sync.
+  execSync('npm install --no-audit --no-fund', { stdio: 'inherit' });
 }

@@ -36,6 +36,21 @@ const CLI_TYPE: Record<string, string> = {
   [SearchAttributeType.KEYWORD_LIST]: 'KeywordList',
 };
 
+/**
+ * One partition per task queue. The server splits a task queue's rate limit across its
+ * partitions, which distorts the low per-provider limits Keel sets (docs/ROUTING.md); and with
+ * a few pollers, tasks written to a partition nobody polls wait to be forwarded (~40 ms a hop
+ * measured here), which tripled a request's latency.
+ */
+export const SINGLE_PARTITION: Record<string, number> = {
+  'matching.numTaskqueueReadPartitions': 1,
+  'matching.numTaskqueueWritePartitions': 1,
+};
+
+export function devServerDynamicConfigArgs(extra: Record<string, string | number> = {}): string[] {
+  return Object.entries({ ...SINGLE_PARTITION, ...extra }).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]);
+}
+
 export async function waitForTemporal(address: string, timeoutMs = 60_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   let lastError: unknown;
@@ -68,10 +83,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     '--port', String(port),
     '--log-level', 'warn',
     '--ui-disable-news-fetch',
-    // One partition per task queue: the server splits a task queue's rate limit across its
-    // partitions, which distorts the low per-provider limits Keel sets (docs/ROUTING.md).
-    '--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1',
-    '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1',
+    ...devServerDynamicConfigArgs(),
     ...(opts.namespace && opts.namespace !== 'default' ? ['--namespace', opts.namespace] : []),
     ...(opts.headless ? ['--headless'] : ['--ui-port', String(opts.uiPort ?? port + 1000)]),
     ...KEEL_SEARCH_ATTRIBUTES.flatMap((k) => ['--search-attribute', `${k.name}=${CLI_TYPE[k.type]}`]),

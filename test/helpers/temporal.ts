@@ -4,13 +4,14 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { startApi, type RunningApi } from '../../src/api/server.js';
 import { parseConfig, type KeelConfig } from '../../src/config.js';
+import { devServerDynamicConfigArgs } from '../../src/dev-server.js';
 import { KEEL_SEARCH_ATTRIBUTES } from '../../src/search-attributes.js';
 import { ensureTemporalCli } from '../../src/temporal-cli.js';
 import { bundleWorkflows, createKeelWorkers } from '../../src/worker.js';
 
 /** `dynamicConfig`: dev-server dynamic config values, e.g. `{ 'matching.numTaskqueueReadPartitions': 1 }`. */
 export async function startTemporal(opts: { dynamicConfig?: Record<string, string | number> } = {}): Promise<TestWorkflowEnvironment> {
-  const dynamic = Object.entries(opts.dynamicConfig ?? {}).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]);
+  const dynamic = devServerDynamicConfigArgs(opts.dynamicConfig);
   return TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: ensureTemporalCli() },
