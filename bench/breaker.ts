@@ -2,24 +2,16 @@
 // breaker opened, vs three healthy providers, in one run. Requests to the two models alternate,
 // so both see the same machine noise. Loopback only; bounded loops.
 //   npx tsx bench/breaker.ts        (N=300 requests per model; N=... to change)
-import { createServer } from 'node:net';
 import OpenAI from 'openai';
 import { startFakeProvider } from '../src/fakes/index.js';
 import type { ProvidersView } from '../src/health-view.js';
 import { startKeel, startTemporal } from '../test/helpers/temporal.js';
-import { summarize, timed, writeResults } from './stats.js';
+import { closedPort, summarize, timed, writeResults } from './stats.js';
 
 const N = Number(process.env.N ?? 300);
 const WARMUP = 30;
 const MAX_REQUESTS_TO_OPEN = 100;
 
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 const env = await startTemporal({ dynamicConfig: { 'matching.numTaskqueueReadPartitions': 1, 'matching.numTaskqueueWritePartitions': 1 } });
 const fakes = await Promise.all([1, 2, 3].map(() => startFakeProvider({ type: 'openai' })));

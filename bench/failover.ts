@@ -1,20 +1,12 @@
 // Failover cost: provider A hard down (connection refused) in front of a healthy B, vs B alone,
-// in one run. Shows what a dead first target costs each request before health-aware routing.
-import { createServer } from 'node:net';
+// in one run, circuit breakers off: what a dead first target costs each request on the fallback path.
 import OpenAI from 'openai';
 import { startFakeProvider } from '../src/fakes/index.js';
 import { startKeel, startTemporal } from '../test/helpers/temporal.js';
-import { summarize, timed, writeResults } from './stats.js';
+import { closedPort, summarize, timed, writeResults } from './stats.js';
 
 const N = Number(process.env.N ?? 100);
 
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 const env = await startTemporal();
 const healthy = await startFakeProvider({ type: 'openai' });
@@ -24,6 +16,9 @@ const keel = await startKeel(
   `
 defaults:
   retry: { maxAttempts: 3, initialIntervalMs: 100, backoffCoefficient: 2, maximumIntervalMs: 1000, jitter: 0.2 }
+# Without breakers every request meets the dead target: this measures the fallback path itself
+# (bench/breaker.ts measures what the breaker saves).
+health: { breaker: { enabled: false } }
 providers:
   dead: { type: openai, baseURL: http://127.0.0.1:${deadPort}/v1 }
   ok: { type: openai, baseURL: ${healthy.url} }

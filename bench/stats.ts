@@ -1,5 +1,6 @@
 // Small helpers shared by the benchmarks: timing, percentiles, result files, machine facts.
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 
@@ -41,4 +42,13 @@ export function writeResults(name: string, results: unknown): string {
   const path = join(dir, `${name}.json`);
   writeFileSync(path, `${JSON.stringify({ benchmark: name, date: new Date().toISOString(), machine: machine(), ...(results as object) }, null, 2)}\n`);
   return path;
+}
+
+/** A loopback port nothing listens on: connecting to it is refused at once, like a provider that is hard down. */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  await new Promise((r) => server.close(r));
+  return port;
 }

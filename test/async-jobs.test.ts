@@ -13,6 +13,7 @@ import type { WebhookEvent } from '../src/request-types.js';
 import { resolveWebhookDestination, type DestinationPolicy } from '../src/webhook-destination.js';
 import { verifyWebhookSignature } from '../src/webhook-signature.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
+import { callJson, type Json } from './helpers/http.js';
 
 const SECRET = 'whsec-test-0123456789abcdef';
 
@@ -95,16 +96,7 @@ function fresh(): void {
   receiver.script = [];
 }
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(`${keel.url}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', ...headers },
-    ...(body !== undefined && { body: JSON.stringify(body) }),
-  });
-  return { res, json: (await res.json()) as Json };
-}
+const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => callJson(keel.url, method, path, body, headers);
 
 const chat = (content = 'ping', model = 'm') => ({ model, messages: [{ role: 'user' as const, content }] });
 

@@ -10,6 +10,7 @@ import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
 import { RequestService } from '../src/request-service.js';
 import { KeelBatchId, KeelErrorClass, KeelModel, KeelProvider, KeelStatus } from '../src/search-attributes.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
+import { callJson, type Json } from './helpers/http.js';
 
 const { temporal } = proto;
 
@@ -45,16 +46,7 @@ after(async () => {
   await env?.teardown();
 });
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(`${keel.url}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', ...headers },
-    ...(body !== undefined && { body: JSON.stringify(body) }),
-  });
-  return { res, json: (await res.json()) as Json };
-}
+const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => callJson(keel.url, method, path, body, headers);
 
 async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
