@@ -38,8 +38,9 @@ export const HedgeSchema = z
   .object({
     // Start the next target after this delay if the current one has not answered.
     delayMs: ms.optional(),
-    // Or: after this percentile of the target's observed latency (needs live stats).
-    percentile: z.number().min(50).max(99.9).optional(),
+    // Or: after this percentile (p50 or p95, the ones live stats keep) of the target's observed
+    // latency over the last minute; delayMs stays the delay while a target has no stats yet.
+    percentile: z.union([z.literal(50), z.literal(95)]).optional(),
     // At most this share of requests may hedge, so an outage cannot double the load.
     maxShare: z.number().min(0).max(1),
   })

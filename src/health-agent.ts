@@ -129,7 +129,7 @@ export class HealthAgent {
       // A probe already out (here or on another worker) leaves nothing to ask for: stay away.
       if (breaker === 'half_open' && (t.breaker.probeInFlight || this.localProbes.has(key))) breaker = 'open';
       const w = t.windows['1m'].calls > 0 ? t.windows['1m'] : t.windows['30m'];
-      out[key] = { breaker, calls: t.windows['1m'].calls, successRate: t.windows['1m'].successRate, p50Ms: w.p50Ms, tokensPerSec: w.tokensPerSec };
+      out[key] = { breaker, calls: t.windows['1m'].calls, successRate: t.windows['1m'].successRate, p50Ms: w.p50Ms, p95Ms: w.p95Ms, tokensPerSec: w.tokensPerSec };
     }
     return { targets: out, degradedBelow: this.opts.settings.degradedBelow, minCalls: this.opts.settings.degradedMinCalls };
   }

@@ -160,6 +160,8 @@ export interface TargetRoutingHealth {
   calls: number;
   successRate: number | null;
   p50Ms: number | null;
+  /** For hedge delays set as a percentile of observed latency. */
+  p95Ms?: number | null;
   tokensPerSec: number | null;
 }
 

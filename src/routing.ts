@@ -165,6 +165,11 @@ export function planRequest(req: PlanInput, routing: RoutingConfig, health?: Rou
     hedge.delayMs = k.hedge_delay_ms;
     delete hedge.percentile;
   }
+  if (hedge.percentile !== undefined && targets[0]) {
+    const seen = health?.targets[targetKey(targets[0])];
+    const observed = hedge.percentile === 50 ? seen?.p50Ms : seen?.p95Ms;
+    if (typeof observed === 'number' && observed > 0) hedge.delayMs = Math.round(observed);
+  }
   const mode = k.mode ?? primaryEntry?.mode ?? d.mode;
   const raceWidth = Math.max(1, Math.min(k.race_width ?? primaryEntry?.race?.width ?? 2, targets.length));
   return {

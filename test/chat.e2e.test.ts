@@ -7,7 +7,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
 
-const KEYS = { ALPHA_KEY: 'sk-alpha-test-secret-7f3a9', BETA_KEY: 'sk-ant-beta-test-secret-91c2', GAMMA_KEY: 'AIza-gamma-test-secret-55e1' };
+const KEYS = { ALPHA_KEY: 'alpha-test-secret-7f3a9', BETA_KEY: 'beta-test-secret-91c2', GAMMA_KEY: 'gamma-test-secret-55e1' };
 
 let env: TestWorkflowEnvironment;
 let keel: KeelUnderTest;

@@ -53,3 +53,23 @@ test('mode and limits: per model, per request, bounded by the configured limits'
   assert.equal(hedged.timeouts.attemptMs, 1000, 'an attempt never outlives the request');
   assert.throws(() => planRequest({ model: 'chat', keel: { max_attempts: 50 } }, routing), (e: unknown) => e instanceof PlanError && e.param === 'keel.max_attempts');
 });
+
+test("hedge delay as a percentile of the first target's observed latency, the fixed delay until there are stats", () => {
+  const { routing: r } = parseConfig(`
+providers:
+  a: { type: openai, baseURL: http://127.0.0.1:1/v1 }
+  b: { type: openai, baseURL: http://127.0.0.1:2/v1 }
+models:
+  h: { targets: [a/m, b/m], mode: hedge, hedge: { delayMs: 700, percentile: 95 } }
+`, {});
+  const stats = (p50Ms: number | null, p95Ms: number | null) => ({
+    targets: { 'a/m': { breaker: 'closed' as const, calls: 100, successRate: 1, p50Ms, p95Ms, tokensPerSec: null } },
+    degradedBelow: 0.5,
+    minCalls: 20,
+  });
+  assert.equal(planRequest({ model: 'h' }, r).hedge.delayMs, 700);
+  assert.equal(planRequest({ model: 'h' }, r, stats(80, 240.4)).hedge.delayMs, 240);
+  assert.equal(planRequest({ model: 'h' }, r, stats(null, null)).hedge.delayMs, 700);
+  assert.equal(planRequest({ model: 'h', keel: { hedge_delay_ms: 50 } }, r, stats(80, 240)).hedge.delayMs, 50, 'a request that names a delay gets it');
+  assert.throws(() => parseConfig('providers: {}\ndefaults: { hedge: { percentile: 90 } }', {}), /defaults\.hedge\.percentile/);
+});
