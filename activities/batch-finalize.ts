@@ -25,38 +25,39 @@ async function sources(files: BatchStore, batchId: string, withInvalid: boolean)
   return out;
 }
 
-/** custom_id → position of its last line; per-line sources get a key of their own. */
-async function lastPositions(files: BatchStore, srcs: Source[]): Promise<Map<string, number>> {
-  const last = new Map<string, number>();
+interface PositionedLine {
+  text: string;
+  line: BatchOutputLine;
+  /** Order across all sources: a later line of the same key supersedes an earlier one. */
+  pos: number;
+  /** custom_id for merged sources; per-line sources get a key of their own. */
+  key: string;
+}
+
+async function* positionedLines(files: BatchStore, srcs: Source[]): AsyncGenerator<PositionedLine> {
   for (let s = 0; s < srcs.length; s++) {
     let i = 0;
     for await (const text of readLines(files.store, srcs[s].key)) {
       if (text.trim() === '') continue;
       const pos = s * 10_000_000 + i++;
-      if (srcs[s].perLine) {
-        last.set(`#${pos}`, pos);
-        continue;
-      }
       const line = JSON.parse(text) as BatchOutputLine;
-      last.set(`=${line.custom_id}`, pos);
+      yield { text, line, pos, key: srcs[s].perLine ? `#${pos}` : `=${line.custom_id}` };
     }
   }
+}
+
+/** key → position of its last line. */
+async function lastPositions(files: BatchStore, srcs: Source[]): Promise<Map<string, number>> {
+  const last = new Map<string, number>();
+  for await (const { key, pos } of positionedLines(files, srcs)) last.set(key, pos);
   return last;
 }
 
 async function* keptLines(files: BatchStore, srcs: Source[], last: Map<string, number>, want: 'ok' | 'error', tally: { n: number }): AsyncGenerator<string> {
-  for (let s = 0; s < srcs.length; s++) {
-    let i = 0;
-    for await (const text of readLines(files.store, srcs[s].key)) {
-      if (text.trim() === '') continue;
-      const pos = s * 10_000_000 + i++;
-      const line = JSON.parse(text) as BatchOutputLine;
-      const key = srcs[s].perLine ? `#${pos}` : `=${line.custom_id}`;
-      if (last.get(key) !== pos) continue;
-      if ((want === 'ok') !== isSuccess(line)) continue;
-      tally.n += 1;
-      yield `${text}\n`;
-    }
+  for await (const { text, line, pos, key } of positionedLines(files, srcs)) {
+    if (last.get(key) !== pos || (want === 'ok') !== isSuccess(line)) continue;
+    tally.n += 1;
+    yield `${text}\n`;
   }
 }
 
@@ -96,14 +97,8 @@ export function createBatchFinalizeActivities(files: BatchStore) {
       const srcs = await sources(files, input.batchId, false);
       const last = await lastPositions(files, srcs);
       const failed = new Set<string>();
-      for (let s = 0; s < srcs.length; s++) {
-        let i = 0;
-        for await (const text of readLines(files.store, srcs[s].key)) {
-          if (text.trim() === '') continue;
-          const pos = s * 10_000_000 + i++;
-          const line = JSON.parse(text) as BatchOutputLine;
-          if (line.custom_id !== null && last.get(`=${line.custom_id}`) === pos && !isSuccess(line)) failed.add(line.custom_id);
-        }
+      for await (const { line, pos, key } of positionedLines(files, srcs)) {
+        if (line.custom_id !== null && last.get(key) === pos && !isSuccess(line)) failed.add(line.custom_id);
       }
       async function* bodies(): AsyncGenerator<string> {
         for await (const text of readLines(files.store, keys.valid(input.batchId))) {

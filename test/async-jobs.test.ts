@@ -13,7 +13,7 @@ import type { WebhookEvent } from '../src/request-types.js';
 import { resolveWebhookDestination, type DestinationPolicy } from '../src/webhook-destination.js';
 import { verifyWebhookSignature } from '../src/webhook-signature.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
-import { callJson, type Json } from './helpers/http.js';
+import { callJson, settledRequest, until, type Json } from './helpers/http.js';
 
 const SECRET = 'whsec-test-0123456789abcdef';
 
@@ -100,22 +100,7 @@ const call = (method: string, path: string, body?: unknown, headers: Record<stri
 
 const chat = (content = 'ping', model = 'm') => ({ model, messages: [{ role: 'user' as const, content }] });
 
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function settled(id: string): Promise<Json> {
-  return until(`request ${id} to settle`, async () => {
-    const { json } = await call('GET', `/v1/requests/${id}`);
-    return ['succeeded', 'failed', 'cancelled'].includes(json.status) ? json : undefined;
-  });
-}
+const settled = (id: string) => settledRequest(keel.url, id);
 
 describe('async jobs', () => {
   test('POST /v1/requests -> 202 with Location and ui_url; GET gives status, attempts and result', async () => {

@@ -10,7 +10,7 @@ import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
 import { RequestService } from '../src/request-service.js';
 import { KeelBatchId, KeelErrorClass, KeelModel, KeelProvider, KeelStatus } from '../src/search-attributes.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
-import { callJson, type Json } from './helpers/http.js';
+import { callJson, settledRequest, until, type Json } from './helpers/http.js';
 
 const { temporal } = proto;
 
@@ -48,16 +48,6 @@ after(async () => {
 
 const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => callJson(keel.url, method, path, body, headers);
 
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 function broken(): void {
   a.setBehaviour('m', { default: { kind: 'error', status: 500 } });
   b.setBehaviour('m', { default: { kind: 'error', status: 503 } });
@@ -81,12 +71,7 @@ async function failedRequest(headers: Record<string, string> = {}): Promise<stri
   return id;
 }
 
-async function settled(id: string): Promise<Json> {
-  return until(`request ${id} to settle`, async () => {
-    const { json } = await call('GET', `/v1/requests/${id}`);
-    return ['succeeded', 'failed', 'cancelled'].includes(json.status) ? json : undefined;
-  });
-}
+const settled = (id: string) => settledRequest(keel.url, id);
 
 describe('a failed request', () => {
   test('is a Failed workflow with model, last provider, error class and batch id as search attributes (no prompt text)', async () => {

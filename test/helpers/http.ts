@@ -9,3 +9,22 @@ export async function callJson(baseUrl: string, method: string, path: string, bo
   });
   return { res, json: (await res.json()) as Json };
 }
+
+/** Polls `fn` every 100 ms until it returns something, or fails after `timeoutMs`. */
+export async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** GET /v1/requests/:id until the request has an outcome. */
+export function settledRequest(baseUrl: string, id: string): Promise<Json> {
+  return until(`request ${id} to settle`, async () => {
+    const { json } = await callJson(baseUrl, 'GET', `/v1/requests/${id}`);
+    return ['succeeded', 'failed', 'cancelled'].includes(json.status) ? json : undefined;
+  });
+}
