@@ -13,7 +13,7 @@ const WARMUP = 30;
 const MAX_REQUESTS_TO_OPEN = 100;
 
 
-const env = await startTemporal({ dynamicConfig: { 'matching.numTaskqueueReadPartitions': 1, 'matching.numTaskqueueWritePartitions': 1 } });
+const env = await startTemporal();
 const fakes = await Promise.all([1, 2, 3].map(() => startFakeProvider({ type: 'openai' })));
 const deadPort = await closedPort();
 const keel = await startKeel(

@@ -37,18 +37,37 @@ const CLI_TYPE: Record<string, string> = {
 };
 
 /**
- * One partition per task queue. The server splits a task queue's rate limit across its
+ * The dev server's defaults are tuned for a shared cluster, not for one process serving
+ * interactive traffic; these are the values Keel runs it with (BENCHMARKS.md, "Where the time
+ * goes").
+ *
+ * One partition per task queue: the server splits a task queue's rate limit across its
  * partitions, which distorts the low per-provider limits Keel sets (docs/ROUTING.md); and with
- * a few pollers, tasks written to a partition nobody polls wait to be forwarded (~40 ms a hop
- * measured here), which tripled a request's latency.
+ * a few pollers, tasks written to a partition nobody polls wait to be forwarded.
+ *
+ * History queue readers unthrottled: every task hop (a workflow task, an activity task) passes
+ * through the history service's transfer queue, whose reader defaults to 20 loads a second. Past
+ * its burst, each hop waited ~40 ms for a token, which tripled a request's latency and capped a
+ * batch at ~13 requests a second. The reader still loads only when notified of new tasks.
  */
-export const SINGLE_PARTITION: Record<string, number> = {
+export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, number> = {
   'matching.numTaskqueueReadPartitions': 1,
   'matching.numTaskqueueWritePartitions': 1,
+  'history.transferProcessorMaxPollRPS': 10_000,
+  'history.timerProcessorMaxPollRPS': 10_000,
+  'history.visibilityProcessorMaxPollRPS': 10_000,
 };
 
+/**
+ * Write-ahead logging without an fsync per commit: a commit survives the server process being
+ * killed (the WAL is in the OS's page cache), only an OS crash or power loss can drop the last
+ * commits. With SQLite's default rollback journal every task hop paid an fsync, and the server
+ * managed 26 trivial workflows a second here instead of 58 (BENCHMARKS.md).
+ */
+export const SQLITE_PRAGMAS = ['journal_mode=wal', 'synchronous=normal'];
+
 export function devServerDynamicConfigArgs(extra: Record<string, string | number> = {}): string[] {
-  return Object.entries({ ...SINGLE_PARTITION, ...extra }).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]);
+  return Object.entries({ ...DEV_SERVER_DYNAMIC_CONFIG, ...extra }).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]);
 }
 
 export async function waitForTemporal(address: string, timeoutMs = 60_000): Promise<void> {
@@ -79,6 +98,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   const args = [
     'server', 'start-dev',
     '--db-filename', join(opts.dataDir, 'temporal.sqlite'),
+    ...SQLITE_PRAGMAS.flatMap((p) => ['--sqlite-pragma', p]),
     '--ip', ip,
     '--port', String(port),
     '--log-level', 'warn',

@@ -23,7 +23,7 @@ let lim: FakeProvider;
 let client: OpenAI;
 
 before(async () => {
-  env = await startTemporal({ dynamicConfig: { 'matching.numTaskqueueReadPartitions': 1, 'matching.numTaskqueueWritePartitions': 1 } });
+  env = await startTemporal();
   a = await startFakeProvider({ type: 'openai' });
   b = await startFakeProvider({ type: 'anthropic' });
   lim = await startFakeProvider({ type: 'openai' });
