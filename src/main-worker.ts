@@ -2,7 +2,8 @@
 import { NativeConnection } from '@temporalio/worker';
 import { installRuntime } from './temporal-runtime.js';
 import { loadConfigOrExit, temporalAddress } from './startup.js';
-import { bundleWorkflows, createKeelWorkers, runKeelWorkers } from './worker.js';
+import { createKeelWorkers, runKeelWorkers } from './worker.js';
+import { bundleWorkflows } from './workflow-bundle.js';
 
 const config = loadConfigOrExit();
 installRuntime();

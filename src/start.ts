@@ -7,7 +7,8 @@ import { startDevServer, type DevServer } from './dev-server.js';
 import { startFakeProvider, type FakeProvider } from './fakes/index.js';
 import { installRuntime } from './temporal-runtime.js';
 import { dataDir, loadConfigOrExit } from './startup.js';
-import { bundleWorkflows, createKeelWorkers, runKeelWorkers } from './worker.js';
+import { createKeelWorkers, runKeelWorkers } from './worker.js';
+import { bundleWorkflows } from './workflow-bundle.js';
 
 const config = loadConfigOrExit();
 installRuntime();

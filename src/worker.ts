@@ -1,7 +1,6 @@
 // Keel's worker role: the request workflows on the main task queue, and one activity worker per
 // provider on that provider's task queue (its own rate limit, concurrency cap and scaling).
-import { fileURLToPath } from 'node:url';
-import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
 import { Client } from '@temporalio/client';
 import { createBatchActivities } from '../activities/batch.js';
@@ -9,22 +8,6 @@ import { openBatchStore } from './batch-store.js';
 import type { KeelConfig } from './config.js';
 import { HealthAgent } from './health-agent.js';
 import { batchTaskQueue, providerHealthWorkflowId, providerTaskQueue } from './task-queues.js';
-
-export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
-
-export function bundleWorkflows(): Promise<WorkflowBundleWithSourceMap> {
-  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
-}
-
-// The bundler reports every module at info level; start-up output should stay readable.
-const quietBundlerLogger = {
-  log: () => undefined,
-  trace: () => undefined,
-  debug: () => undefined,
-  info: () => undefined,
-  warn: (m: string) => console.warn(m),
-  error: (m: string) => console.error(m),
-};
 
 export interface KeelWorkersOptions {
   connection: NativeConnection;
@@ -81,6 +64,8 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<Worke
       taskQueue: batchTaskQueue(config.taskQueue),
       workflowBundle: opts.workflowBundle,
       reuseV8Context: false,
+      // One thread is enough for the few batch runs a worker drives; each thread holds a V8 heap.
+      workflowThreadPoolSize: 1,
       maxCachedWorkflows: 20,
       // Batch activities read children's outcomes through a client on the worker's own connection.
       activities: createBatchActivities(config, new Client({ connection, namespace: config.namespace }), openBatchStore()),

@@ -7,7 +7,8 @@ import { parseConfig, type KeelConfig } from '../../src/config.js';
 import { devServerDynamicConfigArgs } from '../../src/dev-server.js';
 import { KEEL_SEARCH_ATTRIBUTES } from '../../src/search-attributes.js';
 import { ensureTemporalCli } from '../../src/temporal-cli.js';
-import { bundleWorkflows, createKeelWorkers } from '../../src/worker.js';
+import { createKeelWorkers } from '../../src/worker.js';
+import { bundleWorkflows } from '../../src/workflow-bundle.js';
 
 /** `dynamicConfig`: dev-server dynamic config values, e.g. `{ 'matching.numTaskqueueReadPartitions': 1 }`. */
 export async function startTemporal(opts: { dynamicConfig?: Record<string, string | number> } = {}): Promise<TestWorkflowEnvironment> {
