@@ -88,8 +88,12 @@ const ProviderSchema = z
     baseURL: z.string().url(),
     apiKey: z.string().optional(),
     models: z.record(z.string(), UpstreamModelSchema).optional(),
-    // Temporal task-queue rate limit across all workers, in activity starts per second.
+    // Provider calls per second: enforced by the Temporal server across all workers (task-queue
+    // rate limit), and strictly (no burst, at most this many in any second) by each worker's share.
     rateLimitPerSecond: z.number().positive().optional(),
+    // Worker processes that poll this provider: each takes 1/rateLimitWorkers of the limit as its
+    // strict share (docs/ROUTING.md, "Per-provider task queues and rate limits"). Default 1.
+    rateLimitWorkers: z.number().int().positive().max(1000).optional(),
     // Concurrent provider calls per worker.
     concurrency: z.number().int().positive().max(10_000).optional(),
     fake: FakeSchema.optional(),

@@ -7,6 +7,7 @@ import { createBatchActivities } from '../activities/batch.js';
 import { openBatchStore } from './batch-store.js';
 import type { KeelConfig } from './config.js';
 import { HealthAgent } from './health-agent.js';
+import { providerWorkerOptions } from './provider-slots.js';
 import { batchTaskQueue, providerHealthWorkflowId, providerTaskQueue } from './task-queues.js';
 
 export interface KeelWorkersOptions {
@@ -50,8 +51,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<Worke
         ...common,
         taskQueue: providerTaskQueue(name),
         activities: { callProvider: activities.callProvider },
-        maxConcurrentActivityTaskExecutions: provider.concurrency ?? 200,
-        ...(provider.rateLimitPerSecond !== undefined && { maxTaskQueueActivitiesPerSecond: provider.rateLimitPerSecond }),
+        ...providerWorkerOptions(provider),
       }),
     );
   }

@@ -40,7 +40,7 @@ health:
 providers:
   a: { type: openai, baseURL: ${a.url}, models: { m: { pricing: { input: 2, output: 8 } } } }
   b: { type: anthropic, baseURL: ${b.url}, models: { m: { pricing: { input: 1, output: 4 } } } }
-  lim: { type: openai, baseURL: ${lim.url}, rateLimitPerSecond: ${RATE}, concurrency: 50 }
+  lim: { type: openai, baseURL: ${lim.url}, rateLimitPerSecond: ${RATE}, rateLimitWorkers: 2, concurrency: 50 }
 models:
   chain: { targets: [a/m, b/m] }
 `,
@@ -151,7 +151,9 @@ describe('routing policies and cost', () => {
 });
 
 describe('per-provider rate limit (Temporal task-queue rate limiting)', () => {
-  test(`${3 * RATE} requests at once, two workers: at most ${RATE} calls/s after the initial burst, and all complete`, async () => {
+  // Two worker sets share the limit (`rateLimitWorkers: 2`): the server holds the average across
+  // all workers, each worker's slot supplier its strict share (docs/ROUTING.md).
+  test(`${3 * RATE} requests at once, two worker sets: at most ${RATE} calls in any 1-s window, about ${RATE}/s, all complete`, async (t) => {
     const connection = await NativeConnection.connect({ address: env.address });
     const second = await createKeelWorkers({ connection, config: keel.config, workflowBundle: await workflowBundle(), identity: 'second-worker' });
     const running = Promise.all(second.map((w) => w.run()));
@@ -163,17 +165,23 @@ describe('per-provider rate limit (Temporal task-queue rate limiting)', () => {
       assert.ok(results.every((r) => r.keel.provider === 'lim'));
       const starts = lim.calls('m').map((c) => c.startedAt).sort((x, y) => x - y);
       assert.equal(starts.length, 3 * RATE, 'one call per request');
-      const inSecondFrom = (i: number) => starts.filter((s) => s >= starts[i] && s < starts[i] + 1000).length;
-      const shown = starts.map((s) => s - starts[0]).join(',');
-      // Temporal's limiter is a token bucket holding ceil(R) tokens: after an idle spell up to R
-      // calls start at once (+1 at the edge). From then on, no second sees more than R (+1).
-      const burst = RATE + 1;
-      const steady = Math.max(...starts.slice(burst).map((_, j) => inSecondFrom(burst + j)));
-      assert.ok(steady <= RATE + 1, `${steady} calls within one second after the burst (limit ${RATE}/s); starts at ms: ${shown}`);
-      assert.ok(inSecondFrom(0) <= 2 * RATE + 1, `first second: ${inSecondFrom(0)} calls; starts at ms: ${shown}`);
+      // Every rolling window [s, s + 1000 ms) at the provider: its count is largest when it opens
+      // at a call start. Each worker lets at most R/2 requests out in any 1.03 s (1 s +
+      // RATE_WINDOW_GUARD_MS), timed when the request is sent. The fake stamps a call when its
+      // handler runs, on the event loop this test shares with both worker sets and the API: that
+      // is the +1 tolerance, for a delay spike longer than the guard (measured: 0-25 ms, spikes ~50 ms).
+      const windowMax = Math.max(...starts.map((s) => starts.filter((x) => x >= s && x < s + 1000).length));
+      // How close the run came to R + 1 in a second: the shortest span over R + 1 consecutive calls.
+      const tightest = Math.min(...starts.slice(RATE).map((s, i) => s - starts[i]));
+      // The first R calls start at once; the rest come at R per window: the rate after them.
       const spanMs = starts[starts.length - 1] - starts[0];
-      const minSpan = ((3 * RATE - burst) / RATE) * 1000;
-      assert.ok(spanMs >= minSpan * 0.8, `the limit spread the calls over ${spanMs} ms (expected about ${minSpan} ms)`);
+      const rate = (starts.length - RATE) / (spanMs / 1000);
+      const shown = starts.map((s) => s - starts[0]).join(',');
+      t.diagnostic(`starts at ms: ${shown}; max calls in any 1-s window: ${windowMax}; shortest span of ${RATE + 1} calls: ${tightest} ms; rate after the first window: ${rate.toFixed(2)}/s`);
+      assert.ok(windowMax <= RATE + 1, `${windowMax} calls within one rolling second (limit ${RATE}/s); starts at ms: ${shown}`);
+      // The guard costs ~3 % of the rate. (Keeping the server's limiter alone within R in every
+      // second would take a limit below R/2: it lets a second's worth through at once.)
+      assert.ok(rate >= 0.75 * RATE, `${rate.toFixed(2)} calls/s after the first window (limit ${RATE}/s); starts at ms: ${shown}`);
     } finally {
       for (const w of second) if (w.getState() === 'RUNNING') w.shutdown();
       await running;
