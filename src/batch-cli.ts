@@ -7,6 +7,7 @@ import OpenAI from 'openai';
 
 const TERMINAL = new Set(['completed', 'failed', 'expired', 'cancelled']);
 const POLL_MS = 1_000;
+const QUIET_LINE_MS = 30_000;
 
 function bar(done: number, total: number, width = 30): string {
   const share = total > 0 ? Math.min(1, done / total) : 0;
@@ -16,12 +17,12 @@ function bar(done: number, total: number, width = 30): string {
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
-  const path = args.find((a) => !a.startsWith('--'));
+  const windowArg = args.indexOf('--window');
+  const path = args.find((a, i) => !a.startsWith('--') && !(windowArg >= 0 && i === windowArg + 1));
   if (!path) {
     console.error('usage: npm run batch -- <file.jsonl> [--window 24h]');
     return 2;
   }
-  const windowArg = args.indexOf('--window');
   const completionWindow = windowArg >= 0 ? args[windowArg + 1] : '24h';
   const baseURL = `${(process.env.KEEL_URL ?? 'http://127.0.0.1:3000').replace(/\/$/, '')}/v1`;
   const client = new OpenAI({ baseURL, apiKey: process.env.OPENAI_API_KEY ?? 'keel', maxRetries: 5 });
@@ -33,7 +34,8 @@ async function main(): Promise<number> {
   const started = Date.now();
   const tty = process.stdout.isTTY;
   let batch = created;
-  let lastLine = '';
+  let lastKey = '';
+  let lastPrinted = 0;
   // Bounded by the completion window plus finalizing time: the batch cannot run longer than that.
   const deadline = Date.now() + ((created.expires_at ?? 0) * 1000 - Date.now()) + 3_600_000;
   while (!TERMINAL.has(batch.status) && Date.now() < deadline) {
@@ -43,9 +45,15 @@ async function main(): Promise<number> {
     const secs = (Date.now() - started) / 1000;
     const rate = secs > 0 ? (c.completed + c.failed) / secs : 0;
     const line = `${bar(c.completed + c.failed, c.total)} ${c.completed + c.failed}/${c.total} ok ${c.completed} failed ${c.failed}  ${batch.status}  ${rate.toFixed(0)} req/s  ${secs.toFixed(0)}s`;
+    // Without a TTY (CI logs, pipes): a line when the counts or the status change, else one every
+    // 30 s. The line itself always changes (elapsed seconds), so comparing lines would print one a poll.
+    const key = `${c.completed} ${c.failed} ${c.total} ${batch.status}`;
     if (tty) process.stdout.write(`\r${line}\x1b[K`);
-    else if (line !== lastLine) console.log(line);
-    lastLine = line;
+    else if (key !== lastKey || Date.now() - lastPrinted >= QUIET_LINE_MS) {
+      console.log(line);
+      lastKey = key;
+      lastPrinted = Date.now();
+    }
   }
   if (tty) process.stdout.write('\n');
   console.log(`status ${batch.status} after ${((Date.now() - started) / 1000).toFixed(1)} s`);

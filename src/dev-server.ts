@@ -115,7 +115,13 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     throw new Error(`the Temporal dev server exited at start (exit code ${child.exitCode}); is port ${port} in use?`);
   });
   early.catch(() => undefined);
-  await Promise.race([waitForTemporal(address), early]);
+  try {
+    await Promise.race([waitForTemporal(address), early]);
+  } catch (err) {
+    // A server that never became ready must not linger holding the port and the SQLite file.
+    child.kill('SIGKILL');
+    throw err;
+  }
   return {
     address,
     ...(!opts.headless && { uiUrl: `http://${ip === '127.0.0.1' ? 'localhost' : ip}:${opts.uiPort ?? port + 1000}` }),

@@ -27,11 +27,19 @@ import type { ProviderConfig } from './config.js';
  * Added to each worker's window: a request sent by the worker reaches the provider a little later,
  * and that delay varies (network jitter; measured on one busy machine, provider in the same
  * process: 0-25 ms, spikes of ~50 ms). A window this much longer than a second keeps most of the
- * variation from squeezing two windows' calls into one second at the provider, for ~3 % of the
+ * variation from squeezing two windows' calls into one second at the provider, for ~2.5 % of the
  * rate; a spike beyond it can let one extra call into a second. 100 ms held every measured second
  * to R but cost 9 %, which puts a rate-limited batch outside 5 % of its ideal duration.
  */
-export const RATE_WINDOW_GUARD_MS = 30;
+export const RATE_WINDOW_GUARD_MS = 25;
+
+/**
+ * How long before a window frees up the worker may already poll for the next task. A task takes
+ * tens of ms from the poll to its request (the poll's round trip, starting the activity, building
+ * the request); polling only once the window had freed made each window that much longer (~5 %
+ * of the rate measured). A task that arrives early waits for its turn to send (`sendTurn`).
+ */
+export const RATE_POLL_LEAD_MS = 100;
 
 /**
  * A worker's share of a limit of `ratePerSecond` shared by `workers` worker processes:
@@ -46,7 +54,7 @@ export function rateShare(ratePerSecond: number, workers: number, guardMs = RATE
 export function providerWorkerOptions(provider: ProviderConfig): Partial<WorkerOptions> {
   const concurrency = provider.concurrency ?? 200;
   if (provider.rateLimitPerSecond === undefined) return { maxConcurrentActivityTaskExecutions: concurrency };
-  const slots = new ProviderSlotSupplier({ maxConcurrent: concurrency, ...rateShare(provider.rateLimitPerSecond, provider.rateLimitWorkers ?? 1) });
+  const slots = new ProviderSlotSupplier({ maxConcurrent: concurrency, leadMs: RATE_POLL_LEAD_MS, ...rateShare(provider.rateLimitPerSecond, provider.rateLimitWorkers ?? 1) });
   return {
     maxTaskQueueActivitiesPerSecond: provider.rateLimitPerSecond,
     tuner: {
@@ -94,6 +102,7 @@ function sendTracker(slots: ProviderSlotSupplier): ActivityInboundCallsIntercept
       const call: Call = { slots, sent: false };
       slots.callStarted();
       try {
+        await slots.sendTurn();
         return await currentCall.run(call, () => next(input));
       } finally {
         // No request seen (failed before it, or a client that is not fetch): counted as sent now,
@@ -114,6 +123,8 @@ export interface ProviderSlotOptions {
   /** Provider calls that may be sent from this worker within any `windowMs`; unset: no rate limit. */
   perWindow?: number;
   windowMs?: number;
+  /** Poll this long before the window frees up (default 0); the call then waits for `sendTurn`. */
+  leadMs?: number;
   /** Monotonic clock in ms (tests). */
   now?: () => number;
 }
@@ -145,6 +156,7 @@ export class ProviderSlotSupplier implements CustomSlotSupplier<ActivitySlotInfo
   private readonly maxConcurrent: number;
   private readonly perWindow: number;
   private readonly windowMs: number;
+  private readonly leadMs: number;
   private readonly now: () => number;
   /** Slots handed out for a poll that has not returned a task yet. */
   private reserved = 0;
@@ -157,6 +169,10 @@ export class ProviderSlotSupplier implements CustomSlotSupplier<ActivitySlotInfo
   private releasedUsed = 0;
   /** Activities running whose request has not been sent. */
   private unsent = 0;
+  /** Of those, the ones that had their turn to send (`sendTurn`). */
+  private cleared = 0;
+  private turnWaiters: (() => void)[] = [];
+  private turnTimer: NodeJS.Timeout | undefined;
   /** When the calls of the last window were sent (ascending). */
   private sent: number[] = [];
   private waiters: Waiter[] = [];
@@ -166,6 +182,7 @@ export class ProviderSlotSupplier implements CustomSlotSupplier<ActivitySlotInfo
     this.maxConcurrent = opts.maxConcurrent;
     this.perWindow = opts.perWindow ?? Infinity;
     this.windowMs = opts.windowMs ?? 1000;
+    this.leadMs = opts.leadMs ?? 0;
     this.now = opts.now ?? (() => performance.now());
   }
 
@@ -220,10 +237,25 @@ export class ProviderSlotSupplier implements CustomSlotSupplier<ActivitySlotInfo
     this.unsent++;
   }
 
+  /**
+   * Resolves when this call may send its request: fewer than `perWindow` calls were sent in the
+   * last window or were cleared to send and have not yet. Polling ahead (`leadMs`) may hand a
+   * task over before the window frees up; this holds its request back until it does, so the
+   * bound on sends per window holds whatever the poll timing. Call once per started call.
+   */
+  sendTurn(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.turnWaiters.push(resolve);
+      this.pumpTurns();
+    });
+  }
+
   callSent(): void {
     this.unsent--;
+    if (this.cleared > 0) this.cleared--;
     this.sent.push(this.now());
     this.schedule(); // waiters held back by unsent calls wait for this one to leave the window
+    this.pumpTurns();
   }
 
   callEnded(): void {
@@ -239,11 +271,37 @@ export class ProviderSlotSupplier implements CustomSlotSupplier<ActivitySlotInfo
     return Math.max(0, this.received - this.started - Math.max(0, this.releasedUsed - this.ended));
   }
 
+  private pruneSent(now: number): void {
+    while (this.sent.length > 0 && this.sent[0] + this.windowMs <= now) this.sent.shift();
+  }
+
+  /** Sends still in the window `ms` from now. */
+  private sentInWindowAt(now: number, ms: number): number {
+    let i = 0;
+    while (i < this.sent.length && this.sent[i] + this.windowMs <= now + ms) i++;
+    return this.sent.length - i;
+  }
+
+  private pumpTurns(): void {
+    const now = this.now();
+    this.pruneSent(now);
+    while (this.turnWaiters.length > 0 && this.sent.length + this.cleared < this.perWindow) {
+      this.cleared++;
+      this.turnWaiters.shift()!();
+    }
+    if (this.turnWaiters.length > 0 && !this.turnTimer && this.sent.length > 0) {
+      this.turnTimer = setTimeout(() => {
+        this.turnTimer = undefined;
+        this.pumpTurns();
+      }, Math.ceil(Math.max(0, this.sent[0] + this.windowMs - now)) + 1);
+    }
+  }
+
   private tryIssue(): Permit | null {
     const now = this.now();
-    while (this.sent.length > 0 && this.sent[0] + this.windowMs <= now) this.sent.shift();
+    this.pruneSent(now);
     if (this.reserved + this.inUse >= this.maxConcurrent) return null;
-    if (this.reserved + this.receivedNotStarted() + this.unsent + this.sent.length >= this.perWindow) return null;
+    if (this.reserved + this.receivedNotStarted() + this.unsent + this.sentInWindowAt(now, this.leadMs) >= this.perWindow) return null;
     this.reserved++;
     return { used: false, released: false } satisfies Permit;
   }
@@ -259,10 +317,14 @@ export class ProviderSlotSupplier implements CustomSlotSupplier<ActivitySlotInfo
     this.schedule();
   }
 
-  /** Wakes the waiters when the oldest send leaves the window (a release wakes them by itself). */
+  /** Wakes the waiters when the oldest send is about to leave the window (a release wakes them by itself). */
   private schedule(): void {
-    if (this.timer || this.waiters.length === 0 || this.sent.length === 0) return;
-    const delay = Math.max(0, this.sent[0] + this.windowMs - this.now());
+    if (this.timer || this.waiters.length === 0) return;
+    const now = this.now();
+    // The oldest send still counted: the ones leaving within the lead no longer hold a slot back.
+    const next = this.sent.find((t) => t + this.windowMs > now + this.leadMs);
+    if (next === undefined) return;
+    const delay = Math.max(0, next + this.windowMs - this.leadMs - now);
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.pump();

@@ -9,7 +9,7 @@ import { ProviderSlotSupplier, rateShare } from '../src/provider-slots.js';
 const info: ActivitySlotInfo = { type: 'activity', activityType: 'callProvider' };
 const ctx = { slotType: 'activity', taskQueue: 'q', workerIdentity: 'w', workerBuildId: '', isSticky: false } as const;
 
-function supplier(opts: { maxConcurrent: number; perWindow?: number; windowMs?: number }) {
+function supplier(opts: { maxConcurrent: number; perWindow?: number; windowMs?: number; leadMs?: number }) {
   let now = 0;
   const s = new ProviderSlotSupplier({ ...opts, now: () => now });
   return {
@@ -103,5 +103,48 @@ describe('ProviderSlotSupplier', () => {
     s.callEnded();
     s.releaseSlot({ slotInfo: info, permit: a });
     s.releaseSlot({ permit: p });
+  });
+
+  test('polling ahead: a slot is granted `leadMs` before the window frees up, and that call waits for its turn to send', async () => {
+    const { s, at, take, receive, end } = supplier({ maxConcurrent: 100, perWindow: 1, windowMs: 1000, leadMs: 100 });
+    at(0);
+    const a = take()!;
+    receive(a); // a's request went out at 0
+    end(a);
+    at(899);
+    assert.equal(take(), null, 'a is in the window beyond the lead');
+    at(900);
+    const b = take()!;
+    assert.ok(b, 'a leaves the window within the lead: b may poll');
+    assert.equal(take(), null, 'only one call per window');
+    s.markSlotUsed({ slotInfo: info, permit: b });
+    s.callStarted();
+    let turn = false;
+    const waiting = s.sendTurn().then(() => (turn = true));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(turn, false, 'b may not send while a is in the window');
+    at(1000); // a leaves the window: the supplier's timer (set for 100 ms after a's send) clears b
+    await waiting;
+    assert.equal(turn, true);
+    s.callSent();
+    s.callEnded();
+    s.releaseSlot({ slotInfo: info, permit: b });
+  });
+
+  test('sendTurn: never more than perWindow calls cleared or sent within a window', async () => {
+    const s = new ProviderSlotSupplier({ maxConcurrent: 100, perWindow: 2, windowMs: 40 });
+    const times: number[] = [];
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: 6 }, async () => {
+        s.callStarted();
+        await s.sendTurn();
+        times.push(performance.now() - t0);
+        s.callSent();
+        s.callEnded();
+      }),
+    );
+    times.sort((x, y) => x - y);
+    for (let i = 2; i < times.length; i++) assert.ok(times[i] - times[i - 2] >= 39, `sends at ${times.map((t) => t.toFixed(0))}`);
   });
 });
