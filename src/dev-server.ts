@@ -50,12 +50,15 @@ const CLI_TYPE: Record<string, string> = {
  * its burst, each hop waited ~40 ms for a token, which tripled a request's latency and capped a
  * batch at ~13 requests a second. The reader still loads only when notified of new tasks.
  */
-export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, number> = {
+export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, string | number> = {
   'matching.numTaskqueueReadPartitions': 1,
   'matching.numTaskqueueWritePartitions': 1,
   'history.transferProcessorMaxPollRPS': 10_000,
   'history.timerProcessorMaxPollRPS': 10_000,
   'history.visibilityProcessorMaxPollRPS': 10_000,
+  // Timers fire on time: by default the timer queue may shift a timer by up to a second, and a
+  // 150 ms hedge delay or a 200 ms retry backoff fired ~1 s late (a duration, JSON-quoted).
+  'history.timerProcessorMaxTimeShift': '"10ms"',
 };
 
 /**
