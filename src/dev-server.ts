@@ -39,7 +39,7 @@ const CLI_TYPE: Record<string, string> = {
 /**
  * The dev server's defaults are tuned for a shared cluster, not for one process serving
  * interactive traffic; these are the values Keel runs it with (BENCHMARKS.md, "Where the time
- * goes").
+ * went, and what fixed it"; docker-compose.yml sets the same on a cluster).
  *
  * One partition per task queue: the server splits a task queue's rate limit across its
  * partitions, which distorts the low per-provider limits Keel sets (docs/ROUTING.md); and with
