@@ -1,11 +1,12 @@
 // Configuration: the documented shape loads; every mistake names its field and the process exits non-zero.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, loadConfig, parseConfig } from '../src/config.js';
+import { WORKER_PROCESS_ENV } from '../src/worker-process-env.js';
 
 const ISSUE_EXAMPLE = `
 providers:
@@ -73,4 +74,12 @@ test('a bad configuration makes the API exit non-zero with the field in the mess
 
 test('a missing configuration file is a clear error', () => {
   assert.throws(() => loadConfig('/nonexistent/keel.yaml', {}), /cannot read configuration: ENOENT/);
+});
+
+test('`npm run worker` launches the worker with the memory settings the tests and benchmarks use', () => {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> };
+  const script = pkg.scripts.worker;
+  assert.ok(script.includes(`MALLOC_ARENA_MAX=${WORKER_PROCESS_ENV.MALLOC_ARENA_MAX} `), script);
+  assert.ok(script.includes(`$NODE_OPTIONS ${WORKER_PROCESS_ENV.NODE_OPTIONS}`), script);
+  assert.ok(script.endsWith('tsx src/main-worker.ts'), script);
 });

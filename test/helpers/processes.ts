@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { WORKER_PROCESS_ENV } from '../../src/worker-process-env.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -43,6 +44,8 @@ export async function startRole(role: 'worker' | 'api', env: RoleEnv, timeoutMs 
       KEEL_CONFIG: env.configPath,
       TEMPORAL_ADDRESS: env.temporalAddress,
       KEEL_DATA_DIR: env.dataDir,
+      // The worker runs as `npm run worker` runs it.
+      ...(role === 'worker' && { ...WORKER_PROCESS_ENV, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${WORKER_PROCESS_ENV.NODE_OPTIONS}`.trim() }),
       ...(env.port !== undefined && { PORT: String(env.port) }),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
