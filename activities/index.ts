@@ -1,10 +1,10 @@
 // Everything a Keel worker registers as activities. Workflows import only the type.
-import type { KeelConfig } from '../src/config.js';
-import type { HealthAgent } from '../src/health-agent.js';
-import type { RoutingHealth } from '../src/health-types.js';
-import { createCallProvider } from './call-provider.js';
-import { createDeliverWebhook } from './deliver-webhook.js';
-import { takeHedge } from './hedge-budget.js';
+import type { KeelConfig } from '../src/config/schema.js';
+import type { HealthAgent } from '../src/worker/health-agent.js';
+import type { RoutingHealth } from '../src/core/health-types.js';
+import { createCallProvider } from './provider-call/call-provider.js';
+import { createDeliverWebhook } from './webhook/deliver.js';
+import { takeHedge } from './provider-call/hedge-budget.js';
 
 export function createActivities(config: KeelConfig, health?: HealthAgent) {
   return {

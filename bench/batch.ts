@@ -13,10 +13,10 @@ import OpenAI, { toFile } from 'openai';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import { fileURLToPath } from 'node:url';
-import { startDevServer } from '../src/dev-server.js';
-import { DEFAULT_BATCHES } from '../src/config.js';
+import { startDevServer } from '../src/temporal/dev-server.js';
+import { DEFAULT_BATCHES } from '../src/config/schema.js';
 import { pool } from './stats.js';
-import { startFakeProvider } from '../src/fakes/index.js';
+import { startFakeProvider } from '../dev/fakes/index.js';
 import { freePort, startRole, type RoleProcess } from '../test/helpers/processes.js';
 
 const arg = (name: string, fallback: string) => {

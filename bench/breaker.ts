@@ -3,8 +3,8 @@
 // so both see the same machine noise. Loopback only; bounded loops.
 //   npx tsx bench/breaker.ts        (N=300 requests per model; N=... to change)
 import OpenAI from 'openai';
-import { startFakeProvider } from '../src/fakes/index.js';
-import type { ProvidersView } from '../src/health-view.js';
+import { startFakeProvider } from '../dev/fakes/index.js';
+import type { ProvidersView } from '../src/services/health-view.js';
 import { startKeel, startTemporal } from '../test/helpers/temporal.js';
 import { closedPort, summarize, timed, writeResults } from './stats.js';
 

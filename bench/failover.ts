@@ -1,7 +1,7 @@
 // Failover cost: provider A hard down (connection refused) in front of a healthy B, vs B alone,
 // in one run, circuit breakers off: what a dead first target costs each request on the fallback path.
 import OpenAI from 'openai';
-import { startFakeProvider } from '../src/fakes/index.js';
+import { startFakeProvider } from '../dev/fakes/index.js';
 import { startKeel, startTemporal } from '../test/helpers/temporal.js';
 import { closedPort, summarize, timed, writeResults } from './stats.js';
 

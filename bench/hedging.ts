@@ -2,7 +2,7 @@
 // latency, 1,000 requests without and with hedging, in one run. Reports p50/p99 and the extra
 // provider calls hedging cost.
 import OpenAI from 'openai';
-import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
+import { startFakeProvider } from '../dev/fakes/index.js';
 import { startKeel, startTemporal } from '../test/helpers/temporal.js';
 import { pool, summarize, timed, writeResults } from './stats.js';
 

@@ -1,7 +1,7 @@
 // Keel's added latency: 200 sequential requests through Keel (API -> workflow -> activity ->
 // fake provider) vs the same requests sent directly to the fake provider (0 ms), in one run.
 import OpenAI from 'openai';
-import { startFakeProvider } from '../src/fakes/index.js';
+import { startFakeProvider } from '../dev/fakes/index.js';
 import { startKeel, startTemporal } from '../test/helpers/temporal.js';
 import { summarize, timed, writeResults } from './stats.js';
 

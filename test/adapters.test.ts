@@ -6,12 +6,13 @@ import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import type { Message } from '@anthropic-ai/sdk/resources/messages';
 import { FinishReason, FunctionCallingConfigMode, type Content, type Part } from '@google/genai';
-import { classifyError, isAbortError, scrub } from '../activities/classify-error.js';
-import { ANTHROPIC_DEFAULT_MAX_TOKENS, fromAnthropicResponse, toAnthropicRequest } from '../activities/providers/anthropic-adapter.js';
-import { fromGeminiResponse, SKIP_THOUGHT_SIGNATURE, splitGeminiBaseURL, toGeminiRequest, type GeminiAnswer } from '../activities/providers/gemini-adapter.js';
+import { classifyError, isAbortError, scrub } from '../activities/provider-call/classify-error.js';
+import { ANTHROPIC_DEFAULT_MAX_TOKENS, fromAnthropicResponse, toAnthropicRequest } from '../activities/providers/anthropic/adapter.js';
+import { fromGeminiResponse, SKIP_THOUGHT_SIGNATURE, splitGeminiBaseURL, toGeminiRequest, type GeminiAnswer } from '../activities/providers/gemini/adapter.js';
 import { clearAdapterCache, createAdapter, type AdapterType } from '../activities/providers/index.js';
-import { fromOpenAIResponse, toOpenAIRequest } from '../activities/providers/openai-adapter.js';
+import { fromOpenAIResponse, toOpenAIRequest } from '../activities/providers/openai/adapter.js';
 import { ProviderCallError, type ChatRequest } from '../activities/providers/types.js';
+import { PROVIDER_TYPES } from '../src/config/schema.js';
 
 const PNG = 'data:image/png;base64,iVBORw0KGgo=';
 
@@ -586,7 +587,7 @@ describe('real SDK errors', () => {
     assert.equal(local.seen.length, 5);
   });
 
-  for (const type of ['openai', 'anthropic', 'gemini'] as const) {
+  for (const type of PROVIDER_TYPES) {
     test(`${type}: refused connection and socket reset are unreachable; malformed JSON is a bad response`, async () => {
       const probe = http.createServer();
       await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
@@ -677,12 +678,12 @@ describe('real SDK answers', () => {
   });
 });
 
-// ---- End to end against the fake providers (src/fakes), when that module loads -------------
+// ---- End to end against the fake providers (dev/fakes), when that module loads -------------
 
-const fakes = await import('../src/fakes/index.js').catch(() => undefined);
+const fakes = await import('../dev/fakes/index.js').catch(() => undefined);
 
-describe('adapters against the fake providers', { skip: fakes ? false : 'src/fakes is not available' }, () => {
-  for (const type of ['openai', 'anthropic', 'gemini'] as const) {
+describe('adapters against the fake providers', { skip: fakes ? false : 'dev/fakes is not available' }, () => {
+  for (const type of PROVIDER_TYPES) {
     test(`${type}: answers, tool calls, errors and aborts`, async () => {
       const fake = await fakes!.startFakeProvider({ type, port: 0, requireApiKey: KEY });
       try {

@@ -8,12 +8,13 @@ import { after, before, describe, test } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import proto from '@temporalio/proto';
 const { temporal } = proto;
-import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
-import type { WebhookEvent } from '../src/request-types.js';
-import { resolveWebhookDestination, type DestinationPolicy } from '../src/webhook-destination.js';
-import { verifyWebhookSignature } from '../src/webhook-signature.js';
+import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
+import type { WebhookEvent } from '../src/core/request-types.js';
+import { resolveWebhookDestination, type DestinationPolicy } from '../src/webhooks/destination.js';
+import { verifyWebhookSignature } from '../src/webhooks/signature.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
 import { callJson, settledRequest, until, type Json } from './helpers/http.js';
+import { WORKFLOW_TYPES } from '../src/core/contract.js';
 
 const SECRET = 'whsec-test-0123456789abcdef';
 
@@ -274,7 +275,7 @@ describe('webhooks', () => {
     fresh();
     // Past the API (as a workflow started by other code would be): the worker still refuses.
     const id = `req-direct-${Date.now()}`;
-    const handle = await keel.api.client.workflow.start('chatCompletionWorkflow', {
+    const handle = await keel.api.client.workflow.start(WORKFLOW_TYPES.request, {
       taskQueue: keel.config.taskQueue,
       workflowId: id,
       args: [{ request: chat('direct'), routing: keel.config.routing, webhook: { url: 'http://169.254.169.254/latest', timeoutMs: 2000, retry: { maxAttempts: 5, initialIntervalMs: 200, backoffCoefficient: 2, maximumIntervalMs: 1000 } } }],

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import OpenAI, { toFile } from 'openai';
-import { startDevServer, type DevServer } from '../src/dev-server.js';
-import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
+import { startDevServer, type DevServer } from '../src/temporal/dev-server.js';
+import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
 import { freePort, startRole, type RoleProcess } from './helpers/processes.js';
 
 const LINES = 1_000;

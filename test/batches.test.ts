@@ -7,9 +7,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI, { toFile } from 'openai';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
-import { KeelBatchId } from '../src/search-attributes.js';
+import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
+import { KeelBatchId } from '../src/core/search-attributes.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
+import { WORKFLOW_TYPES } from '../src/core/contract.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'keel-batches-'));
 process.env.KEEL_DATA_DIR = dataDir;
@@ -104,7 +105,7 @@ describe('batches through the openai SDK', () => {
     }
     // The line's request workflow: ID from batch + custom_id, searchable by KeelBatchId.
     const child = await env.client.workflow.getHandle(out[0].response!.request_id).describe();
-    assert.equal(child.type, 'chatCompletionWorkflow');
+    assert.equal(child.type, WORKFLOW_TYPES.request);
     assert.equal(child.typedSearchAttributes.get(KeelBatchId), created.id);
     assert.equal(out[0].response!.request_id, `${created.id}/0/${out[0].custom_id}`);
     // 150 children with childrenPerRun 60: the batch continued-as-new at least twice.

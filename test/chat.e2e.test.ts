@@ -4,8 +4,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
+import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
+import { WORKFLOW_TYPES } from '../src/core/contract.js';
 
 const KEYS = { ALPHA_KEY: 'alpha-test-secret-7f3a9', BETA_KEY: 'beta-test-secret-91c2', GAMMA_KEY: 'gamma-test-secret-55e1' };
 
@@ -80,7 +81,7 @@ describe('the happy path, for each provider wire format', () => {
       assert.equal(fake().calls().length, 1);
       assert.equal(fake().calls()[0].authorized, true);
       const description = await env.client.workflow.getHandle(requestId).describe();
-      assert.equal(description.type, 'chatCompletionWorkflow');
+      assert.equal(description.type, WORKFLOW_TYPES.request);
       assert.equal(description.status.name, 'COMPLETED');
     });
   }
@@ -152,11 +153,11 @@ describe('errors in OpenAI shape with the right status', () => {
 
   test('413 for a body over the limit, before any workflow starts or provider is called', async () => {
     alpha.resetCalls();
-    const before = await env.client.workflow.count(`WorkflowType = 'chatCompletionWorkflow' AND TaskQueue = '${keel.config.taskQueue}'`);
+    const before = await env.client.workflow.count(`WorkflowType = '${WORKFLOW_TYPES.request}' AND TaskQueue = '${keel.config.taskQueue}'`);
     const { res, json } = await post('/v1/chat/completions', { model: 'chat', messages: [{ role: 'user', content: 'x'.repeat(30_000) }] });
     assert.equal(res.status, 413);
     assert.equal(json.error?.code, 'request_too_large');
-    const afterCount = await env.client.workflow.count(`WorkflowType = 'chatCompletionWorkflow' AND TaskQueue = '${keel.config.taskQueue}'`);
+    const afterCount = await env.client.workflow.count(`WorkflowType = '${WORKFLOW_TYPES.request}' AND TaskQueue = '${keel.config.taskQueue}'`);
     assert.equal(afterCount.count, before.count);
     assert.equal(alpha.calls().length, 0);
   });

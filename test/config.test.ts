@@ -5,8 +5,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, loadConfig, parseConfig } from '../src/config.js';
-import { WORKER_PROCESS_ENV } from '../src/worker-process-env.js';
+import { ConfigError, loadConfig, parseConfig } from '../src/config/load.js';
+import { WORKER_PROCESS_ENV } from '../src/worker/process-env.js';
 
 const ISSUE_EXAMPLE = `
 providers:
@@ -62,7 +62,7 @@ test('a bad configuration makes the API exit non-zero with the field in the mess
   const dir = mkdtempSync(join(tmpdir(), 'keel-config-'));
   const path = join(dir, 'bad.yaml');
   writeFileSync(path, ISSUE_EXAMPLE.replace('type: anthropic', 'type: nope'));
-  const run = spawnSync(process.execPath, ['--import', 'tsx', 'src/main-api.ts'], {
+  const run = spawnSync(process.execPath, ['--import', 'tsx', 'src/bin/api.ts'], {
     env: { ...process.env, KEEL_CONFIG: path, ALPHA_KEY: 'sk-secret-value-1234', TEMPORAL_ADDRESS: '127.0.0.1:1' },
     encoding: 'utf8',
     timeout: 60_000,
@@ -81,5 +81,5 @@ test('`npm run worker` launches the worker with the memory settings the tests an
   const script = pkg.scripts.worker;
   assert.ok(script.includes(`MALLOC_ARENA_MAX=${WORKER_PROCESS_ENV.MALLOC_ARENA_MAX} `), script);
   assert.ok(script.includes(`$NODE_OPTIONS ${WORKER_PROCESS_ENV.NODE_OPTIONS}`), script);
-  assert.ok(script.endsWith('tsx src/main-worker.ts'), script);
+  assert.ok(script.endsWith('tsx src/bin/worker.ts'), script);
 });

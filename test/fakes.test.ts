@@ -6,7 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import { ApiError, FunctionCallingConfigMode, GoogleGenAI } from '@google/genai';
 import OpenAI from 'openai';
-import { sampleLatency, startFakeProvider, type FakeProvider, type FakeProviderType } from '../src/fakes/index.js';
+import { sampleLatency, startFakeProvider, type FakeProvider, type FakeProviderType } from '../dev/fakes/index.js';
+import { PROVIDER_TYPES } from '../src/config/schema.js';
 
 interface Ask {
   model: string;
@@ -194,7 +195,7 @@ async function failure(promise: Promise<unknown>): Promise<unknown> {
 
 const origin = (fake: FakeProvider) => `http://127.0.0.1:${fake.port}`;
 
-for (const type of ['openai', 'anthropic', 'gemini'] as const) {
+for (const type of PROVIDER_TYPES) {
   describe(`fake ${type} provider`, () => {
     let fake: FakeProvider;
     let client: Client;

@@ -2,12 +2,13 @@
 // the breaker state machine, window statistics and per-request cost.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { DEFAULT_BREAKER, acquireProbe, applyReport, breakerView, newBreaker } from '../src/breaker.js';
-import { parseConfig } from '../src/config.js';
-import { usageCost, withUsageCost } from '../src/cost.js';
-import { addReport, minuteSeries, windowStats, type StatsBucket } from '../src/health-stats.js';
-import { histogramQuantile, latencyBin, type RoutingHealth, type TargetReport, type TargetRoutingHealth } from '../src/health-types.js';
-import { healthCandidates, planRequest } from '../src/routing.js';
+import { acquireProbe, applyReport, breakerView, newBreaker } from '../src/core/breaker.js';
+import { DEFAULT_BREAKER } from '../src/config/schema.js';
+import { parseConfig } from '../src/config/load.js';
+import { usageCost, withUsageCost } from '../src/core/cost.js';
+import { addReport, minuteSeries, windowStats, type StatsBucket } from '../src/core/health-stats.js';
+import { histogramQuantile, latencyBin, type RoutingHealth, type TargetReport, type TargetRoutingHealth } from '../src/core/health-types.js';
+import { healthCandidates, planRequest } from '../src/core/routing.js';
 
 const { routing } = parseConfig(
   `

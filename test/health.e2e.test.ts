@@ -7,9 +7,9 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection } from '@temporalio/worker';
-import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
-import type { ProvidersView, TargetView } from '../src/health-view.js';
-import { createKeelWorkers } from '../src/worker.js';
+import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
+import type { ProvidersView, TargetView } from '../src/services/health-view.js';
+import { createKeelWorkers } from '../src/worker/workers.js';
 import { startKeel, startTemporal, workflowBundle, type KeelUnderTest } from './helpers/temporal.js';
 
 const COOLDOWN_MS = 3000;

@@ -2,7 +2,7 @@
 // outage that makes every request slow cannot double the load on the other providers.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { noteProviderCall, takeHedge } from '../activities/hedge-budget.js';
+import { noteProviderCall, takeHedge } from '../activities/provider-call/hedge-budget.js';
 
 test('hedges are capped at maxShare of the last minute of calls (plus one), and the window slides', () => {
   const t0 = 1_000_000;

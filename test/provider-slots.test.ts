@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ActivitySlotInfo, SlotPermit } from '@temporalio/worker';
-import { ProviderSlotSupplier, rateShare } from '../src/provider-slots.js';
+import { ProviderSlotSupplier, rateShare } from '../src/worker/provider-slots.js';
 
 const info: ActivitySlotInfo = { type: 'activity', activityType: 'callProvider' };
 const ctx = { slotType: 'activity', taskQueue: 'q', workerIdentity: 'w', workerBuildId: '', isSticky: false } as const;

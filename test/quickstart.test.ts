@@ -1,7 +1,7 @@
-// The README's quick start, end to end, as a user runs it: `npm start` (src/start.ts: the Temporal
+// The README's quick start, end to end, as a user runs it: `npm start` (src/bin/start.ts: the Temporal
 // CLI dev server with SQLite in the data folder, a worker, the API and the demo providers) with
 // keel.config.yaml moved to free loopback ports, a chat completion, `npm run batch -- file.jsonl`
-// (src/batch-cli.ts) against it, and Ctrl-C (SIGINT) stopping everything it started.
+// (src/bin/batch.ts) against it, and Ctrl-C (SIGINT) stopping everything it started.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -111,7 +111,7 @@ async function writeQuickstartConfig(): Promise<Record<string, number>> {
 
 function runBatchCli(file: string): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/batch-cli.ts', file], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/bin/batch.ts', file], {
       cwd: ROOT,
       env: cleanEnv({ KEEL_URL: apiUrl }),
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -143,8 +143,8 @@ describe('quick start: npm start, a chat completion, npm run batch, Ctrl-C', () 
   before(async () => {
     ports = { api: await freePort(), temporal: await freePort(), ui: await freePort(), fakes: await writeQuickstartConfig() };
     apiUrl = `http://127.0.0.1:${ports.api}`;
-    // `npm start` is `tsx src/start.ts` after the dependency check; this is the same entry point.
-    start = spawn(process.execPath, ['--import', 'tsx', 'src/start.ts'], {
+    // `npm start` is `tsx src/bin/start.ts` after the dependency check; this is the same entry point.
+    start = spawn(process.execPath, ['--import', 'tsx', 'src/bin/start.ts'], {
       cwd: ROOT,
       env: cleanEnv({
         KEEL_CONFIG: configPath,
@@ -162,12 +162,12 @@ describe('quick start: npm start, a chat completion, npm run batch, Ctrl-C', () 
     child.stderr!.on('data', keep);
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (!/Keel is running/.test(out)) {
-      if (!alive(child)) throw new Error(`src/start.ts exited at start (code ${child.exitCode}, signal ${child.signalCode}):\n${out}`);
-      if (Date.now() > deadline) throw new Error(`src/start.ts not ready within ${START_TIMEOUT_MS} ms:\n${out}`);
+      if (!alive(child)) throw new Error(`src/bin/start.ts exited at start (code ${child.exitCode}, signal ${child.signalCode}):\n${out}`);
+      if (Date.now() > deadline) throw new Error(`src/bin/start.ts not ready within ${START_TIMEOUT_MS} ms:\n${out}`);
       await new Promise((r) => setTimeout(r, 100));
     }
     const temporal = childrenOf(child.pid!).filter(([, comm]) => comm === 'temporal');
-    assert.equal(temporal.length, 1, `one Temporal dev server child of src/start.ts: ${JSON.stringify(childrenOf(child.pid!))}`);
+    assert.equal(temporal.length, 1, `one Temporal dev server child of src/bin/start.ts: ${JSON.stringify(childrenOf(child.pid!))}`);
     temporalPid = temporal[0][0];
   });
 
@@ -239,6 +239,7 @@ describe('quick start: npm start, a chat completion, npm run batch, Ctrl-C', () 
     // OpenAI semantics: an invalid line goes to the error file; the batch still completes.
     assert.equal(run.code, 0, text);
     assert.equal(run.signal, null);
+    // eslint-disable-next-line no-control-regex -- an escape sequence is exactly what must not appear
     assert.doesNotMatch(run.stdout, /[\r\x1b]/, 'plain lines when stdout is not a TTY');
 
     const stdout = run.stdout.split('\n');
@@ -295,7 +296,7 @@ describe('quick start: npm start, a chat completion, npm run batch, Ctrl-C', () 
     );
   });
 
-  test('Ctrl-C (SIGINT) stops src/start.ts and everything it started', async () => {
+  test('Ctrl-C (SIGINT) stops src/bin/start.ts and everything it started', async () => {
     const child = start!;
     assert.ok(alive(child), 'still running before SIGINT');
     assert.ok(temporalPid !== undefined && pidRunning(temporalPid), 'the dev server is running');
@@ -303,12 +304,12 @@ describe('quick start: npm start, a chat completion, npm run batch, Ctrl-C', () 
     const t0 = Date.now();
     child.kill('SIGINT');
     const stopped = await Promise.race([startExited!.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), STOP_TIMEOUT_MS))]);
-    assert.ok(stopped, `src/start.ts still running ${STOP_TIMEOUT_MS} ms after SIGINT:\n${out.slice(-3_000)}`);
+    assert.ok(stopped, `src/bin/start.ts still running ${STOP_TIMEOUT_MS} ms after SIGINT:\n${out.slice(-3_000)}`);
     console.log(`start.ts stopped ${Date.now() - t0} ms after SIGINT`);
     assert.equal(child.signalCode, null, out.slice(-3_000));
     assert.equal(child.exitCode, 0, out.slice(-3_000));
     assert.match(out, /keel: stopping \.\.\.\n(.*\n)*keel: stopped/);
-    assert.equal(pidRunning(temporalPid!), false, `the Temporal dev server (pid ${temporalPid}) outlived src/start.ts`);
+    assert.equal(pidRunning(temporalPid!), false, `the Temporal dev server (pid ${temporalPid}) outlived src/bin/start.ts`);
     for (const [what, port] of [['Temporal', ports.temporal], ['Temporal UI', ports.ui], ['API', ports.api], ...Object.entries(ports.fakes)] as [string, number][]) {
       assert.equal(await acceptsConnections(port), false, `${what} port ${port} still accepts connections`);
     }

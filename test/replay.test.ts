@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import proto from '@temporalio/proto';
-import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
-import { RequestService } from '../src/request-service.js';
-import { KeelBatchId, KeelErrorClass, KeelModel, KeelProvider, KeelStatus } from '../src/search-attributes.js';
+import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
+import { RequestService } from '../src/services/request-service.js';
+import { KeelBatchId, KeelErrorClass, KeelModel, KeelProvider, KeelStatus } from '../src/core/search-attributes.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
 import { callJson, settledRequest, until, type Json } from './helpers/http.js';
 

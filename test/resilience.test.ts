@@ -5,9 +5,9 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
-import { requestIdForKey } from '../src/request-service.js';
-import type { AttemptRecord, RequestFailureDetails } from '../src/request-types.js';
+import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
+import { requestIdForKey } from '../src/services/request-service.js';
+import type { AttemptRecord, RequestFailureDetails } from '../src/core/request-types.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
 
 let env: TestWorkflowEnvironment;

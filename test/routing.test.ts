@@ -1,8 +1,8 @@
 // The planner: which targets a request goes to, in which order and mode.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseConfig } from '../src/config.js';
-import { PlanError, planRequest } from '../src/routing.js';
+import { parseConfig } from '../src/config/load.js';
+import { PlanError, planRequest } from '../src/core/routing.js';
 
 const { routing } = parseConfig(`
 providers:

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startApi, type RunningApi } from '../src/api/server.js';
-import { parseConfig } from '../src/config.js';
-import { startFakeProvider, type FakeProvider } from '../src/fakes/index.js';
-import { requestIdForKey } from '../src/request-service.js';
+import { parseConfig } from '../src/config/load.js';
+import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
+import { requestIdForKey } from '../src/services/request-service.js';
 import { startTemporal } from './helpers/temporal.js';
 
 let env: TestWorkflowEnvironment;
@@ -21,7 +21,7 @@ const workers: ChildProcess[] = [];
 const taskQueue = `keel-crash-${process.pid}`;
 
 function startWorker(): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main-worker.ts'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/bin/worker.ts'], {
     env: { ...process.env, KEEL_CONFIG: configPath, TEMPORAL_ADDRESS: env.address, KEEL_TASK_QUEUE: taskQueue },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

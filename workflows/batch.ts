@@ -10,7 +10,6 @@ import {
   WorkflowIdReusePolicy,
   condition,
   continueAsNew,
-  defineSignal,
   executeChild,
   getExternalWorkflowHandle,
   isCancellation,
@@ -19,14 +18,13 @@ import {
   sleep,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { BatchActivities } from '../activities/batch.js';
-import { childWorkflowId, keys } from '../src/batch-keys.js';
-import type { BatchCursor, BatchItem, BatchWorkflowInput, RecordItem, RequestCounts } from '../src/batch-types.js';
-import type { ChatRequestBody } from '../src/chat-request.js';
-import { KeelBatchId, KeelModel, KeelStatus } from '../src/search-attributes.js';
+import type { BatchActivities } from '../activities/batch/index.js';
+import { childWorkflowId, keys } from '../src/core/batch-keys.js';
+import type { BatchCursor, BatchItem, BatchWorkflowInput, RecordItem, RequestCounts } from '../src/core/batch-types.js';
+import type { ChatRequestBody } from '../src/core/chat-request.js';
+import { KeelBatchId, KeelModel, KeelStatus } from '../src/core/search-attributes.js';
 import { chatCompletionWorkflow } from './chat-completion.js';
-
-export const cancelBatchSignal = defineSignal('cancelBatch');
+import { cancelBatchSignal, type BatchWorkflow } from '../src/core/contract.js';
 
 const retry = { maximumAttempts: 200, initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s' };
 // Every batch activity heartbeats, so a killed worker's activity is retried within seconds.
@@ -38,7 +36,7 @@ const PAGE_ITEMS = 500;
 const PAGE_BYTES = 1_000_000;
 const FLUSH_EVERY_MS = 2_000;
 
-export async function batchWorkflow(input: BatchWorkflowInput): Promise<string> {
+export const batchWorkflow: BatchWorkflow = async (input: BatchWorkflowInput): Promise<string> => {
   const { batchId, round } = input;
   let cancelRequested = input.cursor?.cancelRequested ?? false;
   setHandler(cancelBatchSignal, () => {
@@ -57,7 +55,7 @@ export async function batchWorkflow(input: BatchWorkflowInput): Promise<string> 
     }
     throw err;
   }
-}
+};
 
 /** validating (round 0) or collecting the failed lines (a retry round); undefined = the batch failed. */
 async function begin(input: BatchWorkflowInput, cancelled: () => boolean): Promise<BatchCursor | undefined> {

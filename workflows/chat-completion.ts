@@ -5,7 +5,6 @@ import {
   ApplicationFailure,
   CancellationScope,
   TimeoutFailure,
-  defineQuery,
   isCancellation,
   log,
   patched,
@@ -17,12 +16,14 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { KeelActivities } from '../activities/index.js';
-import { ERROR_POLICY, isErrorClass, type ErrorClass } from '../src/error-classes.js';
-import { PlanError, targetKey, type Plan, type Target } from '../src/routing.js';
-import { usageCost, withUsageCost } from '../src/cost.js';
+import { ERROR_POLICY, isErrorClass, type ErrorClass } from '../src/core/error-classes.js';
+import { PlanError, targetKey, type Plan, type Target } from '../src/core/routing.js';
+import { usageCost, withUsageCost } from '../src/core/cost.js';
 import { planWithHealth } from './health-plan.js';
-import { KeelErrorClass, KeelProvider, KeelStatus } from '../src/search-attributes.js';
-import { providerTaskQueue } from '../src/task-queues.js';
+import { requestStatusQuery, type RequestWorkflow } from '../src/core/contract.js';
+import { CANCELLED_ERROR, failureError } from '../src/core/openai-error.js';
+import { KeelErrorClass, KeelProvider, KeelStatus } from '../src/core/search-attributes.js';
+import { providerTaskQueue } from '../src/core/task-queues.js';
 import type {
   AttemptLogDetails,
   AttemptRecord,
@@ -33,9 +34,7 @@ import type {
   RequestStatusView,
   WebhookEvent,
   WebhookSpec,
-} from '../src/request-types.js';
-
-export const statusQuery = defineQuery<RequestStatusView>('status');
+} from '../src/core/request-types.js';
 
 /** How often a running provider call must prove it is alive; cancellation reaches it on the next heartbeat. */
 const HEARTBEAT_TIMEOUT_MS = 1_500;
@@ -115,19 +114,14 @@ function webhookEvent(requestId: string, model: string | null, outcome: { result
   }
   const err = outcome.error;
   if (isCancellation(err)) {
-    return { ...base, type: 'request.cancelled', data: { ...data, status: 'cancelled', attempts: [], error: { message: 'The request was cancelled', type: 'request_cancelled', code: 'cancelled', status: 409 } } };
+    const { message, type, code, status } = CANCELLED_ERROR;
+    return { ...base, type: 'request.cancelled', data: { ...data, status: 'cancelled', attempts: [], error: { message, type, code, status } } };
   }
-  const details = err instanceof ApplicationFailure ? (err.details?.[0] as RequestFailureDetails | undefined) : undefined;
-  const errorClass = details?.errorClass ?? (err instanceof ApplicationFailure && isErrorClass(err.type) ? err.type : 'bad_response');
+  const { error, failure } = failureError(err);
   return {
     ...base,
     type: 'request.failed',
-    data: {
-      ...data,
-      status: 'failed',
-      attempts: details?.attempts ?? [],
-      error: { message: (err as Error)?.message ?? String(err), type: ERROR_POLICY[errorClass].openaiType, code: errorClass, status: details?.status ?? ERROR_POLICY[errorClass].clientStatus },
-    },
+    data: { ...data, status: 'failed', attempts: failure?.attempts ?? [], error: { message: error.message, type: error.type, code: error.code, status: error.status } },
   };
 }
 
@@ -157,7 +151,7 @@ async function deliverWebhook(spec: WebhookSpec, event: WebhookEvent, view: Part
   }
 }
 
-export async function chatCompletionWorkflow(input: ChatWorkflowInput): Promise<ChatWorkflowResult> {
+export const chatCompletionWorkflow: RequestWorkflow = async (input: ChatWorkflowInput): Promise<ChatWorkflowResult> => {
   if (!input.webhook) return runRequest(input, {});
   const view: Partial<RequestStatusView> = { webhook: 'pending' };
   const requestId = workflowInfo().workflowId;
@@ -174,7 +168,7 @@ export async function chatCompletionWorkflow(input: ChatWorkflowInput): Promise<
   view.result = result;
   await deliverWebhook(input.webhook, webhookEvent(requestId, model, { result }), view);
   return result;
-}
+};
 
 /** The request itself; `extra` is merged into the status query (webhook state, outcome while delivering). */
 async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatusView>): Promise<ChatWorkflowResult> {
@@ -194,7 +188,7 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
   const running = new Map<string, { scope: CancellationScope; settled: Promise<Settled> }>();
   let state: RequestStatusView['state'] = 'running';
 
-  setHandler(statusQuery, () => ({
+  setHandler(requestStatusQuery, () => ({
     state,
     requestedModel: plan.requestedModel,
     mode: plan.mode,

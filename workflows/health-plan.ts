@@ -4,10 +4,10 @@
 // in history, and replay uses the recorded value.
 import { ApplicationFailure, isCancellation, patched, proxyLocalActivities, upsertSearchAttributes } from '@temporalio/workflow';
 import type { KeelActivities } from '../activities/index.js';
-import type { RoutingHealth } from '../src/health-types.js';
-import type { ChatWorkflowInput, RequestFailureDetails } from '../src/request-types.js';
-import { healthCandidates, planRequest, type Plan } from '../src/routing.js';
-import { KeelErrorClass, KeelStatus } from '../src/search-attributes.js';
+import type { RoutingHealth } from '../src/core/health-types.js';
+import type { ChatWorkflowInput, RequestFailureDetails } from '../src/core/request-types.js';
+import { healthCandidates, planRequest, type Plan } from '../src/core/routing.js';
+import { KeelErrorClass, KeelStatus } from '../src/core/search-attributes.js';
 
 const { readHealth, acquireProbe } = proxyLocalActivities<KeelActivities>({
   startToCloseTimeout: '5s',

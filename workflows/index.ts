@@ -1,4 +1,5 @@
-// The workflow bundle's entry point: every workflow type Keel's workers run.
-export { chatCompletionWorkflow, statusQuery } from './chat-completion.js';
+// The workflow bundle's entry point: every workflow type Keel's workers run. The export names are
+// the workflow type names of src/core/contract.ts (WORKFLOW_TYPES).
+export { chatCompletionWorkflow } from './chat-completion.js';
 export { providerHealthWorkflow } from './provider-health.js';
-export { batchWorkflow, cancelBatchSignal } from './batch.js';
+export { batchWorkflow } from './batch.js';

@@ -6,12 +6,14 @@
 //   anthropic: {baseURL}/v1/messages                       (a trailing /v1 is dropped)
 //   gemini:    {baseURL}/{v1beta}/models/{model}:generateContent  (a trailing /v1beta etc. is used as the version)
 import { createHash } from 'node:crypto';
-import { createAnthropicAdapter } from './anthropic-adapter.js';
-import { createGeminiAdapter } from './gemini-adapter.js';
-import { createOpenAIAdapter } from './openai-adapter.js';
+import type { ProviderType } from '../../src/config/schema.js';
+import { createAnthropicAdapter } from './anthropic/adapter.js';
+import { createGeminiAdapter } from './gemini/adapter.js';
+import { createOpenAIAdapter } from './openai/adapter.js';
 import type { ProviderAdapter } from './types.js';
 
-export type AdapterType = 'openai' | 'anthropic' | 'gemini';
+/** An adapter per wire format (config's provider `type`). */
+export type AdapterType = ProviderType;
 export interface AdapterOptions {
   baseURL: string;
   apiKey?: string;

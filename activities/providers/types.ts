@@ -1,6 +1,6 @@
 // The contract between the provider-call activity and each provider's adapter.
 import type { ChatCompletion, ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
-import type { ErrorClass, ProviderErrorInfo } from '../../src/error-classes.js';
+import type { ErrorClass, ProviderErrorInfo } from '../../src/core/error-classes.js';
 
 export type ChatRequest = ChatCompletionCreateParamsNonStreaming;
 export type { ChatCompletion };
@@ -14,6 +14,32 @@ export interface ProviderAdapter {
    * `classifyError` turns what it throws into a ProviderErrorInfo.
    */
   complete(request: ChatRequest, upstreamModel: string, signal: AbortSignal): Promise<ChatCompletion>;
+}
+
+/** An HTTP failure as read from one SDK's error: the provider's own words, codes and wait. */
+export interface HttpFailure {
+  status: number;
+  /** OpenAI `code`. */
+  code?: string;
+  /** OpenAI/Anthropic `type`, Gemini `status` (e.g. RESOURCE_EXHAUSTED). */
+  type?: string;
+  message: string;
+  details: Record<string, unknown>[];
+  retryAfterMs?: number;
+}
+
+/**
+ * How one provider's errors are read, beside its adapter (providers/<name>/errors.ts). The
+ * shared classification (activities/provider-call/classify-error.ts) asks it first and decides
+ * from the HTTP status and the common signs when it has no opinion.
+ */
+export interface ProviderErrorReader {
+  /** Where this SDK puts the error body: undefined when `err` carries none. */
+  body(err: Record<string, unknown>): unknown;
+  /** This provider's codes and words that say more than the status; undefined = no opinion. */
+  classify(f: HttpFailure): ErrorClass | undefined;
+  /** A wait the provider gave outside the Retry-After headers. */
+  retryAfterMs?(f: HttpFailure): number | undefined;
 }
 
 /** Thrown by adapters for failures they detect themselves (e.g. an answer that cannot be translated). */

@@ -2,16 +2,17 @@
 import { randomUUID } from 'node:crypto';
 import express, { type Express } from 'express';
 import type { Client } from '@temporalio/client';
-import type { KeelConfig } from '../config.js';
-import { RequestService } from '../request-service.js';
-import { listModels } from '../routing.js';
+import type { KeelConfig } from '../config/schema.js';
+import { RequestService } from '../services/request-service.js';
+import { listModels } from '../core/routing.js';
 import { chatCompletionsRouter } from './chat-completions.js';
 import { errorHandler, notFoundRoute } from './errors.js';
 import { healthRouter } from './health.js';
 import { providersRouter } from './providers.js';
 import { requestsRouter } from './requests.js';
-import { openBatchStore } from '../batch-store.js';
+import { openBatchStore } from '../store/batch-store.js';
 import { batchesRouter } from './batches.js';
+import { BatchService } from '../services/batch-service.js';
 import { filesRouter } from './files.js';
 
 export interface ApiDeps {
@@ -43,7 +44,7 @@ export function createApp({ client, config }: ApiDeps): Express {
   app.use(providersRouter(client, config));
   const batchFiles = openBatchStore();
   app.use(filesRouter(batchFiles, config.batches.maxFileBytes));
-  app.use(batchesRouter(client, config, batchFiles));
+  app.use(batchesRouter(new BatchService(client, config, batchFiles)));
   app.use(notFoundRoute);
   app.use(errorHandler);
   return app;

@@ -1,10 +1,11 @@
 // POST /v1/chat/completions: one request workflow per call; the answer waits for its result.
 import { Router, type Response } from 'express';
-import { ChatRequestSchema } from '../chat-request.js';
-import type { RequestService } from '../request-service.js';
-import type { ChatWorkflowResult } from '../request-types.js';
-import { PlanError } from '../routing.js';
-import { ApiError, fromZodError, invalidRequest, sendError } from './errors.js';
+import { ChatRequestSchema } from '../core/chat-request.js';
+import type { RequestService } from '../services/request-service.js';
+import type { ChatWorkflowResult } from '../core/request-types.js';
+import { PlanError } from '../core/routing.js';
+import { ApiError, invalidRequest } from '../core/openai-error.js';
+import { fromZodError, sendError } from './errors.js';
 
 export function idempotencyKey(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;

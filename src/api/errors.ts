@@ -1,30 +1,10 @@
 // Every error the API sends is in OpenAI's shape, with the status a client can act on.
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { ZodError } from 'zod';
-
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly type: string,
-    readonly param: string | null = null,
-    readonly code: string | null = null,
-    readonly extra?: Record<string, unknown>,
-  ) {
-    super(message);
-    this.name = 'ApiError';
-  }
-}
+import { ApiError, invalidRequest } from '../core/openai-error.js';
 
 export function sendError(res: Response, err: ApiError): void {
-  res.status(err.status).json({
-    error: { message: err.message, type: err.type, param: err.param, code: err.code },
-    ...err.extra,
-  });
-}
-
-export function invalidRequest(message: string, param: string | null = null, code: string | null = null): ApiError {
-  return new ApiError(400, message, 'invalid_request_error', param, code);
+  res.status(err.status).json({ error: err.toObject(), ...err.extra });
 }
 
 export function fromZodError(error: ZodError): ApiError {

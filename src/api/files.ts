@@ -3,9 +3,10 @@
 import busboy from 'busboy';
 import { Router, type Request } from 'express';
 import { z } from 'zod';
-import { keys, newId, type BatchStore } from '../batch-store.js';
-import type { FileObject, FilePurpose } from '../batch-types.js';
-import { ApiError, fromZodError, invalidRequest } from './errors.js';
+import { keys, newId, type BatchStore } from '../store/batch-store.js';
+import type { FileObject, FilePurpose } from '../core/batch-types.js';
+import { ApiError, invalidRequest } from '../core/openai-error.js';
+import { fromZodError } from './errors.js';
 
 const UPLOAD_PURPOSES = ['batch', 'user_data', 'assistants', 'fine-tune', 'vision', 'evals'] as const;
 

@@ -1,42 +1,19 @@
-// GET /healthz: the API is up, Temporal answers, and a worker polls the request task queue.
+// GET /healthz: 200 when the API is up, Temporal answers and a worker polls; 503 otherwise.
 import { Router } from 'express';
 import type { Client } from '@temporalio/client';
-import proto from '@temporalio/proto';
-import type { KeelConfig } from '../config.js';
-
-// A poller seen within this window counts as a live worker (pollers re-poll at least once a minute).
-const POLLER_FRESH_MS = 90_000;
+import type { KeelConfig } from '../config/schema.js';
+import { checkHealth } from '../services/health-check.js';
 
 export function healthRouter(client: Client, config: KeelConfig): Router {
   const router = Router();
   router.get('/healthz', async (_req, res) => {
-    let temporalOk = false;
-    let workers = 0;
-    let problem: string | undefined;
-    try {
-      await client.workflowService.getSystemInfo({});
-      temporalOk = true;
-      const described = await client.workflowService.describeTaskQueue({
-        namespace: config.namespace,
-        taskQueue: { name: config.taskQueue, kind: proto.temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
-        taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-      });
-      const now = Date.now();
-      workers = (described.pollers ?? []).filter((p) => {
-        const seen = p.lastAccessTime?.seconds ? Number(p.lastAccessTime.seconds) * 1000 : 0;
-        return now - seen < POLLER_FRESH_MS;
-      }).length;
-      if (workers === 0) problem = `no worker is polling task queue ${config.taskQueue}`;
-    } catch (err) {
-      problem = `Temporal is not reachable: ${(err as Error).message}`;
-    }
-    const ok = temporalOk && workers > 0;
-    res.status(ok ? 200 : 503).json({
-      status: ok ? 'ok' : 'unavailable',
+    const health = await checkHealth(client, config);
+    res.status(health.ok ? 200 : 503).json({
+      status: health.ok ? 'ok' : 'unavailable',
       api: 'ok',
-      temporal: temporalOk ? 'ok' : 'unreachable',
-      workers,
-      ...(problem && { error: { message: problem, type: 'service_unavailable', param: null, code: 'unhealthy' } }),
+      temporal: health.temporal,
+      workers: health.workers,
+      ...(health.problem && { error: { message: health.problem, type: 'service_unavailable', param: null, code: 'unhealthy' } }),
     });
   });
   return router;

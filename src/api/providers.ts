@@ -2,8 +2,8 @@
 // (the same as charts).
 import { Router } from 'express';
 import type { Client } from '@temporalio/client';
-import type { KeelConfig } from '../config.js';
-import { providersView, readSnapshot } from '../health-view.js';
+import type { KeelConfig } from '../config/schema.js';
+import { providersView, readSnapshot } from '../services/health-view.js';
 import { renderStatusPage } from './status-page.js';
 
 export function providersRouter(client: Client, config: KeelConfig): Router {

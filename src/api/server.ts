@@ -2,7 +2,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
-import type { KeelConfig } from '../config.js';
+import type { KeelConfig } from '../config/schema.js';
 import { createApp } from './app.js';
 
 export interface RunningApi {

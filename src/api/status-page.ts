@@ -1,7 +1,7 @@
 // GET /status: per-provider uptime and latency over the last 30 minutes, drawn as inline SVG on
 // the server (no chart library, no script: the page works wherever HTML does).
-import type { SeriesPoint } from '../health-types.js';
-import type { HealthLabel, ProviderView, ProvidersView, TargetView } from '../health-view.js';
+import type { SeriesPoint } from '../core/health-types.js';
+import type { HealthLabel, ProviderView, ProvidersView, TargetView } from '../services/health-view.js';
 
 const W = 600;
 const H = 90;

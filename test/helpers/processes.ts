@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { WORKER_PROCESS_ENV } from '../../src/worker-process-env.js';
+import { WORKER_PROCESS_ENV } from '../../src/worker/process-env.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -35,9 +35,9 @@ export interface RoleEnv {
   port?: number;
 }
 
-/** Starts `src/main-worker.ts` or `src/main-api.ts`; resolves once it prints its ready line. */
+/** Starts `src/bin/worker.ts` or `src/bin/api.ts`; resolves once it prints its ready line. */
 export async function startRole(role: 'worker' | 'api', env: RoleEnv, timeoutMs = 60_000): Promise<RoleProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', `src/main-${role}.ts`], {
+  const child = spawn(process.execPath, ['--import', 'tsx', `src/bin/${role}.ts`], {
     cwd: ROOT,
     env: {
       ...process.env,

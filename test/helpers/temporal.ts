@@ -3,12 +3,13 @@
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { startApi, type RunningApi } from '../../src/api/server.js';
-import { parseConfig, type KeelConfig } from '../../src/config.js';
-import { devServerDynamicConfigArgs } from '../../src/dev-server.js';
-import { KEEL_SEARCH_ATTRIBUTES } from '../../src/search-attributes.js';
-import { ensureTemporalCli } from '../../src/temporal-cli.js';
-import { createKeelWorkers } from '../../src/worker.js';
-import { bundleWorkflows } from '../../src/workflow-bundle.js';
+import { parseConfig } from '../../src/config/load.js';
+import type { KeelConfig } from '../../src/config/schema.js';
+import { devServerDynamicConfigArgs } from '../../src/temporal/dev-server.js';
+import { KEEL_SEARCH_ATTRIBUTES } from '../../src/core/search-attributes.js';
+import { ensureTemporalCli } from '../../src/temporal/cli.js';
+import { createKeelWorkers } from '../../src/worker/workers.js';
+import { bundleWorkflows } from '../../src/worker/workflow-bundle.js';
 
 /** `dynamicConfig`: dev-server dynamic config values, e.g. `{ 'matching.numTaskqueueReadPartitions': 1 }`. */
 export async function startTemporal(opts: { dynamicConfig?: Record<string, string | number> } = {}): Promise<TestWorkflowEnvironment> {

@@ -1,0 +1,117 @@
+// The provider-call activity: one HTTP call to one provider per attempt. Temporal retries it
+// (bounded RetryPolicy); this code decides, per failure, whether another attempt is worth it and
+// after how long (`nextRetryDelay`), and keeps the attempt log across attempts in heartbeats.
+import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
+import type { KeelConfig } from '../../src/config/schema.js';
+import type { HealthAgent } from '../../src/worker/health-agent.js';
+import { ERROR_POLICY, type ErrorClass, type ProviderErrorInfo } from '../../src/core/error-classes.js';
+import type { AttemptLogDetails, AttemptRecord, ProviderCallInput, ProviderCallOutput } from '../../src/core/request-types.js';
+import { classifyError, isAbortError } from './classify-error.js';
+import { noteProviderCall } from './hedge-budget.js';
+import { createAdapter } from '../providers/index.js';
+import type { ChatRequest } from '../providers/types.js';
+import { backoffDelayMs } from './retry-delay.js';
+
+const HEARTBEAT_EVERY_MS = 300;
+
+// Routing fields are Keel's and OpenRouter's, not the provider's.
+function providerRequest(input: ProviderCallInput): ChatRequest {
+  const { models: _m, provider: _p, keel: _k, stream: _s, ...rest } = input.request;
+  return { ...(rest as unknown as ChatRequest), model: input.model };
+}
+
+/** Whether to try this target again, and when; undefined = move on (or stop). */
+function nextDelay(info: ProviderErrorInfo, input: ProviderCallInput, attempt: number): number | undefined {
+  if (!ERROR_POLICY[info.errorClass].retrySameTarget || attempt >= input.retry.maxAttempts) return undefined;
+  const delay = info.retryAfterMs ?? backoffDelayMs(input.retry, attempt);
+  // Waiting past the request's deadline would only spend the budget: fall back at once instead.
+  if (Date.now() + delay >= input.deadline) return undefined;
+  return delay;
+}
+
+function noteHealth(health: HealthAgent | undefined, input: ProviderCallInput, record: AttemptRecord, errorClass?: ErrorClass, outputTokens?: number): void {
+  if (!health) return;
+  health.recorder.record({
+    provider: input.provider,
+    model: input.model,
+    at: record.startedAt,
+    durationMs: record.durationMs,
+    ...(errorClass && { errorClass }),
+    ...(outputTokens !== undefined && { outputTokens }),
+    ...(input.probe && { probe: true }),
+  });
+  if (input.probe) health.publishSoon();
+}
+
+export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
+  const secrets = Object.values(config.providers)
+    .map((p) => p.apiKey)
+    .filter((k): k is string => typeof k === 'string' && k.length > 0);
+
+  return async function callProvider(input: ProviderCallInput): Promise<ProviderCallOutput> {
+    const ctx = Context.current();
+    const provider = config.providers[input.provider];
+    if (!provider) {
+      throw ApplicationFailure.create({ type: 'invalid_request', nonRetryable: true, message: `Provider '${input.provider}' is not configured on this worker` });
+    }
+    const attempt = ctx.info.attempt;
+    const prior = (ctx.info.heartbeatDetails as AttemptLogDetails | undefined)?.attempts ?? [];
+    // A breaker that opened while this request was planned or retrying: not one more call to it.
+    if (health && !input.probe && !health.admits(`${input.provider}/${input.model}`)) {
+      throw ApplicationFailure.create({
+        type: 'unavailable',
+        nonRetryable: true,
+        message: `${input.provider}/${input.model}: circuit breaker open, not called`,
+        details: [{ errorClass: 'unavailable', message: 'circuit breaker open', attempts: prior }],
+      });
+    }
+    const record: AttemptRecord = {
+      target: `${input.provider}/${input.model}`,
+      provider: input.provider,
+      model: input.model,
+      attempt,
+      startedAt: Date.now(),
+      durationMs: 0,
+      outcome: 'success',
+    };
+    noteProviderCall(record.startedAt);
+    ctx.heartbeat({ attempts: prior } satisfies AttemptLogDetails);
+    // Heartbeats are how a cancellation (race loser, client cancel) reaches a running call.
+    const beat = setInterval(() => ctx.heartbeat({ attempts: prior } satisfies AttemptLogDetails), HEARTBEAT_EVERY_MS);
+    try {
+      const adapter = createAdapter(provider.type, { baseURL: provider.baseURL, ...(provider.apiKey && { apiKey: provider.apiKey }) });
+      const completion = await adapter.complete(providerRequest(input), input.model, ctx.cancellationSignal);
+      record.durationMs = Date.now() - record.startedAt;
+      noteHealth(health, input, record, undefined, completion.usage?.completion_tokens);
+      return { completion, attempts: [...prior, record] };
+    } catch (err) {
+      record.durationMs = Date.now() - record.startedAt;
+      if (ctx.cancellationSignal.aborted && (isAbortError(err) || err instanceof CancelledFailure)) {
+        // A lost race is no verdict on the target; running out of time is.
+        if (ctx.cancellationDetails?.timedOut) noteHealth(health, input, record, 'timeout');
+        throw err instanceof CancelledFailure ? err : new CancelledFailure('provider call cancelled');
+      }
+      const info = classifyError(err, provider.type, secrets);
+      noteHealth(health, input, record, info.errorClass);
+      const delay = nextDelay(info, input, attempt);
+      Object.assign(record, {
+        outcome: 'error',
+        errorClass: info.errorClass,
+        ...(info.status !== undefined && { status: info.status }),
+        message: info.message,
+        ...(delay !== undefined && { retryInMs: delay }),
+      } satisfies Partial<AttemptRecord>);
+      const attempts = [...prior, record];
+      ctx.heartbeat({ attempts } satisfies AttemptLogDetails);
+      throw ApplicationFailure.create({
+        type: info.errorClass,
+        message: `${record.target} attempt ${attempt}: ${info.message}`,
+        nonRetryable: delay === undefined,
+        ...(delay !== undefined && { nextRetryDelay: delay }),
+        details: [{ errorClass: info.errorClass, status: info.status, message: info.message, attempts }],
+      });
+    } finally {
+      clearInterval(beat);
+    }
+  };
+}

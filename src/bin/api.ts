@@ -1,0 +1,12 @@
+// `npm run api`: the API role alone, against the Temporal server at TEMPORAL_ADDRESS.
+import { startApi } from '../api/server.js';
+import { loadConfigOrExit } from '../config/load.js';
+
+const config = loadConfigOrExit();
+const api = await startApi(config, config.temporalAddress);
+console.log(`keel api listening on ${api.url}`);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    void api.close().then(() => process.exit(0));
+  });
+}

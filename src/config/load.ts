@@ -1,0 +1,132 @@
+// Loading Keel's configuration: the YAML file, `${VAR}` substitution from the environment, and
+// the defaults filled in (src/config/schema.ts holds the schema and types).
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import {
+  ConfigSchema,
+  DEFAULT_BATCHES,
+  DEFAULT_BREAKER,
+  DEFAULT_HEDGE,
+  DEFAULT_LIMITS,
+  DEFAULT_RETRY,
+  DEFAULT_TIMEOUTS,
+  DEFAULT_WEBHOOK_RETRY,
+  type KeelConfig,
+  type RoutingConfig,
+} from './schema.js';
+
+export const DEFAULT_CONFIG_PATH = 'keel.config.yaml';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** `${VAR}` and `${VAR:-default}` are replaced from the environment; a missing variable is an error. */
+function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, path: string[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
+      const v = env[name];
+      if (v !== undefined && v !== '') return v;
+      if (fallback !== undefined) return fallback;
+      throw new ConfigError(`${path.join('.') || '(root)'}: environment variable ${name} is not set`);
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, env, [...path, String(i)]));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substituteEnv(v, env, [...path, k])]));
+  }
+  return value;
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => `${issue.path.map(String).join('.') || '(root)'}: ${issue.message}`)
+    .join('\n');
+}
+
+export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, source = 'config'): KeelConfig {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`${source}: not valid YAML: ${(err as Error).message}`);
+  }
+  const parsed = ConfigSchema.safeParse(substituteEnv(doc ?? {}, env, []));
+  if (!parsed.success) throw new ConfigError(`${source}: invalid configuration\n${describeIssues(parsed.error)}`);
+  const raw = parsed.data;
+  const routing: RoutingConfig = {
+    providers: Object.fromEntries(
+      Object.entries(raw.providers).map(([name, p]) => [name, p.models ? { type: p.type, models: p.models } : { type: p.type }]),
+    ),
+    models: raw.models,
+    defaults: {
+      retry: { ...DEFAULT_RETRY, ...raw.defaults?.retry },
+      timeouts: { ...DEFAULT_TIMEOUTS, ...raw.defaults?.timeouts },
+      mode: raw.defaults?.mode ?? 'fallback',
+      hedge: { ...DEFAULT_HEDGE, ...raw.defaults?.hedge },
+    },
+    limits: { ...DEFAULT_LIMITS, ...raw.limits },
+  };
+  const port = Number(env.PORT ?? raw.server?.port ?? 3000);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`PORT: not a valid port: ${env.PORT}`);
+  return {
+    raw,
+    routing,
+    providers: raw.providers,
+    port,
+    host: env.HOST ?? raw.server?.host ?? '127.0.0.1',
+    bodyLimitBytes: raw.server?.bodyLimitBytes ?? 4 * 1024 * 1024,
+    namespace: env.TEMPORAL_NAMESPACE ?? raw.temporal?.namespace ?? 'default',
+    taskQueue: env.KEEL_TASK_QUEUE ?? raw.temporal?.taskQueue ?? 'keel-requests',
+    uiUrl: (env.TEMPORAL_UI_URL ?? raw.temporal?.uiUrl ?? 'http://localhost:8233').replace(/\/$/, ''),
+    health: {
+      publishIntervalMs: raw.health?.publishIntervalMs ?? 1_000,
+      refreshIntervalMs: raw.health?.refreshIntervalMs ?? 1_000,
+      degradedBelow: raw.health?.degradedBelow ?? 0.5,
+      degradedMinCalls: raw.health?.degradedMinCalls ?? 20,
+      breaker: { ...DEFAULT_BREAKER, ...raw.health?.breaker },
+    },
+    temporalAddress: env.TEMPORAL_ADDRESS ?? raw.temporal?.address ?? '127.0.0.1:7233',
+    batches: { ...DEFAULT_BATCHES, ...raw.batches },
+    webhooks: {
+      ...(raw.webhooks?.secret && { secret: raw.webhooks.secret }),
+      allowPrivate: raw.webhooks?.allowPrivate ?? false,
+      allowedHosts: raw.webhooks?.allowedHosts ?? [],
+      timeoutMs: raw.webhooks?.timeoutMs ?? 10_000,
+      retry: { ...DEFAULT_WEBHOOK_RETRY, ...raw.webhooks?.retry },
+    },
+  };
+}
+
+export function configPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.KEEL_CONFIG ?? DEFAULT_CONFIG_PATH;
+}
+
+export function loadConfig(path = configPath(), env: NodeJS.ProcessEnv = process.env): KeelConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${path}: cannot read configuration: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return parseConfig(text, env, path);
+}
+
+/** For the entry points: the configuration, or exit 1 with a message naming the field. */
+export function loadConfigOrExit(): KeelConfig {
+  try {
+    return loadConfig(configPath());
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`keel: ${err.message}`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+/** Where `npm start` keeps the dev server's SQLite file and the file store. */
+export function dataDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.KEEL_DATA_DIR ?? '.keel';
+}

@@ -1,0 +1,313 @@
+// Keel's configuration as data: the zod schema of keel.config.yaml, the types derived from it and
+// the defaults. Workflow-safe (no Node, no I/O): workflows and the routing core plan with these
+// types. Reading the file and the environment is src/config/load.ts.
+import { z } from 'zod';
+const ms = z.number().int().nonnegative();
+const positiveMs = z.number().int().positive();
+
+export const RetrySchema = z
+  .object({
+    maxAttempts: z.number().int().min(1).max(20),
+    initialIntervalMs: positiveMs,
+    backoffCoefficient: z.number().min(1).max(10),
+    maximumIntervalMs: positiveMs,
+    // Share of each backoff delay that is randomised (0 = none, 1 = full jitter).
+    jitter: z.number().min(0).max(1),
+  })
+  .strict();
+export type RetrySettings = z.infer<typeof RetrySchema>;
+
+export const TimeoutsSchema = z
+  .object({
+    attemptMs: positiveMs,
+    requestMs: positiveMs,
+  })
+  .strict();
+export type TimeoutSettings = z.infer<typeof TimeoutsSchema>;
+
+export const ModeSchema = z.enum(['fallback', 'race', 'hedge']);
+export type RoutingMode = z.infer<typeof ModeSchema>;
+
+export const HedgeSchema = z
+  .object({
+    // Start the next target after this delay if the current one has not answered.
+    delayMs: ms.optional(),
+    // Or: after this percentile (p50 or p95, the ones live stats keep) of the target's observed
+    // latency over the last minute; delayMs stays the delay while a target has no stats yet.
+    percentile: z.union([z.literal(50), z.literal(95)]).optional(),
+    // At most this share of requests may hedge, so an outage cannot double the load.
+    maxShare: z.number().min(0).max(1),
+  })
+  .strict();
+
+const TargetRef = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]+\/.+$/, 'must be "provider/upstream-model"');
+
+const ModelEntrySchema = z
+  .object({
+    targets: z.array(TargetRef).min(1),
+    mode: ModeSchema.optional(),
+    race: z.object({ width: z.number().int().min(2).max(8) }).strict().optional(),
+    hedge: HedgeSchema.partial().optional(),
+    retry: RetrySchema.partial().optional(),
+    timeouts: TimeoutsSchema.partial().optional(),
+    description: z.string().optional(),
+  })
+  .strict();
+export type ModelEntry = z.infer<typeof ModelEntrySchema>;
+
+const UpstreamModelSchema = z
+  .object({
+    contextWindow: z.number().int().positive().optional(),
+    // USD per million tokens.
+    pricing: z.object({ input: z.number().nonnegative(), output: z.number().nonnegative() }).strict().optional(),
+  })
+  .strict();
+
+// A fake provider that `npm start` runs for this entry (demo mode, no API keys needed).
+const FakeSchema = z
+  .object({
+    latencyMs: ms.optional(),
+    jitterMs: ms.optional(),
+  })
+  .strict();
+
+/** The wire formats Keel speaks: every adapter, fake provider and error reader is one of these. */
+export const PROVIDER_TYPES = ['openai', 'anthropic', 'gemini'] as const;
+export const ProviderTypeSchema = z.enum(PROVIDER_TYPES);
+export type ProviderType = z.infer<typeof ProviderTypeSchema>;
+
+const ProviderSchema = z
+  .object({
+    type: ProviderTypeSchema,
+    baseURL: z.string().url(),
+    apiKey: z.string().optional(),
+    models: z.record(z.string(), UpstreamModelSchema).optional(),
+    // Provider calls per second: enforced by the Temporal server across all workers (task-queue
+    // rate limit), and strictly (no burst, at most this many in any second) by each worker's share.
+    rateLimitPerSecond: z.number().positive().optional(),
+    // Worker processes that poll this provider: each takes 1/rateLimitWorkers of the limit as its
+    // strict share (docs/ROUTING.md, "Per-provider task queues and rate limits"). Default 1.
+    rateLimitWorkers: z.number().int().positive().max(1000).optional(),
+    // Concurrent provider calls per worker.
+    concurrency: z.number().int().positive().max(10_000).optional(),
+    fake: FakeSchema.optional(),
+  })
+  .strict();
+export type ProviderConfig = z.infer<typeof ProviderSchema>;
+
+// Async-job webhooks (docs/REQUESTS.md): the signing secret stays in the worker's configuration.
+export const WebhooksSchema = z
+  .object({
+    // HMAC-SHA256 key for `x-keel-signature`; at least 16 characters.
+    secret: z.string().min(16, 'must be at least 16 characters').optional(),
+    // Private, loopback, link-local and other non-public ranges become allowed (cloud metadata
+    // and the Temporal frontend stay refused unless listed in allowedHosts).
+    allowPrivate: z.boolean().optional(),
+    // Host names or IP addresses allowed even if they are in a refused range; "host:port" entries
+    // allow exactly that port (the only way to allow the Temporal frontend).
+    allowedHosts: z.array(z.string().min(1)).optional(),
+    timeoutMs: positiveMs.optional(),
+    retry: z
+      .object({
+        maxAttempts: z.number().int().min(1).max(50),
+        initialIntervalMs: positiveMs,
+        backoffCoefficient: z.number().min(1).max(10),
+        maximumIntervalMs: positiveMs,
+      })
+      .partial()
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export const BatchesSchema = z
+  .object({
+    // Request workflows in flight per batch (Temporal allows 2,000 pending children per execution).
+    window: z.number().int().min(1).max(1_900),
+    // Children per workflow run before continue-as-new keeps the history small.
+    childrenPerRun: z.number().int().min(10).max(5_000),
+    // Finished lines written per results chunk (one activity each).
+    flushSize: z.number().int().min(1).max(1_000),
+    // OpenAI's limits: 50,000 requests and 200 MB per batch input file.
+    maxLines: z.number().int().positive(),
+    maxFileBytes: z.number().int().positive(),
+  })
+  .strict();
+export type BatchSettings = z.infer<typeof BatchesSchema>;
+export const DEFAULT_BATCHES: BatchSettings = { window: 200, childrenPerRun: 2_000, flushSize: 100, maxLines: 50_000, maxFileBytes: 200 * 1024 * 1024 };
+
+/** When a target's circuit breaker opens and how it closes again (docs/ROUTING.md). */
+export interface BreakerSettings {
+  enabled: boolean;
+  /** The window failures are counted in. */
+  windowMs: number;
+  /** Open when failures/calls >= failureRatio over at least minCalls calls ... */
+  minCalls: number;
+  failureRatio: number;
+  /** ... or when failures reach this count (unset: ratio only). */
+  failureCount?: number;
+  /** Open this long before a probe is let through. */
+  cooldownMs: number;
+  /** A granted probe that has not reported by then is given up; another may be granted. */
+  probeTimeoutMs: number;
+}
+
+export const DEFAULT_BREAKER: BreakerSettings = {
+  enabled: true,
+  windowMs: 60_000,
+  // High enough that a handful of failing retries of one request cannot open it.
+  minCalls: 20,
+  failureRatio: 0.5,
+  cooldownMs: 30_000,
+  probeTimeoutMs: 60_000,
+};
+
+// Health-aware routing (docs/ROUTING.md): how often workers publish and read provider health,
+// and when a target's circuit breaker opens.
+export const HealthSchema = z
+  .object({
+    publishIntervalMs: positiveMs.optional(),
+    refreshIntervalMs: positiveMs.optional(),
+    // Below this success rate over the last minute (and at least degradedMinCalls calls) a target
+    // goes behind its healthy peers: e.g. a provider answering half its calls with 429s.
+    degradedBelow: z.number().min(0).max(1).optional(),
+    degradedMinCalls: z.number().int().min(1).optional(),
+    breaker: z
+      .object({
+        enabled: z.boolean(),
+        windowMs: positiveMs,
+        minCalls: z.number().int().min(1),
+        failureRatio: z.number().gt(0).max(1),
+        failureCount: z.number().int().min(1),
+        cooldownMs: positiveMs,
+        probeTimeoutMs: positiveMs,
+      })
+      .partial()
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export const ConfigSchema = z
+  .object({
+    server: z
+      .object({
+        port: z.number().int().min(0).max(65535).optional(),
+        host: z.string().optional(),
+        bodyLimitBytes: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
+    temporal: z
+      .object({
+        address: z.string().optional(),
+        namespace: z.string().optional(),
+        taskQueue: z.string().optional(),
+        uiUrl: z.string().url().optional(),
+      })
+      .strict()
+      .optional(),
+    defaults: z
+      .object({
+        retry: RetrySchema.partial().optional(),
+        timeouts: TimeoutsSchema.partial().optional(),
+        mode: ModeSchema.optional(),
+        hedge: HedgeSchema.partial().optional(),
+      })
+      .strict()
+      .optional(),
+    // Upper bounds on what a request may ask for through its own retry/timeout fields.
+    limits: z
+      .object({
+        maxAttemptsPerTarget: z.number().int().min(1).max(20).optional(),
+        maxRequestMs: positiveMs.optional(),
+        maxTargets: z.number().int().min(1).max(20).optional(),
+      })
+      .strict()
+      .optional(),
+    // Batch API: sliding window of request workflows per batch, and when a batch run continues-as-new.
+    batches: BatchesSchema.partial().optional(),
+    providers: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'provider names use letters, digits, _ . -'), ProviderSchema),
+    models: z.record(z.string(), ModelEntrySchema).default({}),
+    health: HealthSchema.optional(),
+    webhooks: WebhooksSchema.optional(),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    for (const [name, model] of Object.entries(cfg.models)) {
+      model.targets.forEach((t, i) => {
+        const provider = t.slice(0, t.indexOf('/'));
+        if (!cfg.providers[provider]) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['models', name, 'targets', i],
+            message: `unknown provider "${provider}"`,
+          });
+        }
+      });
+    }
+  });
+export type RawConfig = z.infer<typeof ConfigSchema>;
+
+export const DEFAULT_RETRY: RetrySettings = {
+  maxAttempts: 3,
+  initialIntervalMs: 500,
+  backoffCoefficient: 2,
+  maximumIntervalMs: 10_000,
+  jitter: 0.5,
+};
+export const DEFAULT_TIMEOUTS: TimeoutSettings = { attemptMs: 60_000, requestMs: 300_000 };
+export const DEFAULT_HEDGE = { delayMs: 2_000, maxShare: 0.1 };
+export const DEFAULT_LIMITS = { maxAttemptsPerTarget: 10, maxRequestMs: 3_600_000, maxTargets: 8 };
+
+/** The secret-free view of the configuration that workflows plan with. */
+export interface RoutingConfig {
+  providers: Record<string, { type: ProviderType; models?: ProviderConfig['models'] }>;
+  models: Record<string, ModelEntry>;
+  defaults: {
+    retry: RetrySettings;
+    timeouts: TimeoutSettings;
+    mode: RoutingMode;
+    hedge: { delayMs: number; percentile?: number; maxShare: number };
+  };
+  limits: typeof DEFAULT_LIMITS;
+}
+
+export interface HealthSettings {
+  publishIntervalMs: number;
+  refreshIntervalMs: number;
+  degradedBelow: number;
+  /** Calls in the last minute before a success rate can mark a target degraded. */
+  degradedMinCalls: number;
+  breaker: BreakerSettings;
+}
+
+export interface KeelConfig {
+  health: HealthSettings;
+  raw: RawConfig;
+  routing: RoutingConfig;
+  providers: Record<string, ProviderConfig>;
+  port: number;
+  host: string;
+  bodyLimitBytes: number;
+  namespace: string;
+  taskQueue: string;
+  uiUrl: string;
+  /** The Temporal frontend (host:port): TEMPORAL_ADDRESS, temporal.address, or 127.0.0.1:7233. */
+  temporalAddress: string;
+  webhooks: WebhookSettings;
+  batches: BatchSettings;
+}
+
+export interface WebhookSettings {
+  /** Undefined: webhooks are refused at submit time. */
+  secret?: string;
+  allowPrivate: boolean;
+  allowedHosts: string[];
+  timeoutMs: number;
+  retry: { maxAttempts: number; initialIntervalMs: number; backoffCoefficient: number; maximumIntervalMs: number };
+}
+
+export const DEFAULT_WEBHOOK_RETRY = { maxAttempts: 8, initialIntervalMs: 1_000, backoffCoefficient: 2, maximumIntervalMs: 60_000 };

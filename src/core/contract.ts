@@ -1,0 +1,48 @@
+// The one Temporal contract between Keel's workflows and everything that talks to them: workflow
+// type names and signatures, and every signal, query and update. Workflows register handlers
+// for these definitions; the API, services and worker send them. No handler or workflow name
+// is written anywhere else (test/boundaries.test.ts checks).
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { BreakerSettings } from '../config/schema.js';
+import type { BatchWorkflowInput } from './batch-types.js';
+import type { HealthState } from './health-state.js';
+import type { HealthReport, HealthSnapshot } from './health-types.js';
+import type { ChatWorkflowInput, ChatWorkflowResult, RequestStatusView } from './request-types.js';
+
+/** Workflow type names: the exported function names in workflows/index.ts. */
+export const WORKFLOW_TYPES = {
+  request: 'chatCompletionWorkflow',
+  batch: 'batchWorkflow',
+  providerHealth: 'providerHealthWorkflow',
+} as const;
+
+export interface ProviderHealthInput {
+  settings: BreakerSettings;
+  /** Carried across continue-as-new. */
+  state?: HealthState;
+}
+
+/** One LLM request: its result, or a Failed execution whose ApplicationFailure carries the attempt log. */
+export type RequestWorkflow = (input: ChatWorkflowInput) => Promise<ChatWorkflowResult>;
+/** One OpenAI batch (one run per round); returns its final status. */
+export type BatchWorkflow = (input: BatchWorkflowInput) => Promise<string>;
+/** The deployment's singleton provider-health state. */
+export type ProviderHealthWorkflow = (input: ProviderHealthInput) => Promise<void>;
+
+// ---- Request workflow ----------------------------------------------------------------------
+/** Live state of a request: attempts so far, targets in flight, outcome while a webhook is delivered. */
+export const requestStatusQuery = defineQuery<RequestStatusView>('status');
+
+// ---- Batch workflow ------------------------------------------------------------------------
+/** Stop starting lines; running ones are cancelled and the batch ends `cancelled`. */
+export const cancelBatchSignal = defineSignal('cancelBatch');
+
+// ---- Provider-health workflow --------------------------------------------------------------
+/** A worker's aggregated calls since its last report. */
+export const healthReportSignal = defineSignal<[HealthReport]>('report');
+/** The breaker settings of the workers' configuration. */
+export const healthConfigureSignal = defineSignal<[BreakerSettings]>('configure');
+/** `now` is the caller's clock: windows are relative to it, not to the last report. */
+export const healthSnapshotQuery = defineQuery<HealthSnapshot, [{ now: number; series?: boolean }]>('snapshot');
+/** Asks for a half-open target's single probe; true for exactly one request at a time. */
+export const acquireProbeUpdate = defineUpdate<boolean, [{ target: string; requestId: string }]>('acquireProbe');

@@ -1,0 +1,139 @@
+// Shapes that cross the workflow/activity/API boundaries. Type-only, so workflows may import them.
+import type { ChatCompletion } from 'openai/resources/chat/completions';
+import type { RetrySettings, RoutingConfig } from '../config/schema.js';
+import type { ChatRequestBody } from './chat-request.js';
+import type { ErrorClass } from './error-classes.js';
+import type { Plan } from './routing.js';
+
+export interface AttemptRecord {
+  /** provider/upstream-model */
+  target: string;
+  provider: string;
+  model: string;
+  /** 1-based attempt number on this target. */
+  attempt: number;
+  /** Epoch ms. */
+  startedAt: number;
+  durationMs: number;
+  outcome: 'success' | 'error' | 'cancelled';
+  errorClass?: ErrorClass;
+  status?: number;
+  message?: string;
+  /** Delay before the next attempt on this target, when one follows. */
+  retryInMs?: number;
+}
+
+export interface ProviderCallInput {
+  requestId: string;
+  provider: string;
+  model: string;
+  request: ChatRequestBody;
+  retry: RetrySettings;
+  /** Epoch ms after which no new attempt is worth starting (whole-request budget). */
+  deadline: number;
+  /** This call is the half-open probe of its target's circuit breaker. */
+  probe?: boolean;
+}
+
+export interface ProviderCallOutput {
+  completion: ChatCompletion;
+  attempts: AttemptRecord[];
+}
+
+/** Carried in heartbeat details and failure details so every attempt reaches the attempt log. */
+export interface AttemptLogDetails {
+  attempts: AttemptRecord[];
+}
+
+export interface ChatWorkflowInput {
+  request: ChatRequestBody;
+  routing: RoutingConfig;
+  batchId?: string;
+  /** Async jobs: POSTed (signed) when the request ends. Keel's own: never sent to providers. */
+  webhook?: WebhookSpec;
+  /** Plan computed by the caller for validation; the workflow recomputes it from the same inputs. */
+  plan?: Plan;
+}
+
+export interface KeelResponseInfo {
+  request_id: string;
+  provider: string;
+  model: string;
+  mode: Plan['mode'];
+  attempts: AttemptRecord[];
+  /** USD, from the configured pricing of the target that answered (absent without pricing). */
+  cost?: number;
+}
+
+export interface ChatWorkflowResult {
+  completion: ChatCompletion;
+  keel: KeelResponseInfo;
+}
+
+/** Details of the ApplicationFailure a request workflow fails with when every target is spent. */
+export interface RequestFailureDetails {
+  errorClass: ErrorClass;
+  /** HTTP status the client gets. */
+  status: number;
+  message: string;
+  attempts: AttemptRecord[];
+}
+
+export type RequestState = 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+/** What the request workflow needs to deliver a webhook; the signing secret stays on the worker. */
+export interface WebhookSpec {
+  url: string;
+  timeoutMs: number;
+  retry: { maxAttempts: number; initialIntervalMs: number; backoffCoefficient: number; maximumIntervalMs: number };
+}
+
+export type WebhookState = 'pending' | 'delivering' | 'delivered' | 'failed';
+
+export interface RequestErrorView {
+  message: string;
+  type: string;
+  code: string | null;
+  status: number;
+}
+
+/** The JSON body POSTed to a webhook (the activity adds `data.ui_url`). */
+export interface WebhookEvent {
+  /** Stable across delivery retries of one run; a replayed request sends a new event. */
+  id: string;
+  object: 'keel.webhook_event';
+  type: 'request.succeeded' | 'request.failed' | 'request.cancelled';
+  /** Epoch seconds. */
+  created_at: number;
+  data: {
+    id: string;
+    object: 'keel.request';
+    status: 'succeeded' | 'failed' | 'cancelled';
+    model: string | null;
+    attempts: AttemptRecord[];
+    result?: ChatCompletion & { keel: KeelResponseInfo };
+    error?: RequestErrorView;
+    ui_url?: string;
+  };
+}
+
+export interface WebhookDeliveryInput {
+  url: string;
+  timeoutMs: number;
+  event: WebhookEvent;
+}
+
+export interface RequestStatusView {
+  state: RequestState;
+  requestedModel: string;
+  mode: Plan['mode'];
+  /** Targets with a provider call in flight. */
+  activeTargets: string[];
+  attempts: AttemptRecord[];
+  startedAt: number;
+  /** Set when the request asked for a webhook. */
+  webhook?: WebhookState;
+  /** The outcome while the workflow is still open (delivering its webhook). */
+  result?: ChatWorkflowResult;
+  failure?: RequestFailureDetails;
+}
