@@ -448,3 +448,29 @@ test('Dockerfile: node:20-slim, production install, non-root, API by default; .d
     assert.ok(ignore.includes(entry), `.dockerignore lists ${entry}`);
   }
 });
+
+/** Every project file the image's entry points load, following relative imports. */
+function importClosure(entries: string[]): Set<string> {
+  const seen = new Set<string>();
+  const queue = entries.map((e) => join(ROOT, e));
+  while (queue.length > 0) {
+    const file = queue.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    const text = readFileSync(file, 'utf8');
+    for (const m of text.matchAll(/(?:from|import)\s*\(?\s*['"](\.{1,2}\/[^'"]+)['"]/g)) {
+      const target = resolve(dirname(file), m[1]).replace(/\.js$/, '.ts');
+      if (existsSync(target)) queue.push(target);
+    }
+  }
+  return seen;
+}
+
+test('Dockerfile: the image holds every file the API and worker load', () => {
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  const copied = [...dockerfile.matchAll(/^COPY (\S+)\/ /gm)].map((m) => m[1]);
+  // The worker bundles workflows/index.ts at start-up and runs the bundler from its own folder.
+  const files = importClosure(['src/bin/api.ts', 'src/bin/worker.ts', 'workflows/index.ts', 'src/worker/workflow-bundle-build.ts']);
+  const missing = [...files].map((f) => f.slice(ROOT.length + 1)).filter((f) => !copied.some((dir) => f.startsWith(`${dir}/`)));
+  assert.deepEqual(missing, [], `not copied into the image: ${missing.join(', ')}`);
+});
