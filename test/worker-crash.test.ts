@@ -53,7 +53,7 @@ models:
 `;
   configPath = join(mkdtempSync(join(tmpdir(), 'keel-crash-')), 'keel.yaml');
   writeFileSync(configPath, yaml);
-  api = await startApi(parseConfig(yaml, { KEEL_TASK_QUEUE: taskQueue }), env.address, 0);
+  api = await startApi(parseConfig(yaml, { KEEL_TASK_QUEUE: taskQueue }), { address: env.address, port: 0 });
 });
 
 after(async () => {

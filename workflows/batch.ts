@@ -24,6 +24,7 @@ import type { BatchCursor, BatchItem, BatchWorkflowInput, RecordItem, RequestCou
 import type { ChatRequestBody } from '../src/core/chat-request.js';
 import { KeelBatchId, KeelModel, KeelStatus } from '../src/core/search-attributes.js';
 import { chatCompletionWorkflow } from './chat-completion.js';
+import { LOCAL_CALL_TASK_TIMEOUT, mayCallLocally, routingFor } from '../src/core/routing.js';
 import { cancelBatchSignal, type BatchWorkflow } from '../src/core/contract.js';
 
 const retry = { maximumAttempts: 200, initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s' };
@@ -102,10 +103,14 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
     started += 1;
     // The result lands in this history (Temporal records it), but the workflow drops it at once:
     // the recorder activity reads it from Temporal and writes the line.
+    const request = item.body as ChatRequestBody;
+    const routing = routingFor(request, input.routing);
     void executeChild(chatCompletionWorkflow, {
       workflowId: childId,
       taskQueue: input.requestTaskQueue,
-      args: [{ request: item.body as ChatRequestBody, routing: input.routing, batchId }],
+      args: [{ request, routing, batchId }],
+      // As the API does for a request whose calls may run locally (src/services/request-service.ts).
+      ...(mayCallLocally(routing) && { workflowTaskTimeout: LOCAL_CALL_TASK_TIMEOUT }),
       parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
       // A re-drive that meets a finished child records that child instead of running the line again.
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
