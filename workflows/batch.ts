@@ -24,7 +24,7 @@ import type { BatchCursor, BatchItem, BatchWorkflowInput, RecordItem, RequestCou
 import type { ChatRequestBody } from '../src/core/chat-request.js';
 import { KeelBatchId, KeelModel, KeelStatus } from '../src/core/search-attributes.js';
 import { chatCompletionWorkflow } from './chat-completion.js';
-import { LOCAL_CALL_TASK_TIMEOUT, mayCallLocally, routingFor } from '../src/core/routing.js';
+import { routingFor } from '../src/core/routing.js';
 import { cancelBatchSignal, type BatchWorkflow } from '../src/core/contract.js';
 
 const retry = { maximumAttempts: 200, initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s' };
@@ -108,9 +108,10 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
     void executeChild(chatCompletionWorkflow, {
       workflowId: childId,
       taskQueue: input.requestTaskQueue,
+      // Temporal's default workflow task timeout (10 s), not the short one of interactive requests
+      // with local calls: nobody waits on a line's cancel or status, and on a saturated worker a
+      // short timeout would re-run local calls whose task merely checked in late.
       args: [{ request, routing, batchId }],
-      // As the API does for a request whose calls may run locally (src/services/request-service.ts).
-      ...(mayCallLocally(routing) && { workflowTaskTimeout: LOCAL_CALL_TASK_TIMEOUT }),
       parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
       // A re-drive that meets a finished child records that child instead of running the line again.
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,

@@ -208,11 +208,6 @@ export function isLocalCall(plan: Pick<Plan, 'mode'>, target: Target): boolean {
  */
 export const LOCAL_CALL_TASK_TIMEOUT = '2s';
 
-/** Whether any provider of this (trimmed) routing configuration is called locally. */
-export function mayCallLocally(routing: RoutingConfig): boolean {
-  return Object.values(routing.providers).some((p) => p.callPath === 'local');
-}
-
 /**
  * The part of the routing configuration a request can touch: the models and providers it names
  * or may be routed to, the defaults and the limits. This is what a request workflow's input
