@@ -6,7 +6,10 @@ import { ApplicationFailure, isCancellation, patched, proxyLocalActivities, upse
 import type { KeelActivities } from '../activities/index.js';
 import type { RoutingHealth } from '../src/core/health-types.js';
 import type { ChatWorkflowInput, RequestFailureDetails } from '../src/core/request-types.js';
-import { healthCandidates, planRequest, type Plan } from '../src/core/routing.js';
+import { requestFeatures } from '../src/core/capabilities.js';
+import { ChatRequestSchema } from '../src/core/chat-request.js';
+import { healthCandidates, PlanError, planRequest, type Plan, type PlanOptions } from '../src/core/routing.js';
+import { describeZodError } from '../src/core/zod-issues.js';
 import { KeelErrorClass, KeelStatus } from '../src/core/search-attributes.js';
 
 const { readHealth, acquireProbe } = proxyLocalActivities<KeelActivities>({
@@ -18,9 +21,27 @@ function holdingProbe(health: RoutingHealth, target: string): RoutingHealth {
   return { ...health, targets: { ...health.targets, [target]: { ...health.targets[target], probe: true } } };
 }
 
+/**
+ * Executions started before capability routing called every target, including those that cannot
+ * carry the request (their adapter refused it and the next target was tried): they replay with
+ * that plan. Newer ones check the request again first, as the API does, since one accepted by an
+ * older, laxer schema (started before, or reset since) must fail as the client's 400 here rather
+ * than reach an adapter.
+ */
+function capabilityOptions(input: ChatWorkflowInput): PlanOptions {
+  if (!patched('capability-routing')) return {};
+  const parsed = ChatRequestSchema.safeParse(input.request);
+  if (!parsed.success) {
+    const { param, message } = describeZodError(parsed.error);
+    throw new PlanError(400, `Invalid request: ${param ? `${param}: ` : ''}${message}`, param, 'invalid_value');
+  }
+  return { features: requestFeatures(parsed.data) };
+}
+
 /** The plan, health-aware when the worker has a health snapshot. Throws PlanError like planRequest. */
 export async function planWithHealth(input: ChatWorkflowInput, requestId: string): Promise<Plan> {
-  const plain = planRequest(input.request, input.routing);
+  const opts = capabilityOptions(input);
+  const plain = planRequest(input.request, input.routing, undefined, opts);
   // Executions started before health-aware routing replay without these markers.
   if (!patched('health-routing')) return plain;
   let health: RoutingHealth | null;
@@ -32,14 +53,14 @@ export async function planWithHealth(input: ChatWorkflowInput, requestId: string
     return plain;
   }
   if (!health) return plain;
-  let plan = planRequest(input.request, input.routing, health);
+  let plan = planRequest(input.request, input.routing, health, opts);
   if (plan.probeCandidate) {
     const target = plan.probeCandidate;
     const granted = await acquireProbe(target, requestId).catch((err) => {
       if (isCancellation(err)) throw err;
       return false;
     });
-    if (granted) plan = planRequest(input.request, input.routing, holdingProbe(health, target));
+    if (granted) plan = planRequest(input.request, input.routing, holdingProbe(health, target), opts);
   }
   if (plan.targets.length === 0) {
     const open = (plan.skipped ?? []).map((s) => s.target).join(', ');
