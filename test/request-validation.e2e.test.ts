@@ -202,6 +202,13 @@ describe('capability routing', () => {
     await assert.rejects(env.client.workflow.getHandle(id).describe(), /not found/i);
   });
 
+  test('the workflow bundle loads no zod (capability routing reads the request without it)', async () => {
+    // Measured: with zod in the bundle, a request cost ~15 ms more worker CPU (docs/ARCHITECTURE.md).
+    const { code } = await workflowBundle();
+    assert.ok(code.includes('src/core/capabilities.ts'), 'the bundle holds the routing core');
+    assert.ok(!code.includes('node_modules/zod'), 'zod is in the workflow bundle');
+  });
+
   test('an execution planned before capability routing replays (patched)', async () => {
     // Recorded with the code before this change: model [beta, alpha] with audio input; beta's
     // adapter refused it (model_not_found), alpha answered. Planning it now would skip beta.

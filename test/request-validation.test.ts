@@ -10,10 +10,9 @@ import { Client } from '@temporalio/client';
 import { checkLineBody } from '../activities/batch/validate.js';
 import { createCallProvider } from '../activities/provider-call/call-provider.js';
 import { classifyError } from '../activities/provider-call/classify-error.js';
-import { anthropicRequestBody } from '../activities/providers/anthropic/adapter.js';
-import { geminiRequestBody } from '../activities/providers/gemini/adapter.js';
+import { translating } from '../activities/providers/common.js';
 import { REQUEST_TRANSLATORS } from '../activities/providers/index.js';
-import { ProviderCallError, type ChatRequest } from '../activities/providers/types.js';
+import { KeelInternalError, ProviderCallError, type ChatRequest } from '../activities/providers/types.js';
 import { fromZodError } from '../src/api/errors.js';
 import { parseConfig } from '../src/config/load.js';
 import { PROVIDER_TYPES } from '../src/config/schema.js';
@@ -80,22 +79,34 @@ describe("the issue's examples are 400s naming the path, before any adapter", ()
     });
   }
 
-  test('before this schema they reached the adapters, which crashed on them', () => {
-    // Bypassing validation, as an execution started before it would: Keel's crash is `internal`, not the provider's bad_response.
+  test('one that reaches an adapter anyway (an execution started under the old schema) is the 400, not a crash', () => {
     const req = { model: 'x', messages: [{ role: 'user', content: [{ type: 'image_url' }] }] } as unknown as ChatRequest;
-    for (const translate of [anthropicRequestBody, geminiRequestBody]) {
+    for (const type of PROVIDER_TYPES) {
       assert.throws(
-        () => translate(req, 'm'),
+        () => REQUEST_TRANSLATORS[type](req, 'm'),
         (err: unknown) => {
-          assert.ok(err instanceof ProviderCallError);
-          const info = classifyError(err, 'anthropic');
-          assert.equal(info.errorClass, 'internal');
-          assert.match(info.message, /TypeError: Cannot read properties of undefined \(reading 'url'\)/);
-          assert.ok((err.cause as Error).stack?.includes('adapter.ts'), 'the cause keeps the stack of Keel code');
+          const info = classifyError(err, type);
+          assert.equal(info.errorClass, 'invalid_request');
+          assert.match(info.message, /^Invalid request: messages\[0\]\.content\[0\]\.image_url: Required/);
           return true;
         },
       );
     }
+  });
+
+  test("whatever else Keel's translation throws is `internal`, never the provider's bad_response", () => {
+    const req = { model: 'x', messages: [{ role: 'user', content: 'hi' }] } as ChatRequest;
+    assert.throws(
+      () => translating('anthropic', req, () => (undefined as unknown as { url: string }).url),
+      (err: unknown) => {
+        assert.ok(err instanceof KeelInternalError);
+        const info = classifyError(err, 'anthropic');
+        assert.equal(info.errorClass, 'internal');
+        assert.match(info.message, /^Keel failed to translate the request for anthropic \(TypeError: Cannot read properties of undefined \(reading 'url'\)\)$/);
+        assert.ok((err.cause as Error).stack?.includes('request-validation.test.ts'), 'the cause keeps the stack of what threw');
+        return true;
+      },
+    );
   });
 });
 
@@ -306,7 +317,18 @@ describe('internal errors: not retried, not against the provider, 500 with the r
   test("a throw in Keel's translation: nonRetryable `internal`, no provider call, no health record, a log line with the stack", async () => {
     beta.resetCalls();
     const logs: { message: string; meta?: Record<string, unknown> }[] = [];
-    const { failure, recorded } = await callOnce({ model: 'claude', messages: [{ role: 'user', content: [{ type: 'image_url' }] }] }, logs);
+    // No request that passes the schema makes a translation throw (the property above), so the
+    // bug is simulated: a field that reads fine for the schema check and throws when translated.
+    let reads = 0;
+    const message = {
+      role: 'user',
+      get content(): string {
+        if (++reads > 1) throw new TypeError("Cannot read properties of undefined (reading 'url')");
+        return 'hi';
+      },
+    };
+    const request = { model: 'claude', messages: [message] };
+    const { failure, recorded } = await callOnce(request, logs);
     assert.equal(failure.type, 'internal');
     assert.equal(failure.nonRetryable, true);
     assert.equal(beta.calls().length, 0, 'the provider was never called');
@@ -315,6 +337,17 @@ describe('internal errors: not retried, not against the provider, 500 with the r
     assert.ok(line, JSON.stringify(logs));
     assert.equal(line.meta?.requestId, 'req-internal-test');
     assert.match(String(line.meta?.stack), /TypeError: Cannot read properties of undefined \(reading 'url'\)\n\s+at /);
+    assert.match(String(line.meta?.stack), /anthropic\/adapter\.ts/);
+  });
+
+  test('a malformed request reaching the activity (an execution from before this schema): the client\'s 400, not retried, no provider call', async () => {
+    beta.resetCalls();
+    const { failure, recorded } = await callOnce({ model: 'claude', messages: [{ role: 'user', content: [{ type: 'image_url' }] }] }, []);
+    assert.equal(failure.type, 'invalid_request');
+    assert.equal(failure.nonRetryable, true);
+    assert.match(failure.message, /messages\[0\]\.content\[0\]\.image_url/);
+    assert.equal(beta.calls().length, 0);
+    assert.deepEqual(recorded.map((r) => r.errors), [{ invalid_request: 1 }], 'recorded, as any invalid request is, which never counts against a target');
   });
 
   test('what the provider really sent stays bad_response: retried, and it counts', async () => {

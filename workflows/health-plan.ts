@@ -7,9 +7,7 @@ import type { KeelActivities } from '../activities/index.js';
 import type { RoutingHealth } from '../src/core/health-types.js';
 import type { ChatWorkflowInput, RequestFailureDetails } from '../src/core/request-types.js';
 import { requestFeatures } from '../src/core/capabilities.js';
-import { ChatRequestSchema } from '../src/core/chat-request.js';
-import { healthCandidates, PlanError, planRequest, type Plan, type PlanOptions } from '../src/core/routing.js';
-import { describeZodError } from '../src/core/zod-issues.js';
+import { healthCandidates, planRequest, type Plan, type PlanOptions } from '../src/core/routing.js';
 import { KeelErrorClass, KeelStatus } from '../src/core/search-attributes.js';
 
 const { readHealth, acquireProbe } = proxyLocalActivities<KeelActivities>({
@@ -24,18 +22,17 @@ function holdingProbe(health: RoutingHealth, target: string): RoutingHealth {
 /**
  * Executions started before capability routing called every target, including those that cannot
  * carry the request (their adapter refused it and the next target was tried): they replay with
- * that plan. Newer ones check the request again first, as the API does, since one accepted by an
- * older, laxer schema (started before, or reset since) must fail as the client's 400 here rather
- * than reach an adapter.
+ * that plan. A request accepted under an older, laxer schema (started before, or reset since) may
+ * not have the shape requestFeatures reads: it is planned as before, and the provider call
+ * refuses it as the client's 400 before any translation (activities/providers/common.ts).
  */
 function capabilityOptions(input: ChatWorkflowInput): PlanOptions {
   if (!patched('capability-routing')) return {};
-  const parsed = ChatRequestSchema.safeParse(input.request);
-  if (!parsed.success) {
-    const { param, message } = describeZodError(parsed.error);
-    throw new PlanError(400, `Invalid request: ${param ? `${param}: ` : ''}${message}`, param, 'invalid_value');
+  try {
+    return { features: requestFeatures(input.request) };
+  } catch {
+    return {};
   }
-  return { features: requestFeatures(parsed.data) };
 }
 
 /** The plan, health-aware when the worker has a health snapshot. Throws PlanError like planRequest. */

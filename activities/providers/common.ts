@@ -3,11 +3,13 @@
 import { randomBytes } from 'node:crypto';
 import type { ChatCompletion } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
+import { ChatRequestSchema } from '../../src/core/chat-request.js';
 import { fileMediaType, splitDataUrl } from '../../src/core/media-types.js';
+import { describeZodError } from '../../src/core/zod-issues.js';
 import { KeelInternalError, ProviderCallError, type ChatRequest } from './types.js';
 
 export { guessMediaType } from '../../src/core/media-types.js';
-export { contentText } from '../../src/core/chat-request.js';
+export { contentText } from '../../src/core/message-content.js';
 
 /**
  * SDK timeouts are "off": Temporal's activity timeout governs each attempt. setTimeout caps
@@ -46,11 +48,18 @@ export function unsupported(provider: string, feature: string): ProviderCallErro
 }
 
 /**
- * Runs Keel's translation of a request for `provider`. What it throws on purpose
- * (ProviderCallError: unsupported, invalid) passes; anything else is a bug in Keel, classed
- * `internal` rather than blamed on the provider (it would be retried and fall back as a bad answer).
+ * Runs Keel's translation of a request for `provider`, on a request checked against the schema
+ * first: the API checked it, but an execution started under an older, laxer schema may carry one
+ * that is not, and it must be the client's 400 naming the path, not a crash in an adapter. What
+ * the translation throws on purpose (ProviderCallError: unsupported, invalid) passes; anything
+ * else is a bug in Keel, classed `internal` rather than blamed on the provider.
  */
-export function translating<T>(provider: string, translate: () => T): T {
+export function translating<T>(provider: string, request: ChatRequest, translate: () => T): T {
+  const checked = ChatRequestSchema.safeParse(request);
+  if (!checked.success) {
+    const { param, message } = describeZodError(checked.error);
+    throw new ProviderCallError('invalid_request', `Invalid request: ${param ? `${param}: ` : ''}${message}`, undefined, 'invalid_value');
+  }
   try {
     return translate();
   } catch (err) {

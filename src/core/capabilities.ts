@@ -4,7 +4,8 @@
 // Pure and workflow-safe: the request workflow plans with it too (behind a patch, see
 // workflows/health-plan.ts); changing what it returns changes plans, so it needs a new patch.
 import type { ProviderType } from '../config/schema.js';
-import { contentText, type ChatRequestBody } from './chat-request.js';
+import type { ChatRequestBody } from './chat-request.js';
+import { contentText } from './message-content.js';
 import { fileMediaType, splitDataUrl } from './media-types.js';
 import { jsonPath } from './zod-issues.js';
 

@@ -308,13 +308,6 @@ export const ChatRequestSchema = RequestFields.superRefine(crossFieldIssues);
 export type ChatRequestBody = z.infer<typeof ChatRequestSchema>;
 export type ChatMessage = ChatRequestBody['messages'][number];
 
-/** Text of a message's content (text and refusal parts); other parts are dropped (where only text is allowed). */
-export function contentText(content: string | ReadonlyArray<{ type: string; text?: string; refusal?: string }> | null | undefined): string {
-  if (content == null) return '';
-  if (typeof content === 'string') return content;
-  return content.map((p) => (p.type === 'text' ? (p.text ?? '') : p.type === 'refusal' ? (p.refusal ?? '') : '')).join('');
-}
-
 // ---- Kept in step with the official SDK's request types ----------------------------------
 // Each line fails to compile if the schema accepts something the SDK's type does not allow.
 type Accepts<Sdk, Ours extends Sdk> = Ours;

@@ -113,7 +113,7 @@ export function toAnthropicRequest(req: ChatRequest, upstreamModel: string): Ant
 
 /** The body sent on the wire (pure): see RequestTranslator. */
 export function anthropicRequestBody(req: ChatRequest, upstreamModel: string): AnthropicRequest {
-  return translating('anthropic', () => {
+  return translating('anthropic', req, () => {
     const body = toAnthropicRequest(req, upstreamModel);
     if (!body.messages.length) throw unsupported('anthropic', FEATURES.no_turn);
     return body;

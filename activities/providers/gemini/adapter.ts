@@ -108,7 +108,7 @@ export function toGeminiRequest(req: ChatRequest, upstreamModel: string): Genera
 
 /** The body sent on the wire (pure): see RequestTranslator. */
 export function geminiRequestBody(req: ChatRequest, upstreamModel: string): GenerateContentParameters {
-  return translating('gemini', () => {
+  return translating('gemini', req, () => {
     const params = toGeminiRequest(req, upstreamModel);
     if (!(params.contents as Content[]).length) throw unsupported('gemini', FEATURES.no_turn);
     return params;

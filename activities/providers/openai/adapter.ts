@@ -18,7 +18,7 @@ export function toOpenAIRequest(req: ChatRequest, upstreamModel: string): ChatCo
 
 /** The body sent on the wire (pure): see RequestTranslator. */
 export function openaiRequestBody(req: ChatRequest, upstreamModel: string): ChatCompletionCreateParamsNonStreaming {
-  return translating('openai', () => toOpenAIRequest(req, upstreamModel));
+  return translating('openai', req, () => toOpenAIRequest(req, upstreamModel));
 }
 
 /**
