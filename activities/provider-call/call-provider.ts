@@ -6,7 +6,7 @@ import type { KeelConfig } from '../../src/config/schema.js';
 import type { HealthAgent } from '../../src/worker/health-agent.js';
 import { ERROR_POLICY, type ErrorClass, type ProviderErrorInfo } from '../../src/core/error-classes.js';
 import type { AttemptLogDetails, AttemptRecord, ProviderCallInput, ProviderCallOutput } from '../../src/core/request-types.js';
-import { classifyError, isAbortError } from './classify-error.js';
+import { classifyError, internalStack, isAbortError } from './classify-error.js';
 import { noteProviderCall } from './hedge-budget.js';
 import { createAdapter } from '../providers/index.js';
 import type { ChatRequest } from '../providers/types.js';
@@ -92,7 +92,9 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
         throw err instanceof CancelledFailure ? err : new CancelledFailure('provider call cancelled');
       }
       const info = classifyError(err, provider.type, secrets);
-      noteHealth(health, input, record, info.errorClass);
+      // Keel's own bug says nothing about the provider (no mark against its health), and only the log has its stack.
+      if (info.errorClass === 'internal') ctx.log.error(`${record.target}: internal error in Keel`, { requestId: input.requestId, stack: internalStack(err, secrets) });
+      else noteHealth(health, input, record, info.errorClass);
       const delay = nextDelay(info, input, attempt);
       Object.assign(record, {
         outcome: 'error',
