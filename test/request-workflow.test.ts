@@ -258,7 +258,7 @@ function activityEvent(h: History, type: temporal.api.enums.v1.EventType, schedu
   return e ? id(e) : undefined;
 }
 
-/** The workflow clock (the WorkflowTaskStarted time) of the task that produced a command. */
+/** When the task that produced a command started (WorkflowTaskStarted): the workflow clock at that task's start. */
 function workflowTimeOf(h: History, workflowTaskCompletedEventId: number): number {
   const completed = (h.events ?? []).find((e) => id(e) === workflowTaskCompletedEventId)!;
   const startedId = Number(completed.workflowTaskCompletedEventAttributes!.startedEventId);
@@ -502,10 +502,15 @@ describe('cancel and deadline', () => {
     const [a, b] = scheduled(history);
     assert.deepEqual([a.target, b.target], ['a/m', 'b/m']);
     // deadline = the workflow clock at its first task + requestMs; each target gets deadline - now.
+    // The workflow clock is the task's start (WorkflowTaskStarted) or, once a local activity such
+    // as readHealth has resolved inside the task, a little later (5 ms measured under load): never
+    // more than what was left at the task's start, and within a stated 500 ms of it.
     const begin = workflowTimeOf(history, Number((history.events ?? []).find((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)!.eventId));
     for (const s of [a, b]) {
       const left = REQUEST_MS - (workflowTimeOf(history, s.workflowTaskCompletedEventId) - begin);
-      assert.ok(Math.abs(s.scheduleToCloseMs - left) <= 1, `${s.target}: scheduleToClose ${s.scheduleToCloseMs} ms, ${left} ms left`);
+      const note = `${s.target}: scheduleToClose ${s.scheduleToCloseMs} ms, ${left} ms left at its task's start`;
+      assert.ok(s.scheduleToCloseMs <= left + 1, note);
+      assert.ok(s.scheduleToCloseMs >= left - 500, note);
     }
     assert.ok(b.scheduleToCloseMs <= REQUEST_MS - 700, `b got ${b.scheduleToCloseMs} ms after a spent at least 700`);
     assert.deepEqual(attemptSummary(details.attempts), ['a/m#1:error:unavailable']);
