@@ -303,11 +303,15 @@ for (const type of PROVIDER_TYPES) {
       assert.equal(r.text, '[m-slow] drip ☕ 雨');
       assert.ok(Date.now() - started >= 80);
 
-      fake.setBehaviour('m-slower', { default: { kind: 'slow-body', chunkDelayMs: 100, chunks: 5 } });
+      // Aborted mid-body: 150 ms after the call reached the fake (a timer from before the send could
+      // fire before a busy machine sent it), with a 2 s body so that a late timer still lands in it.
+      fake.setBehaviour('m-slower', { default: { kind: 'slow-body', chunkDelayMs: 100, chunks: 20 } });
       const controller = new AbortController();
+      const pending = failure(client.ask({ model: 'm-slower', text: 'drip', signal: controller.signal }));
+      await fake.waitForCalls(1, { model: 'm-slower', timeoutMs: 10_000 });
       setTimeout(() => controller.abort(), 150);
-      await failure(client.ask({ model: 'm-slower', text: 'drip', signal: controller.signal }));
-      const [call] = await fake.waitForCalls(1, { model: 'm-slower', where: (c) => c.aborted, timeoutMs: 1000 });
+      await pending;
+      const [call] = await fake.waitForCalls(1, { model: 'm-slower', where: (c) => c.aborted, timeoutMs: 5000 });
       assert.equal(call.status, 200, 'headers were out before the abort');
     });
 
