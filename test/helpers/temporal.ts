@@ -41,12 +41,12 @@ export interface KeelUnderTest {
 let counter = 0;
 
 /** Starts workers and the API for `yaml` (each call gets its own task queue, so tests do not share workers). */
-export async function startKeel(env: TestWorkflowEnvironment, yaml: string, opts: { env?: NodeJS.ProcessEnv; api?: boolean } = {}): Promise<KeelUnderTest> {
+export async function startKeel(env: TestWorkflowEnvironment, yaml: string, opts: { env?: NodeJS.ProcessEnv; api?: boolean; identity?: string } = {}): Promise<KeelUnderTest> {
   const taskQueue = `keel-test-${process.pid}-${++counter}`;
   const config = parseConfig(yaml, { ...opts.env, KEEL_TASK_QUEUE: taskQueue, PORT: '0' }, 'test config');
   const address = env.address;
   const connection = await NativeConnection.connect({ address });
-  const workers = await createKeelWorkers({ connection, config, workflowBundle: await workflowBundle() });
+  const workers = await createKeelWorkers({ connection, config, workflowBundle: await workflowBundle(), ...(opts.identity && { identity: opts.identity }) });
   const running = Promise.all(workers.map((w) => w.run()));
   const api = await startApi(config, address, 0);
   return {
