@@ -610,11 +610,15 @@ describe('real SDK errors', () => {
 
     test(`${type}: aborting the signal aborts the HTTP request`, async () => {
       const controller = new AbortController();
-      setTimeout(() => controller.abort(), 100);
-      const { err, ms } = await failure(type, () => {}, { signal: controller.signal });
+      const pending = failure(type, () => {}, { signal: controller.signal });
+      // Abort once the request is at the server: a fixed timer can fire before a busy machine sent it.
+      await waitFor(() => local.seen.length > 0, 10_000);
+      const abortAt = Date.now();
+      controller.abort();
+      const { err } = await pending;
       assert.ok(isAbortError(err), `not an abort error: ${String(err)}`);
       assert.ok(isAbortError(err, controller.signal));
-      assert.ok(ms < 2000, `took ${ms} ms`);
+      assert.ok(Date.now() - abortAt < 2000, `rejected ${Date.now() - abortAt} ms after the abort`);
       await waitFor(() => local.seen[0]?.aborted === true);
     });
   }
@@ -729,13 +733,16 @@ describe('adapters against the fake providers', { skip: fakes ? false : 'dev/fak
         fake.setBehaviour('fm', { script: [{ kind: 'hang' }] });
         fake.resetCalls();
         const controller = new AbortController();
-        setTimeout(() => controller.abort(), 100);
-        const started = Date.now();
-        const err = await adapter.complete(simple, 'fm', controller.signal).then(
+        const pending = adapter.complete(simple, 'fm', controller.signal).then(
           () => assert.fail('expected an abort'),
           (e: unknown) => e,
         );
-        assert.ok(Date.now() - started < 2000);
+        // Abort once the call has reached the fake: a fixed timer can fire before a busy machine sent it.
+        await fake.waitForCalls(1, { model: 'fm', timeoutMs: 10_000 });
+        const abortAt = Date.now();
+        controller.abort();
+        const err = await pending;
+        assert.ok(Date.now() - abortAt < 2000, `rejected ${Date.now() - abortAt} ms after the abort`);
         assert.ok(isAbortError(err, controller.signal));
         const [aborted] = await fake.waitForCalls(1, { where: (call) => call.aborted, timeoutMs: 2000 });
         assert.equal(aborted.aborted, true);

@@ -275,7 +275,8 @@ for (const type of PROVIDER_TYPES) {
       const [call] = await fake.waitForCalls(1, { model: 'm-hang', where: (c) => c.aborted, timeoutMs: 1000 });
       assert.equal(call.step, 'hang');
       assert.equal(call.status, undefined);
-      assert.ok(call.abortedAt! - abortAt < 200, `abort seen after ${call.abortedAt! - abortAt} ms`);
+      // A hang never ends by itself; tolerance for a busy machine's event loop.
+      assert.ok(call.abortedAt! - abortAt < 1000, `abort seen after ${call.abortedAt! - abortAt} ms`);
     });
 
     it('resets the connection', async () => {
@@ -302,11 +303,15 @@ for (const type of PROVIDER_TYPES) {
       assert.equal(r.text, '[m-slow] drip ☕ 雨');
       assert.ok(Date.now() - started >= 80);
 
-      fake.setBehaviour('m-slower', { default: { kind: 'slow-body', chunkDelayMs: 100, chunks: 5 } });
+      // Aborted mid-body: 150 ms after the call reached the fake (a timer from before the send could
+      // fire before a busy machine sent it), with a 2 s body so that a late timer still lands in it.
+      fake.setBehaviour('m-slower', { default: { kind: 'slow-body', chunkDelayMs: 100, chunks: 20 } });
       const controller = new AbortController();
+      const pending = failure(client.ask({ model: 'm-slower', text: 'drip', signal: controller.signal }));
+      await fake.waitForCalls(1, { model: 'm-slower', timeoutMs: 10_000 });
       setTimeout(() => controller.abort(), 150);
-      await failure(client.ask({ model: 'm-slower', text: 'drip', signal: controller.signal }));
-      const [call] = await fake.waitForCalls(1, { model: 'm-slower', where: (c) => c.aborted, timeoutMs: 1000 });
+      await pending;
+      const [call] = await fake.waitForCalls(1, { model: 'm-slower', where: (c) => c.aborted, timeoutMs: 5000 });
       assert.equal(call.status, 200, 'headers were out before the abort');
     });
 
@@ -330,13 +335,14 @@ for (const type of PROVIDER_TYPES) {
       assert.equal(fake.calls().length, 0);
       assert.equal((await client.ask({ model: 'm-script', text: 'q' })).text, 'first', 'resetCalls restarts scripts');
 
-      fake.setBehaviour('m-slowish', { latency: { baseMs: 60 }, script: [{ kind: 'ok', latencyMs: 0 }] });
-      let started = Date.now();
+      // Measured inside the fake (its own start and end of each call), 400 ms apart, so that a busy
+      // machine's delays cannot blur a 0 ms step into the model's latency.
+      fake.setBehaviour('m-slowish', { latency: { baseMs: 400 }, script: [{ kind: 'ok', latencyMs: 0 }] });
       await client.ask({ model: 'm-slowish', text: 'q' });
-      assert.ok(Date.now() - started < 50, "a step's latencyMs overrides the model's latency");
-      started = Date.now();
       await client.ask({ model: 'm-slowish', text: 'q' });
-      assert.ok(Date.now() - started >= 55);
+      const [zero, slow] = fake.calls('m-slowish').map((c) => c.endedAt! - c.startedAt);
+      assert.ok(zero < 200, `a step's latencyMs overrides the model's latency: ${zero} ms`);
+      assert.ok(slow >= 395, `then the model's latency: ${slow} ms`);
 
       fake.setBehaviour('m-own', { default: { kind: 'ok', content: 'own' } });
       fake.setBehaviour('*', { script: [{ kind: 'error', status: 500 }] });

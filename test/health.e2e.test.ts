@@ -12,7 +12,9 @@ import type { ProvidersView, TargetView } from '../src/services/health-view.js';
 import { createKeelWorkers } from '../src/worker/workers.js';
 import { startKeel, startTemporal, workflowBundle, type KeelUnderTest } from './helpers/temporal.js';
 
-const COOLDOWN_MS = 3000;
+const COOLDOWN_MS = 6000;
+/** Time left in the cooldown when the last open-breaker request may start. */
+const COOLDOWN_MARGIN_MS = 2500;
 const RATE = 4;
 
 let env: TestWorkflowEnvironment;
@@ -99,17 +101,32 @@ describe('circuit breaker', () => {
     // Workers refresh their snapshot every 200 ms.
     await sleep(500);
 
+    // Requests while the breaker is open, each started with time to finish inside the cooldown
+    // (a request takes over a second on a busy machine): one that ran into the half-open state
+    // could rightly be the probe, and a probe of the still-failing provider would reopen it.
+    const retryAt = opened.breaker.retry_at!;
     const before = a.calls('m').length;
-    for (let i = 0; i < 6; i++) assert.equal((await ask('chain')).keel.provider, 'b');
-    assert.ok(Date.now() < opened.breaker.retry_at!, 'still within the cooldown');
-    assert.equal(a.calls('m').length, before, 'no call reached the open target');
+    let sent = 0;
+    while (sent < 6 && Date.now() < retryAt - COOLDOWN_MARGIN_MS) {
+      assert.equal((await ask('chain')).keel.provider, 'b');
+      sent++;
+    }
+    assert.ok(sent >= 1, 'at least one request within the cooldown');
+    assert.ok(Date.now() < retryAt, 'still within the cooldown');
+    assert.equal(a.calls('m').length, before, `no call reached the open target (${sent} requests)`);
 
-    // The provider recovers; after the cooldown exactly one request probes it.
+    // The provider recovers; after the cooldown exactly one request probes it. The workers see the
+    // half-open state at their next snapshot refresh (200 ms, later on a busy machine): bursts of
+    // concurrent requests until one has probed.
     a.setBehaviour('m', { default: { kind: 'ok', latencyMs: 20 } });
-    await sleep(Math.max(0, opened.breaker.retry_at! - Date.now()) + 300);
-    const burst = await Promise.all(Array.from({ length: 5 }, () => ask('chain')));
+    await sleep(Math.max(0, retryAt - Date.now()) + 300);
+    const answered: { keel: KeelInfo }[] = [];
+    for (let round = 0; round < 10 && a.calls('m').length === before; round++) {
+      if (round > 0) await sleep(200);
+      answered.push(...(await Promise.all(Array.from({ length: 5 }, () => ask('chain')))));
+    }
     assert.equal(a.calls('m').length, before + 1, 'exactly one probe');
-    assert.equal(burst.filter((r) => r.keel.provider === 'a').length, 1, 'the probe answered its request');
+    assert.equal(answered.filter((r) => r.keel.provider === 'a').length, 1, 'the probe answered its request');
     const closed = await waitFor('breaker closed', async () => {
       const t = await target('a/m');
       return t?.breaker.state === 'closed' && t;
@@ -173,15 +190,19 @@ describe('per-provider rate limit (Temporal task-queue rate limiting)', () => {
       const windowMax = Math.max(...starts.map((s) => starts.filter((x) => x >= s && x < s + 1000).length));
       // How close the run came to R + 1 in a second: the shortest span over R + 1 consecutive calls.
       const tightest = Math.min(...starts.slice(RATE).map((s, i) => s - starts[i]));
-      // The first R calls start at once; the rest come at R per window: the rate after them.
+      // At the full rate the first R calls start at once and the rest come R per window (1.025 s
+      // with the guard): (n - R) / R windows from first to last.
       const spanMs = starts[starts.length - 1] - starts[0];
-      const rate = (starts.length - RATE) / (spanMs / 1000);
+      const fullRateSpanMs = ((starts.length - RATE) / RATE) * 1025;
       const shown = starts.map((s) => s - starts[0]).join(',');
-      t.diagnostic(`starts at ms: ${shown}; max calls in any 1-s window: ${windowMax}; shortest span of ${RATE + 1} calls: ${tightest} ms; rate after the first window: ${rate.toFixed(2)}/s`);
+      t.diagnostic(`starts at ms: ${shown}; max calls in any 1-s window: ${windowMax}; shortest span of ${RATE + 1} calls: ${tightest} ms; span ${spanMs} ms (${fullRateSpanMs} ms at the full rate)`);
       assert.ok(windowMax <= RATE + 1, `${windowMax} calls within one rolling second (limit ${RATE}/s); starts at ms: ${shown}`);
-      // The guard costs ~2.5 % of the rate. (Keeping the server's limiter alone within R in every
-      // second would take a limit below R/2: it lets a second's worth through at once.)
-      assert.ok(rate >= 0.75 * RATE, `${rate.toFixed(2)} calls/s after the first window (limit ${RATE}/s); starts at ms: ${shown}`);
+      // The limiter does not throttle below the limit. Tolerance: 1.5 s for a busy machine, where
+      // dispatch lags (measured under two CPU hogs: the second worker set's first calls ~650 ms
+      // late, span 2.9 s for 2.05 s). A limiter at half the rate would need 5 s here.
+      // (Keeping the server's limiter alone within R in every second would take a limit below R/2:
+      // it lets a second's worth through at once.)
+      assert.ok(spanMs <= fullRateSpanMs + 1500, `${spanMs} ms from the first call to the last (${fullRateSpanMs} ms at ${RATE}/s); starts at ms: ${shown}`);
     } finally {
       for (const w of second) if (w.getState() === 'RUNNING') w.shutdown();
       await running;

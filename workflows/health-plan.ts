@@ -6,7 +6,8 @@ import { ApplicationFailure, isCancellation, patched, proxyLocalActivities, upse
 import type { KeelActivities } from '../activities/index.js';
 import type { RoutingHealth } from '../src/core/health-types.js';
 import type { ChatWorkflowInput, RequestFailureDetails } from '../src/core/request-types.js';
-import { healthCandidates, planRequest, type Plan } from '../src/core/routing.js';
+import { requestFeatures } from '../src/core/capabilities.js';
+import { healthCandidates, planRequest, type Plan, type PlanOptions } from '../src/core/routing.js';
 import { KeelErrorClass, KeelStatus } from '../src/core/search-attributes.js';
 
 const { readHealth, acquireProbe } = proxyLocalActivities<KeelActivities>({
@@ -18,9 +19,26 @@ function holdingProbe(health: RoutingHealth, target: string): RoutingHealth {
   return { ...health, targets: { ...health.targets, [target]: { ...health.targets[target], probe: true } } };
 }
 
+/**
+ * Executions started before capability routing called every target, including those that cannot
+ * carry the request (their adapter refused it and the next target was tried): they replay with
+ * that plan. A request accepted under an older, laxer schema (started before, or reset since) may
+ * not have the shape requestFeatures reads: it is planned as before, and the provider call
+ * refuses it as the client's 400 before any translation (activities/providers/common.ts).
+ */
+function capabilityOptions(input: ChatWorkflowInput): PlanOptions {
+  if (!patched('capability-routing')) return {};
+  try {
+    return { features: requestFeatures(input.request) };
+  } catch {
+    return {};
+  }
+}
+
 /** The plan, health-aware when the worker has a health snapshot. Throws PlanError like planRequest. */
 export async function planWithHealth(input: ChatWorkflowInput, requestId: string): Promise<Plan> {
-  const plain = planRequest(input.request, input.routing);
+  const opts = capabilityOptions(input);
+  const plain = planRequest(input.request, input.routing, undefined, opts);
   // Executions started before health-aware routing replay without these markers.
   if (!patched('health-routing')) return plain;
   let health: RoutingHealth | null;
@@ -37,14 +55,14 @@ export async function planWithHealth(input: ChatWorkflowInput, requestId: string
     }
   }
   if (!health) return plain;
-  let plan = planRequest(input.request, input.routing, health);
+  let plan = planRequest(input.request, input.routing, health, opts);
   if (plan.probeCandidate) {
     const target = plan.probeCandidate;
     const granted = await acquireProbe(target, requestId).catch((err) => {
       if (isCancellation(err)) throw err;
       return false;
     });
-    if (granted) plan = planRequest(input.request, input.routing, holdingProbe(health, target));
+    if (granted) plan = planRequest(input.request, input.routing, holdingProbe(health, target), opts);
   }
   if (plan.targets.length === 0) {
     const open = (plan.skipped ?? []).map((s) => s.target).join(', ');

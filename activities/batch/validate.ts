@@ -5,8 +5,10 @@ import { Context } from '@temporalio/activity';
 import { z } from 'zod';
 import { keys, type BatchStore } from '../../src/store/batch-store.js';
 import type { BatchLineError } from '../../src/core/batch-types.js';
-import { ChatRequestSchema } from '../../src/core/chat-request.js';
-import type { KeelConfig } from '../../src/config/schema.js';
+import { requestFeatures } from '../../src/core/capabilities.js';
+import { ChatRequestSchema, type ChatRequestBody } from '../../src/core/chat-request.js';
+import { describeZodError } from '../../src/core/zod-issues.js';
+import type { KeelConfig, RoutingConfig } from '../../src/config/schema.js';
 import { readLines, NotFoundError } from '../../src/store/file-store.js';
 import { PlanError, planRequest } from '../../src/core/routing.js';
 import { errorLine } from './lines.js';
@@ -35,6 +37,30 @@ const LineSchema = z.object({
 
 const MAX_REPORTED = 100;
 
+export type LineBodyCheck =
+  | { ok: true; body: ChatRequestBody; model: string }
+  | { ok: false; code: string; message: string; param: string | null };
+
+/**
+ * A line's `body`, held to what POST /v1/chat/completions accepts: the same schema (a violation
+ * names its path under `body.`), no streaming, and a plan (known model, a target that can carry it).
+ */
+export function checkLineBody(body: unknown, routing: RoutingConfig): LineBodyCheck {
+  const parsed = ChatRequestSchema.safeParse(body);
+  if (!parsed.success) {
+    const { param, message } = describeZodError(parsed.error, ['body']);
+    return { ok: false, code: 'invalid_body', message: `${param}: ${message}`, param };
+  }
+  if (parsed.data.stream === true) return { ok: false, code: 'invalid_body', message: 'body.stream: streaming is not available in batches', param: 'body.stream' };
+  try {
+    const plan = planRequest(parsed.data, routing, undefined, { features: requestFeatures(parsed.data) });
+    return { ok: true, body: parsed.data, model: plan.requestedModel };
+  } catch (err) {
+    if (!(err instanceof PlanError)) throw err;
+    return { ok: false, code: err.code, message: err.message, param: err.param === null ? null : `body.${err.param}` };
+  }
+}
+
 export function createValidateBatch(config: KeelConfig, files: BatchStore) {
   return async function validateBatchInput(input: ValidateInput): Promise<ValidateOutput> {
     const ctx = Context.current();
@@ -47,9 +73,9 @@ export function createValidateBatch(config: KeelConfig, files: BatchStore) {
     let valid = 0;
     let tooMany = false;
 
-    const bad = (line: number, code: string, message: string, customId: string | null) => {
+    const bad = (line: number, code: string, message: string, customId: string | null, param: string | null = null) => {
       invalidLines.push(JSON.stringify(errorLine(input.batchId, customId ?? `line-${line}`, code, `Line ${line}: ${message}`, customId)));
-      if (reported.length < MAX_REPORTED) reported.push({ code, message, param: null, line });
+      if (reported.length < MAX_REPORTED) reported.push({ code, message, param, line });
     };
 
     async function* validLines(): AsyncGenerator<string> {
@@ -73,8 +99,8 @@ export function createValidateBatch(config: KeelConfig, files: BatchStore) {
         const customId = typeof (json as { custom_id?: unknown })?.custom_id === 'string' ? (json as { custom_id: string }).custom_id : null;
         const line = LineSchema.safeParse(json);
         if (!line.success) {
-          const issue = line.error.issues[0];
-          bad(lineNo, 'invalid_request', `${issue?.path.join('.') || 'line'}: ${issue?.message ?? 'invalid'}`, customId);
+          const { param, message } = describeZodError(line.error);
+          bad(lineNo, 'invalid_request', `${param ?? 'line'}: ${message}`, customId, param);
           continue;
         }
         const { custom_id, method, url, body } = line.data;
@@ -91,26 +117,13 @@ export function createValidateBatch(config: KeelConfig, files: BatchStore) {
           continue;
         }
         seen.add(custom_id);
-        const parsed = ChatRequestSchema.safeParse(body);
-        if (!parsed.success) {
-          const issue = parsed.error.issues[0];
-          bad(lineNo, 'invalid_body', `body.${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`, custom_id);
-          continue;
-        }
-        if (parsed.data.stream === true) {
-          bad(lineNo, 'invalid_body', 'body.stream: streaming is not available in batches', custom_id);
-          continue;
-        }
-        let model: string;
-        try {
-          model = planRequest(parsed.data, config.routing).requestedModel;
-        } catch (err) {
-          if (!(err instanceof PlanError)) throw err;
-          bad(lineNo, err.code, err.message, custom_id);
+        const checked = checkLineBody(body, config.routing);
+        if (!checked.ok) {
+          bad(lineNo, checked.code, checked.message, custom_id, checked.param);
           continue;
         }
         valid += 1;
-        yield `${JSON.stringify({ custom_id, model, body: parsed.data })}\n`;
+        yield `${JSON.stringify({ custom_id, model: checked.model, body: checked.body })}\n`;
       }
     }
 

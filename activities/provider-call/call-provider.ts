@@ -9,7 +9,7 @@ import { ERROR_POLICY, type ErrorClass, type ProviderErrorInfo } from '../../src
 import type { AttemptRecord, ProviderCallInput, ProviderCallOutput } from '../../src/core/request-types.js';
 import { attemptLog } from './attempt-log.js';
 import { acquirePermit } from './local-gate.js';
-import { classifyError, isAbortError } from './classify-error.js';
+import { classifyError, internalStack, isAbortError } from './classify-error.js';
 import { noteProviderCall } from './hedge-budget.js';
 import { createAdapter } from '../providers/index.js';
 import type { ChatRequest } from '../providers/types.js';
@@ -102,7 +102,9 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
         throw err instanceof CancelledFailure ? err : new CancelledFailure('provider call cancelled');
       }
       const info = classifyError(err, provider.type, secrets);
-      noteHealth(health, input, record, info.errorClass);
+      // Keel's own bug says nothing about the provider (no mark against its health), and only the log has its stack.
+      if (info.errorClass === 'internal') ctx.log.error(`${record.target}: internal error in Keel`, { requestId: input.requestId, stack: internalStack(err, secrets) });
+      else noteHealth(health, input, record, info.errorClass);
       const delay = nextDelay(info, input, attempt);
       Object.assign(record, {
         outcome: 'error',
@@ -117,8 +119,9 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
       throw ApplicationFailure.create({
         type: info.errorClass,
         message: `${record.target} attempt ${attempt}: ${info.message}`,
-        // A provider failing is what Keel exists for: the attempt log records it; it is no worker error to log.
-        category: ApplicationFailureCategory.BENIGN,
+        // A provider failing is what Keel exists for: the attempt log records it; it is no worker
+        // error to log. Keel's own bug is (logged above with its stack).
+        ...(info.errorClass !== 'internal' && { category: ApplicationFailureCategory.BENIGN }),
         nonRetryable: delay === undefined,
         ...(delay !== undefined && { nextRetryDelay: delay }),
         details: [{ errorClass: info.errorClass, status: info.status, message: info.message, attempts }],

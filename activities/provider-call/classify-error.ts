@@ -49,6 +49,13 @@ function classify(err: unknown, provider: string): ProviderErrorInfo {
   return { errorClass: 'bad_response', message: `${provider}: ${detail(top?.message ?? String(err))}` };
 }
 
+/** The stack of what Keel itself threw (the cause an `internal` error wraps), for the worker's log. */
+export function internalStack(err: unknown, secrets: readonly string[] = []): string {
+  const inner = err instanceof Error && err.cause !== undefined ? err.cause : err;
+  const text = inner instanceof Error ? (inner.stack ?? `${inner.name}: ${inner.message}`) : String(inner);
+  return scrub(text, secrets);
+}
+
 // ---- HTTP errors -------------------------------------------------------------------------
 
 const READERS: Record<ProviderType, ProviderErrorReader> = { openai: openaiErrors, anthropic: anthropicErrors, gemini: geminiErrors };

@@ -1,14 +1,15 @@
 // Helpers shared by the three adapters: content flattening, data URLs, ids, usage, and the
 // transport settings that hand retrying and timing out to Temporal.
 import { randomBytes } from 'node:crypto';
-import type {
-  ChatCompletion,
-  ChatCompletionContentPart,
-  ChatCompletionContentPartRefusal,
-  ChatCompletionContentPartText,
-} from 'openai/resources/chat/completions';
+import type { ChatCompletion } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
-import { ProviderCallError, type ChatRequest } from './types.js';
+import { ChatRequestSchema } from '../../src/core/chat-request.js';
+import { fileMediaType, splitDataUrl } from '../../src/core/media-types.js';
+import { describeZodError } from '../../src/core/zod-issues.js';
+import { KeelInternalError, ProviderCallError, type ChatRequest } from './types.js';
+
+export { guessMediaType } from '../../src/core/media-types.js';
+export { contentText } from '../../src/core/message-content.js';
 
 /**
  * SDK timeouts are "off": Temporal's activity timeout governs each attempt. setTimeout caps
@@ -46,23 +47,34 @@ export function unsupported(provider: string, feature: string): ProviderCallErro
   return new ProviderCallError('model_not_found', `${feature} is not supported by ${provider}`, undefined, 'unsupported_feature');
 }
 
+/**
+ * Runs Keel's translation of a request for `provider`, on a request checked against the schema
+ * first: the API checked it, but an execution started under an older, laxer schema may carry one
+ * that is not, and it must be the client's 400 naming the path, not a crash in an adapter. What
+ * the translation throws on purpose (ProviderCallError: unsupported, invalid) passes; anything
+ * else is a bug in Keel, classed `internal` rather than blamed on the provider.
+ */
+export function translating<T>(provider: string, request: ChatRequest, translate: () => T): T {
+  const checked = ChatRequestSchema.safeParse(request);
+  if (!checked.success) {
+    const { param, message } = describeZodError(checked.error);
+    throw new ProviderCallError('invalid_request', `Invalid request: ${param ? `${param}: ` : ''}${message}`, undefined, 'invalid_value');
+  }
+  try {
+    return translate();
+  } catch (err) {
+    if (err instanceof ProviderCallError) throw err;
+    const what = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    throw new KeelInternalError(`Keel failed to translate the request for ${provider} (${what})`, err);
+  }
+}
+
 export function invalidRequest(message: string): ProviderCallError {
   return new ProviderCallError('invalid_request', message);
 }
 
 export function badResponse(provider: string, what: string): ProviderCallError {
   return new ProviderCallError('bad_response', `${provider} answer ${what}`);
-}
-
-type AnyPart = ChatCompletionContentPart | ChatCompletionContentPartText | ChatCompletionContentPartRefusal;
-
-/** Text of a message's content; non-text parts are dropped (used where only text is allowed). */
-export function contentText(content: string | ReadonlyArray<AnyPart> | null | undefined): string {
-  if (content == null) return '';
-  if (typeof content === 'string') return content;
-  return content
-    .map((p) => (p.type === 'text' ? p.text : p.type === 'refusal' ? p.refusal : ''))
-    .join('');
 }
 
 export interface DataUrl {
@@ -72,36 +84,15 @@ export interface DataUrl {
 }
 
 export function parseDataUrl(url: string): DataUrl | undefined {
-  const m = /^data:([^;,]*)((?:;[^;,]*)*),(.*)$/s.exec(url);
-  if (!m) return undefined;
-  const mediaType = m[1] || 'text/plain';
-  const isBase64 = m[2].split(';').includes('base64');
-  const data = isBase64 ? m[3] : Buffer.from(decodeURIComponent(m[3]), 'utf8').toString('base64');
-  return { mediaType: mediaType.toLowerCase(), data };
+  const parts = splitDataUrl(url);
+  if (!parts) return undefined;
+  const data = parts.base64 ? parts.payload : Buffer.from(decodeURIComponent(parts.payload), 'utf8').toString('base64');
+  return { mediaType: parts.mediaType, data };
 }
 
 /** OpenAI's file part carries a data URL or (per its docs) bare base64. */
 export function parseFileData(fileData: string, filename?: string): DataUrl {
-  const parsed = parseDataUrl(fileData);
-  if (parsed) return parsed;
-  return { mediaType: guessMediaType(filename ?? '') ?? 'application/pdf', data: fileData };
-}
-
-const EXTENSIONS: Record<string, string> = {
-  jpg: 'image/jpeg',
-  jpeg: 'image/jpeg',
-  png: 'image/png',
-  gif: 'image/gif',
-  webp: 'image/webp',
-  heic: 'image/heic',
-  pdf: 'application/pdf',
-  mp3: 'audio/mpeg',
-  wav: 'audio/wav',
-};
-
-export function guessMediaType(pathOrUrl: string): string | undefined {
-  const ext = /\.([a-z0-9]+)(?:[?#].*)?$/i.exec(pathOrUrl)?.[1]?.toLowerCase();
-  return ext ? EXTENSIONS[ext] : undefined;
+  return parseDataUrl(fileData) ?? { mediaType: fileMediaType(fileData, filename), data: fileData };
 }
 
 export function stopSequences(stop: ChatRequest['stop']): string[] | undefined {

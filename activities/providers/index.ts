@@ -7,10 +7,10 @@
 //   gemini:    {baseURL}/{v1beta}/models/{model}:generateContent  (a trailing /v1beta etc. is used as the version)
 import { createHash } from 'node:crypto';
 import type { ProviderType } from '../../src/config/schema.js';
-import { createAnthropicAdapter } from './anthropic/adapter.js';
-import { createGeminiAdapter } from './gemini/adapter.js';
-import { createOpenAIAdapter } from './openai/adapter.js';
-import type { ProviderAdapter } from './types.js';
+import { anthropicRequestBody, createAnthropicAdapter } from './anthropic/adapter.js';
+import { createGeminiAdapter, geminiRequestBody } from './gemini/adapter.js';
+import { createOpenAIAdapter, openaiRequestBody } from './openai/adapter.js';
+import type { ProviderAdapter, RequestTranslator } from './types.js';
 
 /** An adapter per wire format (config's provider `type`). */
 export type AdapterType = ProviderType;
@@ -23,6 +23,13 @@ const FACTORIES: Record<AdapterType, (opts: AdapterOptions) => ProviderAdapter> 
   openai: createOpenAIAdapter,
   anthropic: createAnthropicAdapter,
   gemini: createGeminiAdapter,
+};
+
+/** Each wire format's pure request translation, the first step of its adapter's `complete`. */
+export const REQUEST_TRANSLATORS: Record<AdapterType, RequestTranslator> = {
+  openai: openaiRequestBody,
+  anthropic: anthropicRequestBody,
+  gemini: geminiRequestBody,
 };
 
 const cache = new Map<string, ProviderAdapter>();

@@ -16,6 +16,13 @@ export interface ProviderAdapter {
   complete(request: ChatRequest, upstreamModel: string, signal: AbortSignal): Promise<ChatCompletion>;
 }
 
+/**
+ * The pure half of `complete`: the body sent on the wire for a validated request. Throws
+ * `unsupported()` only for what src/core/capabilities.ts lists for its wire format, and
+ * KeelInternalError for anything else that goes wrong in Keel's own code.
+ */
+export type RequestTranslator = (request: ChatRequest, upstreamModel: string) => unknown;
+
 /** An HTTP failure as read from one SDK's error: the provider's own words, codes and wait. */
 export interface HttpFailure {
   status: number;
@@ -50,8 +57,9 @@ export class ProviderCallError extends Error {
     readonly status?: number,
     readonly providerCode?: string,
     readonly retryAfterMs?: number,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
     this.name = 'ProviderCallError';
   }
 
@@ -63,5 +71,17 @@ export class ProviderCallError extends Error {
       ...(this.providerCode !== undefined && { providerCode: this.providerCode }),
       ...(this.retryAfterMs !== undefined && { retryAfterMs: this.retryAfterMs }),
     };
+  }
+}
+
+/**
+ * Keel's own code threw where no provider was involved (translating a request Keel had accepted):
+ * a bug, never the provider's failure. Class `internal`: not retried, no fallback, no mark against
+ * the provider's health; the activity logs `cause`'s stack.
+ */
+export class KeelInternalError extends ProviderCallError {
+  constructor(message: string, cause: unknown) {
+    super('internal', message, undefined, 'internal_error', undefined, { cause });
+    this.name = 'KeelInternalError';
   }
 }

@@ -50,7 +50,9 @@ export function chatCompletionsRouter(requests: RequestService): Router {
     // The failed request's id and UI link travel in the error body too (GET /v1/requests/:id, replay).
     const e = outcome.error;
     const keelExtra = (e.extra?.keel ?? {}) as Record<string, unknown>;
-    sendError(res, new ApiError(e.status, e.message, e.type, e.param, e.code, { ...e.extra, keel: { ...keelExtra, request_id: requestId, ui_url: uiUrl } }));
+    // Keel's own failure: the message a client reports names the request whose log line has the stack.
+    const message = e.code === 'internal_error' ? `Internal error in Keel (request ${requestId}): ${e.message}` : e.message;
+    sendError(res, new ApiError(e.status, message, e.type, e.param, e.code, { ...e.extra, keel: { ...keelExtra, request_id: requestId, ui_url: uiUrl } }));
   });
   return router;
 }

@@ -2,16 +2,16 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { ZodError } from 'zod';
 import { ApiError, invalidRequest } from '../core/openai-error.js';
+import { describeZodError } from '../core/zod-issues.js';
 
 export function sendError(res: Response, err: ApiError): void {
   res.status(err.status).json({ error: err.toObject(), ...err.extra });
 }
 
+/** A 400 naming the offending value by its JSON path in `param` and in the message. */
 export function fromZodError(error: ZodError): ApiError {
-  const issue = error.issues[0];
-  const param = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : null;
-  const where = param ? `${param}: ` : '';
-  return invalidRequest(`Invalid request: ${where}${issue?.message ?? 'invalid body'}`, param, 'invalid_value');
+  const { param, message } = describeZodError(error);
+  return invalidRequest(`Invalid request: ${param ? `${param}: ` : ''}${message}`, param, 'invalid_value');
 }
 
 export const notFoundRoute: RequestHandler = (req, res) => {
@@ -44,6 +44,10 @@ export const errorHandler: ErrorRequestHandler = (err: unknown, _req, res, _next
   if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
     return sendError(res, new ApiError(e.status, e.message, 'invalid_request_error'));
   }
-  console.error('keel api: unexpected error', err);
-  sendError(res, new ApiError(500, 'Internal error in Keel', 'server_error', null, 'internal_error'));
+  // The id the client was told (a route may have replaced the generated one, e.g. for an Idempotency-Key).
+  const header = res.getHeader('x-request-id');
+  const requestId = typeof header === 'string' ? header : undefined;
+  const id = requestId ? ` (request ${requestId})` : '';
+  console.error(`keel api: unexpected error${id}`, err);
+  sendError(res, new ApiError(500, `Internal error in Keel${id}`, 'server_error', null, 'internal_error', requestId ? { keel: { request_id: requestId } } : undefined));
 };

@@ -13,6 +13,7 @@ export const ERROR_CLASSES = [
   'content_filtered',
   'invalid_request',
   'bad_response',
+  'internal',
 ] as const;
 export type ErrorClass = (typeof ERROR_CLASSES)[number];
 
@@ -25,6 +26,8 @@ export interface ErrorPolicy {
   clientStatus: number;
   /** OpenAI error `type` for the client. */
   openaiType: string;
+  /** OpenAI error `code` for the client, when it is not the class's own name. */
+  code?: string;
 }
 
 export const ERROR_POLICY: Record<ErrorClass, ErrorPolicy> = {
@@ -40,6 +43,10 @@ export const ERROR_POLICY: Record<ErrorClass, ErrorPolicy> = {
   content_filtered: { retrySameTarget: false, fallback: 'no', clientStatus: 400, openaiType: 'content_filter' },
   invalid_request: { retrySameTarget: false, fallback: 'no', clientStatus: 400, openaiType: 'invalid_request_error' },
   bad_response: { retrySameTarget: true, fallback: 'yes', clientStatus: 502, openaiType: 'bad_upstream_response' },
+  // Keel's own code threw (translating the request it was given): no provider was at fault and
+  // another attempt or target would hit the same bug, so the request fails at once, as a 500 the
+  // operator finds by its request id in the worker's log, and can replay once the bug is fixed.
+  internal: { retrySameTarget: false, fallback: 'no', clientStatus: 500, openaiType: 'server_error', code: 'internal_error' },
 };
 
 export function isErrorClass(value: unknown): value is ErrorClass {

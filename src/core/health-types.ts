@@ -39,9 +39,9 @@ export function histogramQuantile(hist: LatencyHistogram, p: number): number | n
   return LATENCY_BINS_MS[LATENCY_BINS_MS.length - 1];
 }
 
-/** Errors that say something about the target. The client's own bad input says nothing about it. */
+/** Errors that say something about the target. The client's own bad input, and Keel's own bug, say nothing about it. */
 export function countsAgainstTarget(errorClass: ErrorClass): boolean {
-  return errorClass !== 'invalid_request' && errorClass !== 'content_filtered' && errorClass !== 'context_too_long';
+  return errorClass !== 'invalid_request' && errorClass !== 'content_filtered' && errorClass !== 'context_too_long' && errorClass !== 'internal';
 }
 
 /** Errors that trip a breaker. Throttling is back-pressure, not an outage: Retry-After and the

@@ -39,7 +39,7 @@ export function invalidRequest(message: string, param: string | null = null, cod
 /** The error a request that ended with these failure details answers with. */
 export function requestFailureError(details: RequestFailureDetails): ApiError {
   const policy = ERROR_POLICY[details.errorClass] ?? ERROR_POLICY.bad_response;
-  return new ApiError(details.status ?? policy.clientStatus, details.message, policy.openaiType, null, details.errorClass, { keel: { attempts: details.attempts } });
+  return new ApiError(details.status ?? policy.clientStatus, details.message, policy.openaiType, null, policy.code ?? details.errorClass, { keel: { attempts: details.attempts } });
 }
 
 export const CANCELLED_ERROR = { status: 409, message: 'The request was cancelled', type: 'request_cancelled', code: 'cancelled' } as const;
@@ -54,8 +54,9 @@ export function failureError(cause: unknown): { error: ApiError; failure?: Reque
     const errorClass = isErrorClass(cause.type) ? cause.type : undefined;
     const status = details?.status ?? (errorClass ? ERROR_POLICY[errorClass].clientStatus : 502);
     const type = errorClass ? ERROR_POLICY[errorClass].openaiType : 'upstream_error';
+    const code = (errorClass && ERROR_POLICY[errorClass].code) ?? cause.type ?? null;
     return {
-      error: new ApiError(status, cause.message, type, null, cause.type ?? null, details ? { keel: { attempts: details.attempts } } : undefined),
+      error: new ApiError(status, cause.message, type, null, code, details ? { keel: { attempts: details.attempts } } : undefined),
       ...(details && { failure: details }),
     };
   }

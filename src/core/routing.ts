@@ -1,6 +1,7 @@
 // Pure, deterministic planning: request + routing config -> ordered targets and a mode.
 // Runs inside workflows (so: no I/O, no clock) and in the API to reject bad requests up front.
 import type { AnswerMode, CallPath, RetrySettings, RoutingConfig, RoutingMode, TimeoutSettings, ProviderType } from '../config/schema.js';
+import { FEATURES, unsupportedBy, type Feature, type FeatureUse } from './capabilities.js';
 import type { KeelOptions, ProviderPrefs } from './chat-request.js';
 import type { RoutingHealth } from './health-types.js';
 import { applyBreakers, preferHealthy, sortTargets, type BreakerFilter } from './routing-health.js';
@@ -28,10 +29,21 @@ export interface Plan {
   timeouts: TimeoutSettings;
   /** Targets left out because their circuit breaker is open (health-aware plans only). */
   skipped?: BreakerFilter<Target>['skipped'];
+  /** Targets left out because their wire format cannot carry a feature the request uses. */
+  unsupported?: { target: string; feature: Feature; param: string }[];
   /** provider/model this request probes: one attempt, first. */
   probe?: string;
   /** A half-open target this request may ask to probe. */
   probeCandidate?: string;
+}
+
+export interface PlanOptions {
+  /**
+   * The features the request uses (capabilities.ts `requestFeatures`): targets whose wire format
+   * cannot carry one are left out, and a request no target can carry is a 400. Without it every
+   * target stays (how plans were made before capability routing; see workflows/health-plan.ts).
+   */
+  features?: readonly FeatureUse[];
 }
 
 export interface PlanInput {
@@ -123,6 +135,25 @@ function resolveTargets(req: PlanInput, routing: RoutingConfig): { names: string
   return primaryEntry ? { names, primaryEntry, targets } : { names, targets };
 }
 
+/** Leaves out the targets that cannot carry the request; none left is the client's 400, naming each target's obstacle. */
+function applyCapabilities(targets: Target[], features: readonly FeatureUse[], model: string): { targets: Target[]; unsupported?: Plan['unsupported'] } {
+  const able: Target[] = [];
+  const unable: NonNullable<Plan['unsupported']> = [];
+  for (const t of targets) {
+    const use = unsupportedBy(t.providerType, features);
+    if (use) unable.push({ target: targetKey(t), feature: use.feature, param: use.param });
+    else able.push(t);
+  }
+  if (able.length === 0) {
+    const why = unable.map((u) => {
+      const type = targets.find((t) => targetKey(t) === u.target)?.providerType;
+      return `${u.target} (${type}) cannot take ${FEATURES[u.feature]}, used at ${u.param}`;
+    });
+    throw new PlanError(400, `No target of model '${model}' can serve this request: ${why.join('; ')}`, unable[0].param, 'unsupported_feature');
+  }
+  return unable.length > 0 ? { targets: able, unsupported: unable } : { targets: able };
+}
+
 /** Every target a request could be routed to (before ordering and limits): whose health the workflow reads. */
 export function healthCandidates(req: PlanInput, routing: RoutingConfig): string[] {
   const { only, ignore } = req.provider ?? {};
@@ -135,13 +166,15 @@ export function healthCandidates(req: PlanInput, routing: RoutingConfig): string
  * `health` (optional) makes the plan health-aware: open breakers are skipped, degraded targets
  * go last among equals, and `provider.sort` latency/throughput use the live figures.
  */
-export function planRequest(req: PlanInput, routing: RoutingConfig, health?: RoutingHealth): Plan {
+export function planRequest(req: PlanInput, routing: RoutingConfig, health?: RoutingHealth, opts: PlanOptions = {}): Plan {
   const { names, primaryEntry, targets: resolved } = resolveTargets(req, routing);
   let targets = resolved;
   targets = applyProviderPrefs(targets, req.provider, routing, health);
   if (targets.length === 0) {
     throw new PlanError(400, 'No target is left for this model after applying provider preferences', 'provider', 'no_targets');
   }
+  let unsupported: Plan['unsupported'];
+  if (opts.features) ({ targets, unsupported } = applyCapabilities(targets, opts.features, names[0]));
   let breakers: BreakerFilter<Target> | undefined;
   if (health) {
     breakers = applyBreakers(targets, health);
@@ -187,6 +220,7 @@ export function planRequest(req: PlanInput, routing: RoutingConfig, health?: Rou
     retry,
     timeouts: { ...timeouts, attemptMs: Math.min(timeouts.attemptMs, timeouts.requestMs) },
     ...(breakers && breakers.skipped.length > 0 && { skipped: breakers.skipped }),
+    ...(unsupported && { unsupported }),
     ...(breakers?.probe && { probe: breakers.probe }),
     ...(breakers?.probeCandidate && { probeCandidate: breakers.probeCandidate }),
   };

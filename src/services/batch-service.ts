@@ -11,6 +11,9 @@ import { KeelBatchId } from '../core/search-attributes.js';
 import { batchTaskQueue } from '../core/task-queues.js';
 import { newId, type BatchStore } from '../store/batch-store.js';
 
+/** How long a retry waits for the previous round's run to close after it reported its final status. */
+const RUN_CLOSE_WAIT_MS = 10_000;
+
 export interface CreateBatchParams {
   input_file_id: string;
   endpoint: string;
@@ -50,6 +53,24 @@ export class BatchService {
       staticSummary: round === 0 ? `batch ${batch.input_file_id}` : `batch retry-failed round ${round}`,
       typedSearchAttributes: [{ key: KeelBatchId, value: batch.id }],
     });
+  }
+
+  /** Waits (a bounded time) for the batch's workflow run to close; a run still open after it is a retry already running. */
+  private async previousRunClosed(id: string): Promise<void> {
+    const handle = this.client.workflow.getHandle(id);
+    const closed = handle.result().then(
+      () => true,
+      (err: unknown) => {
+        // Failed, cancelled or gone: closed all the same.
+        if (err instanceof WorkflowNotFoundError || (err as Error)?.name === 'WorkflowFailedError') return true;
+        throw err;
+      },
+    );
+    closed.catch(() => undefined);
+    const timedOut = new Promise<false>((resolve) => setTimeout(() => resolve(false), RUN_CLOSE_WAIT_MS).unref());
+    if (!(await Promise.race([closed, timedOut]))) {
+      throw new ApiError(409, 'A retry of this batch is already running', 'invalid_request_error', null, 'batch_retry_running');
+    }
   }
 
   async get(id: string): Promise<BatchObject> {
@@ -125,12 +146,17 @@ export class BatchService {
     // A retry round gets a completion window of its own.
     const expiresAt = Math.floor(Date.now() / 1000) + Math.ceil(parseCompletionWindow(batch.completion_window)! / 1000);
     const next: BatchObject = { ...batch, status: 'in_progress', expires_at: expiresAt, keel: { retry_rounds: round }, finalizing_at: null, completed_at: null, expired_at: null, cancelled_at: null, cancelling_at: null };
+    // The previous run writes its final status a moment before it closes: a retry asked for as
+    // soon as the client sees that status waits for the close, or the start below would meet it.
+    await this.previousRunClosed(batch.id);
     // Record before start: the round's first activity updates the record and must not be overwritten.
     await this.files.putBatch(next);
     try {
       // The previous round's run is closed, so the same workflow ID starts again (Temporal's default reuse policy).
       await this.startRound(next, round);
     } catch (err) {
+      // Nothing started: the record goes back to what it was, not `in_progress` with nothing running.
+      await this.files.putBatch(batch);
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw new ApiError(409, 'A retry of this batch is already running', 'invalid_request_error', null, 'batch_retry_running');
       throw err;
     }

@@ -13,6 +13,7 @@ import { ApiError, failureError, requestFailureError } from '../core/openai-erro
 import type { ChatRequestBody } from '../core/chat-request.js';
 import type { KeelConfig } from '../config/schema.js';
 import type { ChatWorkflowInput, ChatWorkflowResult, RequestFailureDetails, WebhookSpec } from '../core/request-types.js';
+import { requestFeatures } from '../core/capabilities.js';
 import { LOCAL_CALL_TASK_TIMEOUT, healthCandidates, isLocalCall, planRequest, routingFor, type Plan } from '../core/routing.js';
 import { KeelBatchId, KeelModel, KeelStatus } from '../core/search-attributes.js';
 import { listRequests, type ListRequestsOptions } from './request-list.js';
@@ -69,7 +70,7 @@ export class RequestService {
     return `${this.config.uiUrl}/namespaces/${encodeURIComponent(this.config.namespace)}/workflows/${encodeURIComponent(requestId)}`;
   }
 
-  /** Validates routing up front (unknown model → 404) and starts the workflow, or joins the one the key already started. */
+  /** Validates routing up front (unknown model → 404, a feature no target can carry → 400) and starts the workflow, or joins the one the key already started. */
   async start(
     body: ChatRequestBody,
     opts: {
@@ -81,7 +82,8 @@ export class RequestService {
       waiting?: boolean;
     },
   ): Promise<StartedRequest> {
-    const plan = planRequest(body, this.config.routing);
+    // A feature no target can carry is the client's 400 here, before anything starts.
+    const plan = planRequest(body, this.config.routing, undefined, { features: requestFeatures(body) });
     // The webhook URL is part of what an Idempotency-Key stands for (a changed URL is a different request).
     const bodyHash = opts.idempotencyKey ? hash(JSON.stringify(body) + (opts.webhook ? `\nwebhook:${opts.webhook.url}` : '')) : undefined;
     const routing = routingFor(body, this.config.routing);

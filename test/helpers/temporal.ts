@@ -42,14 +42,14 @@ export interface KeelUnderTest {
 let counter = 0;
 
 /** Starts workers and the API for `yaml` (each call gets its own task queue, so tests do not share workers). */
-export async function startKeel(env: TestWorkflowEnvironment, yaml: string, opts: { env?: NodeJS.ProcessEnv; api?: boolean; shared?: boolean } = {}): Promise<KeelUnderTest> {
+export async function startKeel(env: TestWorkflowEnvironment, yaml: string, opts: { env?: NodeJS.ProcessEnv; api?: boolean; shared?: boolean; identity?: string } = {}): Promise<KeelUnderTest> {
   const taskQueue = `keel-test-${process.pid}-${++counter}`;
   const config = parseConfig(yaml, { ...opts.env, KEEL_TASK_QUEUE: taskQueue, PORT: '0' }, 'test config');
   const address = env.address;
   const connection = await NativeConnection.connect({ address });
   // As `npm start` runs them: one connection, eager starts, early answers (unless `shared: false`).
   const answers = new AnswerBoard();
-  const { workers, health } = await createKeelWorkers({ connection, config, workflowBundle: await workflowBundle(), answers });
+  const { workers, health } = await createKeelWorkers({ connection, config, workflowBundle: await workflowBundle(), answers, ...(opts.identity && { identity: opts.identity }) });
   const running = Promise.all(workers.map((w) => w.run()));
   const api = opts.shared === false ? await startApi(config, { address, port: 0 }) : await startApi(config, { connection, local: { answers, health: healthSource(health) }, port: 0 });
   return {

@@ -1,4 +1,5 @@
 // Anthropic Messages API <-> OpenAI chat completions.
+import { ANTHROPIC_IMAGE_TYPES, FEATURES } from '../../../src/core/capabilities.js';
 import { isRecord } from '../../../src/core/guards.js';
 import Anthropic from '@anthropic-ai/sdk';
 import type {
@@ -18,7 +19,6 @@ import type {
 import {
   badResponse,
   contentText,
-  invalidRequest,
   jsonInstruction,
   makeCompletion,
   makeUsage,
@@ -29,6 +29,7 @@ import {
   parseFileData,
   parseToolArguments,
   stopSequences,
+  translating,
   unsupported,
   unwrapJsonFence,
 } from '../common.js';
@@ -37,8 +38,7 @@ import type { ChatCompletion, ChatRequest, ProviderAdapter } from '../types.js';
 /** Anthropic requires max_tokens; OpenAI's default is "as much as fits", this is a safe middle. */
 export const ANTHROPIC_DEFAULT_MAX_TOKENS = 4096;
 
-const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/gif', 'image/webp'] as const;
-type ImageType = (typeof IMAGE_TYPES)[number];
+type ImageType = (typeof ANTHROPIC_IMAGE_TYPES)[number];
 
 /**
  * The SDK (1.12) no longer types temperature/top_p: Anthropic deprecated them and its newest
@@ -111,6 +111,15 @@ export function toAnthropicRequest(req: ChatRequest, upstreamModel: string): Ant
   return body;
 }
 
+/** The body sent on the wire (pure): see RequestTranslator. */
+export function anthropicRequestBody(req: ChatRequest, upstreamModel: string): AnthropicRequest {
+  return translating('anthropic', req, () => {
+    const body = toAnthropicRequest(req, upstreamModel);
+    if (!body.messages.length) throw unsupported('anthropic', FEATURES.no_turn);
+    return body;
+  });
+}
+
 function userBlocks(content: string | ChatCompletionContentPart[]): ContentBlockParam[] {
   if (typeof content === 'string') return content ? [{ type: 'text', text: content }] : [];
   return content.flatMap((part): ContentBlockParam[] => {
@@ -134,7 +143,7 @@ function userBlocks(content: string | ChatCompletionContentPart[]): ContentBlock
 function imageBlock(url: string): ImageBlockParam {
   const data = parseDataUrl(url);
   if (!data) return { type: 'image', source: { type: 'url', url } };
-  if (!(IMAGE_TYPES as readonly string[]).includes(data.mediaType)) {
+  if (!(ANTHROPIC_IMAGE_TYPES as readonly string[]).includes(data.mediaType)) {
     throw unsupported('anthropic', `image type ${data.mediaType}`);
   }
   return { type: 'image', source: { type: 'base64', media_type: data.mediaType as ImageType, data: data.data } };
@@ -251,8 +260,7 @@ export function createAnthropicAdapter(opts: { baseURL: string; apiKey?: string 
   });
   return {
     async complete(request, upstreamModel, signal) {
-      const body = toAnthropicRequest(request, upstreamModel);
-      if (!body.messages.length) throw invalidRequest('anthropic needs at least one user or assistant message');
+      const body = anthropicRequestBody(request, upstreamModel);
       const answer = await client.messages.create(body, { signal });
       const jsonMode = request.response_format?.type === 'json_object' || request.response_format?.type === 'json_schema';
       return fromAnthropicResponse(answer, upstreamModel, { jsonMode });

@@ -1,4 +1,5 @@
 // Gemini generateContent (via @google/genai) <-> OpenAI chat completions.
+import { FEATURES } from '../../../src/core/capabilities.js';
 import { isRecord } from '../../../src/core/guards.js';
 import {
   FinishReason,
@@ -29,6 +30,7 @@ import {
   parseFileData,
   parseToolArguments,
   stopSequences,
+  translating,
   unsupported,
 } from '../common.js';
 import { ProviderCallError, type ChatCompletion, type ChatRequest, type ProviderAdapter } from '../types.js';
@@ -102,6 +104,15 @@ export function toGeminiRequest(req: ChatRequest, upstreamModel: string): Genera
   Object.assign(config, toolsAndConfig(req));
 
   return { model: upstreamModel, contents, config };
+}
+
+/** The body sent on the wire (pure): see RequestTranslator. */
+export function geminiRequestBody(req: ChatRequest, upstreamModel: string): GenerateContentParameters {
+  return translating('gemini', req, () => {
+    const params = toGeminiRequest(req, upstreamModel);
+    if (!(params.contents as Content[]).length) throw unsupported('gemini', FEATURES.no_turn);
+    return params;
+  });
 }
 
 function userParts(content: string | ChatCompletionContentPart[]): Part[] {
@@ -280,8 +291,7 @@ export function createGeminiAdapter(opts: { baseURL: string; apiKey?: string }):
   });
   return {
     async complete(request, upstreamModel, signal) {
-      const params = toGeminiRequest(request, upstreamModel);
-      if (!(params.contents as Content[]).length) throw invalidRequest('gemini needs at least one user or assistant message');
+      const params = geminiRequestBody(request, upstreamModel);
       const answer = await client.models.generateContent({ ...params, config: { ...params.config, abortSignal: signal } });
       return fromGeminiResponse(answer, upstreamModel);
     },

@@ -3,7 +3,7 @@
 import { isRecord } from '../../../src/core/guards.js';
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
-import { badResponse, makeUsage, newCompletionId, noTimeoutDispatcher, NO_TIMEOUT_MS } from '../common.js';
+import { badResponse, makeUsage, newCompletionId, noTimeoutDispatcher, NO_TIMEOUT_MS, translating } from '../common.js';
 import type { ChatCompletion, ChatRequest, ProviderAdapter } from '../types.js';
 
 /** Fields of Keel's request that are routing instructions, not model parameters. */
@@ -14,6 +14,11 @@ export function toOpenAIRequest(req: ChatRequest, upstreamModel: string): ChatCo
   for (const field of KEEL_FIELDS) delete body[field];
   body.model = upstreamModel;
   return body as unknown as ChatCompletionCreateParamsNonStreaming;
+}
+
+/** The body sent on the wire (pure): see RequestTranslator. */
+export function openaiRequestBody(req: ChatRequest, upstreamModel: string): ChatCompletionCreateParamsNonStreaming {
+  return translating('openai', req, () => toOpenAIRequest(req, upstreamModel));
 }
 
 /**
@@ -52,7 +57,7 @@ export function createOpenAIAdapter(opts: { baseURL: string; apiKey?: string }):
   });
   return {
     async complete(request, upstreamModel, signal) {
-      const answer: unknown = await client.chat.completions.create(toOpenAIRequest(request, upstreamModel), { signal });
+      const answer: unknown = await client.chat.completions.create(openaiRequestBody(request, upstreamModel), { signal });
       return fromOpenAIResponse(answer, upstreamModel);
     },
   };

@@ -1,0 +1,165 @@
+// `npm run record-histories`: records the workflow histories that test/replay-histories.test.ts
+// replays. A dev server, Keel's real workers and API, and the fake providers of dev/fakes/ (no API
+// keys); each scenario goes through Keel's HTTP API as a user's request would, and each execution's
+// history is written to test/histories/<scenario>.json. Record once and commit the files; re-run
+// only to add a scenario (docs/ARCHITECTURE.md, "Tests"): a recorded history stands for executions
+// already in flight, so re-recording after a workflow change would hide exactly what replay checks.
+// Hence a file that exists is kept unless its scenario is named: `npm run record-histories -- hedge`.
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import OpenAI, { toFile } from 'openai';
+import proto from '@temporalio/proto';
+import type { temporal } from '@temporalio/proto';
+import { startFakeProvider } from '../../dev/fakes/index.js';
+import { providerHealthWorkflowId } from '../../src/core/task-queues.js';
+import { requestIdForKey } from '../../src/services/request-service.js';
+import { historyToJSON } from '../helpers/history-json.js';
+import { until } from '../helpers/http.js';
+import { startKeel, startTemporal } from '../helpers/temporal.js';
+
+const OUT_DIR = dirname(fileURLToPath(import.meta.url));
+const SCENARIOS = ['fallback', 'race', 'hedge', 'failed', 'batch', 'provider-health'];
+const named = process.argv.slice(2);
+for (const n of named) if (!SCENARIOS.includes(n)) throw new Error(`unknown scenario '${n}'; the scenarios are ${SCENARIOS.join(', ')}`);
+const IDENTITY = 'keel-history-recorder';
+const EventType = proto.temporal.api.enums.v1.EventType;
+type History = temporal.api.history.v1.IHistory;
+
+const dataDir = mkdtempSync(join(tmpdir(), 'keel-record-'));
+process.env.KEEL_DATA_DIR = dataDir;
+
+const env = await startTemporal();
+const a = await startFakeProvider({ type: 'openai' });
+const b = await startFakeProvider({ type: 'anthropic' });
+// One upstream model per scenario: health is kept per target, so one scenario's failures cannot
+// reorder another's targets.
+const keel = await startKeel(
+  env,
+  `
+defaults:
+  retry: { maxAttempts: 2, initialIntervalMs: 50, backoffCoefficient: 2, maximumIntervalMs: 100, jitter: 0 }
+  timeouts: { attemptMs: 10000, requestMs: 20000 }
+  hedge: { delayMs: 300, maxShare: 1 }
+health: { publishIntervalMs: 300, refreshIntervalMs: 300 }
+batches: { window: 2, childrenPerRun: 10, flushSize: 2 }
+providers:
+  a: { type: openai, baseURL: ${a.url} }
+  b: { type: anthropic, baseURL: ${b.url} }
+models:
+  fallback: { targets: [a/fallback, b/fallback] }
+  raced: { targets: [a/race, b/race], mode: race }
+  hedged: { targets: [a/hedge, b/hedge], mode: hedge }
+  failing: { targets: [a/fail, b/fail] }
+  batched: { targets: [a/batch] }
+`,
+  { identity: IDENTITY },
+);
+const client = new OpenAI({ baseURL: `${keel.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+
+a.setBehaviour('fallback', { default: { kind: 'error', status: 503 } });
+b.setBehaviour('fallback', { default: { kind: 'ok' } });
+a.setBehaviour('race', { default: { kind: 'ok', latencyMs: 3000 } });
+b.setBehaviour('race', { default: { kind: 'ok', latencyMs: 50 } });
+a.setBehaviour('hedge', { default: { kind: 'ok', latencyMs: 3000 } });
+b.setBehaviour('hedge', { default: { kind: 'ok', latencyMs: 50 } });
+a.setBehaviour('fail', { default: { kind: 'error', status: 500 } });
+b.setBehaviour('fail', { default: { kind: 'error', status: 529, code: 'overloaded_error' } });
+a.setBehaviour('batch', { default: { kind: 'ok' } });
+
+const events = (h: History) => h.events ?? [];
+const count = (h: History, type: proto.temporal.api.enums.v1.EventType) => events(h).filter((e) => e.eventType === type).length;
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * Worker and client identities name this machine's host and pids, and failure stack traces its
+ * folders: neither belongs in a committed file, and replay reads neither.
+ */
+function scrubbed(history: History): string {
+  const json = JSON.parse(historyToJSON(history)) as unknown;
+  const scrub = (v: unknown): void => {
+    if (!v || typeof v !== 'object') return;
+    const o = v as Record<string, unknown>;
+    for (const [k, inner] of Object.entries(o)) {
+      if (k === 'identity' && typeof inner === 'string') o[k] = IDENTITY;
+      else if (typeof inner === 'string') o[k] = inner.replaceAll(ROOT, '');
+      else scrub(inner);
+    }
+  };
+  scrub(json);
+  const text = JSON.stringify(json, null, 1) + '\n';
+  const payloads = [...text.matchAll(/"data": "([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1], 'base64').toString('utf8'));
+  assert.ok(![text, ...payloads].some((t) => t.includes(ROOT)), 'a path of this machine is left in the history');
+  return text;
+}
+
+async function closedHistory(workflowId: string): Promise<History> {
+  const handle = env.client.workflow.getHandle(workflowId);
+  await until(`${workflowId} to close`, async () => ((await handle.describe()).status.name !== 'RUNNING' ? true : undefined), 60_000);
+  return handle.fetchHistory();
+}
+
+async function ask(model: string, key: string): Promise<string> {
+  await client.chat.completions.create({ model, messages: [{ role: 'user', content: `a ${model} request` }] }, { headers: { 'Idempotency-Key': key } });
+  return requestIdForKey(key);
+}
+
+try {
+  const run = Date.now();
+  const recorded: Record<string, History> = {};
+
+  recorded.fallback = await closedHistory(await ask('fallback', `fallback-${run}`));
+  assert.ok(count(recorded.fallback, EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED) >= 1, 'fallback: a failed');
+  assert.equal(count(recorded.fallback, EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED), 1, 'fallback: b answered');
+
+  recorded.race = await closedHistory(await ask('raced', `race-${run}`));
+  assert.equal(count(recorded.race, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED), 2, 'race: both targets started');
+  assert.equal(count(recorded.race, EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED), 1, 'race: the loser cancelled');
+
+  recorded.hedge = await closedHistory(await ask('hedged', `hedge-${run}`));
+  assert.equal(count(recorded.hedge, EventType.EVENT_TYPE_TIMER_FIRED), 1, 'hedge: the delay passed');
+  assert.equal(count(recorded.hedge, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED), 2, 'hedge: the second target started');
+  assert.equal(count(recorded.hedge, EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED), 1, 'hedge: the slow primary cancelled');
+
+  const failedKey = `failed-${run}`;
+  await assert.rejects(ask('failing', failedKey), (err: unknown) => err instanceof OpenAI.APIError && err.status === 503);
+  recorded.failed = await closedHistory(requestIdForKey(failedKey));
+  assert.equal(count(recorded.failed, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED), 1, 'failed: a Failed execution');
+
+  const lines = [1, 2, 3].map((i) => JSON.stringify({ custom_id: `line-${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'batched', messages: [{ role: 'user', content: `line ${i}` }] } }));
+  const file = await client.files.create({ file: await toFile(Buffer.from(lines.join('\n') + '\n'), 'input.jsonl'), purpose: 'batch' });
+  const batch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+  await until('the batch to complete', async () => ((await client.batches.retrieve(batch.id)).status === 'completed' ? true : undefined), 60_000);
+  recorded.batch = await closedHistory(batch.id);
+  assert.equal(count(recorded.batch, EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED), 3, 'batch: three children');
+
+  // The singleton never closes: its history so far, once the worker's reports have reached it.
+  const health = env.client.workflow.getHandle(providerHealthWorkflowId(keel.config.taskQueue));
+  recorded['provider-health'] = await until(
+    'health reports',
+    async () => {
+      const h = await health.fetchHistory();
+      return count(h, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) >= 4 ? h : undefined;
+    },
+    30_000,
+  );
+
+  assert.deepEqual(Object.keys(recorded).sort(), [...SCENARIOS].sort(), 'every scenario recorded');
+  for (const [name, history] of Object.entries(recorded)) {
+    const path = join(OUT_DIR, `${name}.json`);
+    if (existsSync(path) && !named.includes(name)) {
+      console.log(`${name}: kept the committed test/histories/${name}.json (name it to re-record)`);
+      continue;
+    }
+    writeFileSync(path, scrubbed(history));
+    console.log(`${name}: ${events(history).length} events -> test/histories/${name}.json`);
+  }
+} finally {
+  await keel.stop();
+  await Promise.all([a.close(), b.close()]);
+  await env.teardown();
+  rmSync(dataDir, { recursive: true, force: true });
+}
