@@ -172,7 +172,7 @@ describe('per-provider rate limit (Temporal task-queue rate limiting)', () => {
   // all workers, each worker's slot supplier its strict share (docs/ROUTING.md).
   test(`${3 * RATE} requests at once, two worker sets: at most ${RATE} calls in any 1-s window, about ${RATE}/s, all complete`, async (t) => {
     const connection = await NativeConnection.connect({ address: env.address });
-    const second = await createKeelWorkers({ connection, config: keel.config, workflowBundle: await workflowBundle(), identity: 'second-worker' });
+    const { workers: second } = await createKeelWorkers({ connection, config: keel.config, workflowBundle: await workflowBundle(), identity: 'second-worker' });
     const running = Promise.all(second.map((w) => w.run()));
     try {
       lim.setBehaviour('m', { default: { kind: 'ok', latencyMs: 20 } });
@@ -246,7 +246,7 @@ describe('durability', () => {
     for (const w of keel.workers) w.shutdown();
     await Promise.all(keel.workers.map((w) => waitFor('worker stopped', async () => w.getState() === 'STOPPED')));
     const connection = await NativeConnection.connect({ address: env.address });
-    const fresh = await createKeelWorkers({ connection, config: keel.config, workflowBundle: await workflowBundle() });
+    const { workers: fresh } = await createKeelWorkers({ connection, config: keel.config, workflowBundle: await workflowBundle() });
     const running = Promise.all(fresh.map((w) => w.run()));
     try {
       const afterRestart = (await target('a/m'))!.stats!['30m'];

@@ -1,5 +1,7 @@
 // Fast workflow tests: the real request workflow (fallback, race, hedge, cancel, deadline) on a
 // real dev server, with test doubles for its activities, so a routing change is checked in seconds.
+// Every provider here takes the task-queue call path (docs/ROUTING.md, "Call paths"), whose
+// scheduling the history shows; test/fast-path.test.ts covers the local path.
 // The doubles behave like activities/provider-call/call-provider.ts at its boundary: the attempt log
 // in heartbeats and failure details, Keel's error classes as ApplicationFailure types,
 // `nextRetryDelay` for a retry here, non-retryable when the target's budget is spent, and
@@ -47,9 +49,9 @@ defaults:
   timeouts: { attemptMs: 10000, requestMs: 20000 }
   hedge: { delayMs: 2000, maxShare: 0.25 }
 providers:
-  a: { type: openai, baseURL: "http://127.0.0.1:9/v1", models: { small: { contextWindow: 8000 } } }
-  b: { type: anthropic, baseURL: "http://127.0.0.1:9", models: { big: { contextWindow: 200000 } } }
-  c: { type: gemini, baseURL: "http://127.0.0.1:9" }
+  a: { type: openai, baseURL: "http://127.0.0.1:9/v1", models: { small: { contextWindow: 8000 } }, callPath: queue }
+  b: { type: anthropic, baseURL: "http://127.0.0.1:9", models: { big: { contextWindow: 200000 } }, callPath: queue }
+  c: { type: gemini, baseURL: "http://127.0.0.1:9", callPath: queue }
 models:
   chain: { targets: [a/m, b/m] }
   ctx: { targets: [a/small, b/m, b/big] }
@@ -173,7 +175,7 @@ before(async () => {
   env = await startTemporal();
   const connection = env.nativeConnection;
   workers = [
-    await Worker.create({ connection, taskQueue, workflowBundle: await workflowBundle(), activities: localActivities }),
+    await Worker.create({ connection, taskQueue, workflowBundle: await workflowBundle(), activities: localActivities, sinks: { answers: { settled: { fn: () => undefined } } } }),
     ...(await Promise.all(Object.keys(routing.providers).map((p) => Worker.create({ connection, taskQueue: providerTaskQueue(p), activities: { callProvider } })))),
   ];
   running = Promise.all(workers.map((w) => w.run()));

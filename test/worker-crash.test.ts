@@ -7,11 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import proto from '@temporalio/proto';
 import { startApi, type RunningApi } from '../src/api/server.js';
 import { parseConfig } from '../src/config/load.js';
 import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
 import { requestIdForKey } from '../src/services/request-service.js';
 import { startTemporal } from './helpers/temporal.js';
+import { freePort } from './helpers/processes.js';
 
 let env: TestWorkflowEnvironment;
 let fake: FakeProvider;
@@ -19,25 +21,29 @@ let api: RunningApi;
 let configPath: string;
 const workers: ChildProcess[] = [];
 const taskQueue = `keel-crash-${process.pid}`;
+const EventType = proto.temporal.api.enums.v1.EventType;
 
-function startWorker(): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/bin/worker.ts'], {
-    env: { ...process.env, KEEL_CONFIG: configPath, TEMPORAL_ADDRESS: env.address, KEEL_TASK_QUEUE: taskQueue },
-    stdio: ['ignore', 'ignore', 'inherit'],
+/** Spawns an entry point and resolves once it prints its ready line (a stale poller of a killed worker would fool /healthz). */
+async function spawnRole(entry: string, ready: RegExp, extraEnv: Record<string, string> = {}): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+    env: { ...process.env, KEEL_CONFIG: configPath, TEMPORAL_ADDRESS: env.address, KEEL_TASK_QUEUE: taskQueue, ...extraEnv },
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
   workers.push(child);
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => {
+    out = (out + b.toString()).slice(-4_000);
+  });
+  const until = Date.now() + 120_000;
+  while (!ready.test(out)) {
+    if (child.exitCode !== null) throw new Error(`${entry} exited at start:\n${out}`);
+    if (Date.now() > until) throw new Error(`${entry} not ready within 120 s:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
   return child;
 }
 
-async function waitForWorker(url: string): Promise<void> {
-  const until = Date.now() + 60_000;
-  while (Date.now() < until) {
-    const res = await fetch(`${url}/healthz`).catch(() => undefined);
-    if (res?.status === 200) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error('no worker came up within 60 s');
-}
+const startWorker = () => spawnRole('src/bin/worker.ts', /keel worker polling/);
 
 before(async () => {
   env = await startTemporal();
@@ -48,12 +54,14 @@ defaults:
   timeouts: { attemptMs: 60000, requestMs: 120000 }
 providers:
   a: { type: openai, baseURL: ${fake.url} }
+  q: { type: openai, baseURL: ${fake.url}, callPath: queue }
 models:
-  chat: { targets: [a/m] }
+  chat-local: { targets: [a/m] }
+  chat-queue: { targets: [q/mq] }
 `;
   configPath = join(mkdtempSync(join(tmpdir(), 'keel-crash-')), 'keel.yaml');
   writeFileSync(configPath, yaml);
-  api = await startApi(parseConfig(yaml, { KEEL_TASK_QUEUE: taskQueue }), env.address, 0);
+  api = await startApi(parseConfig(yaml, { KEEL_TASK_QUEUE: taskQueue }), { address: env.address, port: 0 });
 });
 
 after(async () => {
@@ -63,33 +71,95 @@ after(async () => {
   await env?.teardown();
 });
 
-test('SIGKILL of the worker mid-request: the request completes on the next worker', { timeout: 180_000 }, async () => {
-  // The first call outlives its worker; the retry on the next worker answers at once.
-  fake.setBehaviour('m', { script: [{ kind: 'ok', latencyMs: 120_000 }], default: { kind: 'ok' } });
-  const first = startWorker();
-  await waitForWorker(api.url);
+// On each call path (docs/ROUTING.md, "Call paths"): a queued call is retried by Temporal after
+// its heartbeat timeout, as attempt 2; a local call dies with its workflow task, which times out
+// and is run again by the next worker — the call starts over as attempt 1, after a
+// WorkflowTaskTimedOut in the history.
+for (const path of ['queue', 'local'] as const) {
+  test(`SIGKILL of the worker mid-request (${path} call): the request completes on the next worker`, { timeout: 180_000 }, async () => {
+    const model = path === 'queue' ? 'mq' : 'm';
+    // The first call outlives its worker; the retry on the next worker answers at once.
+    fake.setBehaviour(model, { script: [{ kind: 'ok', latencyMs: 120_000 }], default: { kind: 'ok' } });
+    const first = await startWorker();
 
-  const key = `crash-${Date.now()}`;
-  const pending = fetch(`${api.url}/v1/chat/completions`, {
+    const key = `crash-${path}-${Date.now()}`;
+    const pending = fetch(`${api.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': key },
+      body: JSON.stringify({ model: `chat-${path}`, messages: [{ role: 'user', content: 'survive this' }] }),
+    });
+    await fake.waitForCalls(1, { model, timeoutMs: 30_000 });
+    first.kill('SIGKILL');
+    await new Promise((r) => first.once('exit', r));
+    assert.equal(fake.calls(model).length, 1);
+
+    const second = await startWorker();
+    try {
+      const res = await pending;
+      assert.equal(res.status, 200);
+      const body = (await res.json()) as { choices: { message: { content: string } }[]; keel: { attempts: { attempt: number; outcome: string }[] } };
+      assert.equal(body.choices[0].message.content, `[${model}] survive this`);
+      assert.equal(fake.calls(model).length, 2, 'the lost call is retried once, not duplicated');
+      assert.ok(fake.calls(model)[0].aborted, "the killed worker's connection was dropped");
+      assert.deepEqual(body.keel.attempts.at(-1), { ...body.keel.attempts.at(-1), attempt: path === 'queue' ? 2 : 1, outcome: 'success' });
+
+      const id = requestIdForKey(key);
+      const status = (await (await fetch(`${api.url}/v1/requests/${id}`)).json()) as { status: string; result: { choices: unknown[] } };
+      assert.equal(status.status, 'succeeded');
+      assert.equal(status.result.choices.length, 1);
+      const events = (await env.client.workflow.getHandle(id).fetchHistory()).events ?? [];
+      const timedOut = events.filter((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT).length;
+      const activityTimedOut = events.filter((e) => e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT).length;
+      if (path === 'local') assert.equal(timedOut, 1, 'the dead worker\'s workflow task timed out once');
+      else assert.equal(activityTimedOut, 0, 'the queued call was retried, not timed out for good');
+    } finally {
+      second.kill('SIGTERM');
+      await new Promise((r) => second.once('exit', r));
+    }
+  });
+}
+
+// The early answer path (docs/REQUESTS.md): the API and the worker share a process, so killing it
+// drops the client's connection too. The request was durable from its start: a new gateway
+// finishes it, and it is found by id with its result.
+test('SIGKILL of a gateway (API + worker in one process) mid-request: a new gateway finishes it', { timeout: 180_000 }, async () => {
+  fake.setBehaviour('m', { script: [{ kind: 'ok', latencyMs: 120_000 }], default: { kind: 'ok' } });
+  fake.resetCalls();
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const spawnGateway = () => spawnRole('src/bin/gateway.ts', /keel gateway listening/, { PORT: String(port) });
+  const first = await spawnGateway();
+  const key = `crash-gateway-${Date.now()}`;
+  const pending = fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'idempotency-key': key },
-    body: JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'survive this' }] }),
-  });
+    body: JSON.stringify({ model: 'chat-local', messages: [{ role: 'user', content: 'survive this' }] }),
+  }).then(
+    (res) => res.status,
+    (err: unknown) => err,
+  );
   await fake.waitForCalls(1, { model: 'm', timeoutMs: 30_000 });
   first.kill('SIGKILL');
   await new Promise((r) => first.once('exit', r));
-  assert.equal(fake.calls('m').length, 1);
+  assert.ok((await pending) instanceof Error, 'the client saw its connection drop, not an answer');
 
-  startWorker();
-  const res = await pending;
-  assert.equal(res.status, 200);
-  const body = (await res.json()) as { choices: { message: { content: string } }[]; keel: { attempts: { attempt: number; outcome: string }[] } };
-  assert.equal(body.choices[0].message.content, '[m] survive this');
-  assert.equal(fake.calls('m').length, 2, 'the lost call is retried once, not duplicated');
-  assert.ok(fake.calls('m')[0].aborted, "the killed worker's connection was dropped");
-  assert.deepEqual(body.keel.attempts.at(-1), { ...body.keel.attempts.at(-1), attempt: 2, outcome: 'success' });
-
-  const status = (await (await fetch(`${api.url}/v1/requests/${requestIdForKey(key)}`)).json()) as { status: string; result: { choices: unknown[] } };
-  assert.equal(status.status, 'succeeded');
-  assert.equal(status.result.choices.length, 1);
+  const second = await spawnGateway();
+  try {
+    const id = requestIdForKey(key);
+    const result = (await env.client.workflow.getHandle(id).result()) as { completion: { choices: { message: { content: string } }[] } };
+    assert.equal(result.completion.choices[0].message.content, '[m] survive this');
+    assert.equal(fake.calls('m').length, 2, 'the lost call is made once more, not duplicated');
+    // The client retries its POST with the same Idempotency-Key and gets the recorded answer.
+    const again = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': key },
+      body: JSON.stringify({ model: 'chat-local', messages: [{ role: 'user', content: 'survive this' }] }),
+    });
+    assert.equal(again.status, 200);
+    assert.equal(((await again.json()) as { choices: { message: { content: string } }[] }).choices[0].message.content, '[m] survive this');
+    assert.equal(fake.calls('m').length, 2, 'the retried POST joins the request instead of calling again');
+  } finally {
+    second.kill('SIGTERM');
+    await new Promise((r) => second.once('exit', r));
+  }
 });

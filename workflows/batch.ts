@@ -24,6 +24,7 @@ import type { BatchCursor, BatchItem, BatchWorkflowInput, RecordItem, RequestCou
 import type { ChatRequestBody } from '../src/core/chat-request.js';
 import { KeelBatchId, KeelModel, KeelStatus } from '../src/core/search-attributes.js';
 import { chatCompletionWorkflow } from './chat-completion.js';
+import { routingFor } from '../src/core/routing.js';
 import { cancelBatchSignal, type BatchWorkflow } from '../src/core/contract.js';
 
 const retry = { maximumAttempts: 200, initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s' };
@@ -102,10 +103,15 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
     started += 1;
     // The result lands in this history (Temporal records it), but the workflow drops it at once:
     // the recorder activity reads it from Temporal and writes the line.
+    const request = item.body as ChatRequestBody;
+    const routing = routingFor(request, input.routing);
     void executeChild(chatCompletionWorkflow, {
       workflowId: childId,
       taskQueue: input.requestTaskQueue,
-      args: [{ request: item.body as ChatRequestBody, routing: input.routing, batchId }],
+      // Temporal's default workflow task timeout (10 s), not the short one of interactive requests
+      // with local calls: nobody waits on a line's cancel or status, and on a saturated worker a
+      // short timeout would re-run local calls whose task merely checked in late.
+      args: [{ request, routing, batchId }],
       parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
       // A re-drive that meets a finished child records that child instead of running the line again.
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,

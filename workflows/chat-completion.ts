@@ -10,6 +10,7 @@ import {
   patched,
   proxyActivities,
   proxyLocalActivities,
+  proxySinks,
   setHandler,
   sleep,
   upsertSearchAttributes,
@@ -17,10 +18,10 @@ import {
 } from '@temporalio/workflow';
 import type { KeelActivities } from '../activities/index.js';
 import { ERROR_POLICY, isErrorClass, type ErrorClass } from '../src/core/error-classes.js';
-import { PlanError, targetKey, type Plan, type Target } from '../src/core/routing.js';
+import { PlanError, isLocalCall, targetKey, type Plan, type Target } from '../src/core/routing.js';
 import { usageCost, withUsageCost } from '../src/core/cost.js';
 import { planWithHealth } from './health-plan.js';
-import { requestStatusQuery, type RequestWorkflow } from '../src/core/contract.js';
+import { requestStatusQuery, type KeelSinks, type RequestWorkflow } from '../src/core/contract.js';
 import { CANCELLED_ERROR, failureError } from '../src/core/openai-error.js';
 import { KeelErrorClass, KeelProvider, KeelStatus } from '../src/core/search-attributes.js';
 import { providerTaskQueue } from '../src/core/task-queues.js';
@@ -44,6 +45,8 @@ const { hedgeAllowed } = proxyLocalActivities<KeelActivities>({
   retry: { maximumAttempts: 1 },
 });
 
+const { answers } = proxySinks<KeelSinks>();
+
 type Settled =
   | { target: Target; ok: true; out: ProviderCallOutput }
   | { target: Target; ok: false; failure: RequestFailureDetails };
@@ -52,12 +55,10 @@ function providerCall(target: Target, plan: Plan, deadline: number) {
   const retry = plan.retry;
   // A half-open probe is one call: a second would be a second probe.
   const probe = plan.probe === targetKey(target);
-  const { callProvider } = proxyActivities<KeelActivities>({
-    taskQueue: providerTaskQueue(target.provider),
+  const common = {
     startToCloseTimeout: plan.timeouts.attemptMs,
     // The whole-request budget bounds every retry on this target too.
     scheduleToCloseTimeout: Math.max(1, deadline - Date.now()),
-    heartbeatTimeout: HEARTBEAT_TIMEOUT_MS,
     summary: `${target.provider} / ${target.model}`,
     retry: {
       maximumAttempts: probe ? 1 : retry.maxAttempts,
@@ -65,8 +66,10 @@ function providerCall(target: Target, plan: Plan, deadline: number) {
       backoffCoefficient: retry.backoffCoefficient,
       maximumInterval: retry.maximumIntervalMs,
     },
-  });
-  return callProvider;
+  };
+  // The local path runs the call in this worker, inside the workflow task: no task-queue hops.
+  if (isLocalCall(plan, target)) return proxyLocalActivities<KeelActivities>(common).callProvider;
+  return proxyActivities<KeelActivities>({ ...common, taskQueue: providerTaskQueue(target.provider), heartbeatTimeout: HEARTBEAT_TIMEOUT_MS }).callProvider;
 }
 
 /** Turns whatever a provider call failed with into the attempt log's terms. */
@@ -262,7 +265,7 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
           { key: KeelStatus, value: 'succeeded' },
         ]);
         const cost = usageCost(next.out.completion.usage, next.target.provider, next.target.model, input.routing);
-        return {
+        const result: ChatWorkflowResult = {
           completion: withUsageCost(next.out.completion, cost),
           keel: {
             request_id: requestId,
@@ -273,6 +276,8 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
             ...(cost !== undefined && { cost }),
           },
         };
+        answers.settled({ ok: true, result });
+        return result;
       }
       attempts.push(...next.failure.attempts);
       lastFailure = next.failure;
@@ -308,5 +313,6 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
     { key: KeelErrorClass, value: failure.errorClass },
     { key: KeelStatus, value: 'failed' },
   ]);
+  answers.settled({ ok: false, failure });
   throw requestFailed(failure);
 }

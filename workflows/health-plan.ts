@@ -42,12 +42,17 @@ export async function planWithHealth(input: ChatWorkflowInput, requestId: string
   // Executions started before health-aware routing replay without these markers.
   if (!patched('health-routing')) return plain;
   let health: RoutingHealth | null;
-  try {
-    health = await readHealth(healthCandidates(input.request, input.routing));
-  } catch (err) {
-    if (isCancellation(err)) throw err;
-    // Health is advisory: without it, route as configured.
-    return plain;
+  if (input.health !== undefined) {
+    // Read by the API when it started the request (its worker's snapshot): no local activity.
+    health = input.health;
+  } else {
+    try {
+      health = await readHealth(healthCandidates(input.request, input.routing));
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      // Health is advisory: without it, route as configured.
+      return plain;
+    }
   }
   if (!health) return plain;
   let plan = planRequest(input.request, input.routing, health, opts);

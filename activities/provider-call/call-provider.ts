@@ -2,10 +2,13 @@
 // (bounded RetryPolicy); this code decides, per failure, whether another attempt is worth it and
 // after how long (`nextRetryDelay`), and keeps the attempt log across attempts in heartbeats.
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
-import type { KeelConfig } from '../../src/config/schema.js';
+import { ApplicationFailureCategory } from '@temporalio/common';
+import { DEFAULT_PROVIDER_CONCURRENCY, type KeelConfig } from '../../src/config/schema.js';
 import type { HealthAgent } from '../../src/worker/health-agent.js';
 import { ERROR_POLICY, type ErrorClass, type ProviderErrorInfo } from '../../src/core/error-classes.js';
-import type { AttemptLogDetails, AttemptRecord, ProviderCallInput, ProviderCallOutput } from '../../src/core/request-types.js';
+import type { AttemptRecord, ProviderCallInput, ProviderCallOutput } from '../../src/core/request-types.js';
+import { attemptLog } from './attempt-log.js';
+import { acquirePermit } from './local-gate.js';
 import { classifyError, internalStack, isAbortError } from './classify-error.js';
 import { noteProviderCall } from './hedge-budget.js';
 import { createAdapter } from '../providers/index.js';
@@ -55,7 +58,8 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
       throw ApplicationFailure.create({ type: 'invalid_request', nonRetryable: true, message: `Provider '${input.provider}' is not configured on this worker` });
     }
     const attempt = ctx.info.attempt;
-    const prior = (ctx.info.heartbeatDetails as AttemptLogDetails | undefined)?.attempts ?? [];
+    const log = attemptLog(ctx);
+    const prior = log.prior;
     // A breaker that opened while this request was planned or retrying: not one more call to it.
     if (health && !input.probe && !health.admits(`${input.provider}/${input.model}`)) {
       throw ApplicationFailure.create({
@@ -74,21 +78,27 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
       durationMs: 0,
       outcome: 'success',
     };
+    // Local calls share the worker's local-activity slots: the provider's own cap is a permit here.
+    const release = ctx.info.isLocal ? await acquirePermit(input.provider, provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY, ctx.cancellationSignal) : undefined;
+    record.startedAt = Date.now();
     noteProviderCall(record.startedAt);
-    ctx.heartbeat({ attempts: prior } satisfies AttemptLogDetails);
-    // Heartbeats are how a cancellation (race loser, client cancel) reaches a running call.
-    const beat = setInterval(() => ctx.heartbeat({ attempts: prior } satisfies AttemptLogDetails), HEARTBEAT_EVERY_MS);
+    log.keep(prior);
+    // Heartbeats are how a cancellation (race loser, client cancel) reaches a running call on a
+    // task queue; a local call is cancelled in-process.
+    const beat = ctx.info.isLocal ? undefined : setInterval(() => log.keep(prior), HEARTBEAT_EVERY_MS);
     try {
       const adapter = createAdapter(provider.type, { baseURL: provider.baseURL, ...(provider.apiKey && { apiKey: provider.apiKey }) });
       const completion = await adapter.complete(providerRequest(input), input.model, ctx.cancellationSignal);
       record.durationMs = Date.now() - record.startedAt;
       noteHealth(health, input, record, undefined, completion.usage?.completion_tokens);
+      log.close();
       return { completion, attempts: [...prior, record] };
     } catch (err) {
       record.durationMs = Date.now() - record.startedAt;
       if (ctx.cancellationSignal.aborted && (isAbortError(err) || err instanceof CancelledFailure)) {
         // A lost race is no verdict on the target; running out of time is.
         if (ctx.cancellationDetails?.timedOut) noteHealth(health, input, record, 'timeout');
+        log.close();
         throw err instanceof CancelledFailure ? err : new CancelledFailure('provider call cancelled');
       }
       const info = classifyError(err, provider.type, secrets);
@@ -104,16 +114,21 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
         ...(delay !== undefined && { retryInMs: delay }),
       } satisfies Partial<AttemptRecord>);
       const attempts = [...prior, record];
-      ctx.heartbeat({ attempts } satisfies AttemptLogDetails);
+      if (delay === undefined) log.close();
+      else log.keep(attempts);
       throw ApplicationFailure.create({
         type: info.errorClass,
         message: `${record.target} attempt ${attempt}: ${info.message}`,
+        // A provider failing is what Keel exists for: the attempt log records it; it is no worker
+        // error to log. Keel's own bug is (logged above with its stack).
+        ...(info.errorClass !== 'internal' && { category: ApplicationFailureCategory.BENIGN }),
         nonRetryable: delay === undefined,
         ...(delay !== undefined && { nextRetryDelay: delay }),
         details: [{ errorClass: info.errorClass, status: info.status, message: info.message, attempts }],
       });
     } finally {
       clearInterval(beat);
+      release?.();
     }
   };
 }

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import express, { type Express } from 'express';
 import type { Client } from '@temporalio/client';
 import type { KeelConfig } from '../config/schema.js';
-import { RequestService } from '../services/request-service.js';
+import { RequestService, type LocalWorkers } from '../services/request-service.js';
 import { listModels } from '../core/routing.js';
 import { chatCompletionsRouter } from './chat-completions.js';
 import { errorHandler, notFoundRoute } from './errors.js';
@@ -18,13 +18,14 @@ import { filesRouter } from './files.js';
 export interface ApiDeps {
   client: Client;
   config: KeelConfig;
+  local?: LocalWorkers;
 }
 
-export function createApp({ client, config }: ApiDeps): Express {
+export function createApp({ client, config, local }: ApiDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  const requests = new RequestService(client, config);
+  const requests = new RequestService(client, config, local);
 
   // Every response carries a request id; routes that start a workflow use it as the workflow ID.
   app.use((_req, res, next) => {

@@ -37,13 +37,14 @@ export function chatCompletionsRouter(requests: RequestService): Router {
     const requestId = key ? requests.requestIdFor(key) : (res.locals.requestId as string);
     res.setHeader('x-request-id', requestId);
     const uiUrl = requests.uiLink(requestId);
-    const { handle } = await requests.start(parsed.data, { requestId, ...(key && { idempotencyKey: key }) }).catch((err) => {
+    const started = await requests.start(parsed.data, { requestId, waiting: true, ...(key && { idempotencyKey: key }) }).catch((err) => {
       // The key's request exists (with another body): still point at it.
       if (err instanceof ApiError && err.code === 'idempotency_key_reused') res.setHeader('x-keel-ui-url', uiUrl);
       throw planErrorToApi(err);
     });
     res.setHeader('x-keel-ui-url', uiUrl);
-    const outcome = await requests.outcome(handle);
+    const outcome = await requests.outcome(started);
+    if (outcome.answeredAt) res.setHeader('x-keel-answer', outcome.answeredAt);
     if (outcome.ok) return sendCompletion(res, outcome.result, uiUrl);
     if (outcome.failure) res.setHeader('x-keel-attempts', String(outcome.failure.attempts.length));
     // The failed request's id and UI link travel in the error body too (GET /v1/requests/:id, replay).

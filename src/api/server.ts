@@ -1,8 +1,9 @@
 // Starts the API on a real listening socket: used by `npm run api`, `npm start` and the tests.
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type ConnectionLike } from '@temporalio/client';
 import type { KeelConfig } from '../config/schema.js';
+import type { LocalWorkers } from '../services/request-service.js';
 import { createApp } from './app.js';
 
 export interface RunningApi {
@@ -12,10 +13,23 @@ export interface RunningApi {
   close(): Promise<void>;
 }
 
-export async function startApi(config: KeelConfig, temporalAddress: string, port = config.port): Promise<RunningApi> {
-  const connection = await Connection.connect({ address: temporalAddress });
-  const client = new Client({ connection, namespace: config.namespace });
-  const server = createApp({ client, config }).listen(port, config.host);
+export interface ApiOptions {
+  /** The Temporal frontend, for an API with a connection of its own (`npm run api`). */
+  address?: string;
+  /**
+   * A connection shared with workers in this process (`npm start`): the API's client uses it,
+   * which is what lets a start hand its first workflow task straight to the local worker.
+   */
+  connection?: ConnectionLike;
+  /** Workers in this process (with `connection`): eager starts and early answers. */
+  local?: LocalWorkers;
+  port?: number;
+}
+
+export async function startApi(config: KeelConfig, opts: ApiOptions): Promise<RunningApi> {
+  const own = opts.connection ? undefined : await Connection.connect({ address: opts.address ?? config.temporalAddress });
+  const client = new Client({ connection: opts.connection ?? own!, namespace: config.namespace });
+  const server = createApp({ client, config, ...(opts.connection && opts.local && { local: opts.local }) }).listen(opts.port ?? config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
@@ -33,7 +47,8 @@ export async function startApi(config: KeelConfig, temporalAddress: string, port
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      await connection.close();
+      // A shared connection belongs to the workers.
+      await own?.close();
     },
   };
 }

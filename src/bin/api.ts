@@ -3,7 +3,7 @@ import { startApi } from '../api/server.js';
 import { loadConfigOrExit } from '../config/load.js';
 
 const config = loadConfigOrExit();
-const api = await startApi(config, config.temporalAddress);
+const api = await startApi(config, { address: config.temporalAddress });
 console.log(`keel api listening on ${api.url}`);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {

@@ -1,14 +1,11 @@
 // `npm start`: Keel on one machine with embedded defaults — the Temporal dev server (SQLite in
 // the data folder), one worker, the API, and fake providers for every provider marked `fake`.
 import { join, resolve } from 'node:path';
-import { NativeConnection, type Worker } from '@temporalio/worker';
-import { startApi, type RunningApi } from '../api/server.js';
 import { startDevServer, type DevServer } from '../temporal/dev-server.js';
 import { startFakeProvider, type FakeProvider } from '../../dev/fakes/index.js';
 import { installRuntime } from '../worker/temporal-runtime.js';
 import { dataDir, loadConfigOrExit } from '../config/load.js';
-import { createKeelWorkers, runKeelWorkers } from '../worker/workers.js';
-import { bundleWorkflows } from '../worker/workflow-bundle.js';
+import { GatewayProcess } from './gateway-process.js';
 
 const loaded = loadConfigOrExit();
 installRuntime();
@@ -19,10 +16,7 @@ const data = resolve(dataDir());
 // port and the SQLite file, and the next `npm start` would fail).
 let devServerStarting: Promise<DevServer> | undefined;
 const fakes: FakeProvider[] = [];
-let connection: NativeConnection | undefined;
-let workers: Worker[] = [];
-let running: Promise<void> | undefined;
-let api: RunningApi | undefined;
+let gateway: GatewayProcess | undefined;
 
 let stopping = false;
 async function stop(code: number): Promise<void> {
@@ -30,11 +24,7 @@ async function stop(code: number): Promise<void> {
   stopping = true;
   console.log('\nkeel: stopping ...');
   try {
-    await api?.close();
-    // The Temporal runtime shuts the workers down on the same signal; wait for their calls to finish.
-    for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
-    await running?.catch(() => undefined);
-    await connection?.close();
+    await gateway?.stop();
     await Promise.all(fakes.map((f) => f.close()));
   } catch (err) {
     console.error(`keel: while stopping: ${(err as Error).message}`);
@@ -85,17 +75,12 @@ try {
   }
 
   checkpoint();
-  connection = await NativeConnection.connect({ address });
-  const workflowBundle = await bundleWorkflows();
-  checkpoint();
-  workers = await createKeelWorkers({ connection, config, workflowBundle });
-  running = runKeelWorkers(workers);
-  running.catch((err) => {
+  gateway = new GatewayProcess(config);
+  const api = await gateway.start(address, checkpoint);
+  gateway.running?.catch((err) => {
     console.error(`keel: a worker failed: ${(err as Error).stack ?? err}`);
     void stop(1);
   });
-  api = await startApi(config, address);
-  checkpoint();
 
   console.log(`
 Keel is running.

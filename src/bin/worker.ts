@@ -8,7 +8,7 @@ import { bundleWorkflows } from '../worker/workflow-bundle.js';
 const config = loadConfigOrExit();
 installRuntime();
 const connection = await NativeConnection.connect({ address: config.temporalAddress });
-const workers = await createKeelWorkers({ connection, config, workflowBundle: await bundleWorkflows() });
+const { workers } = await createKeelWorkers({ connection, config, workflowBundle: await bundleWorkflows() });
 console.log(`keel worker polling ${config.taskQueue} and ${Object.keys(config.providers).length} provider queue(s)`);
 // Worker.run() shuts down on SIGINT/SIGTERM by itself, finishing the calls in flight.
 await runKeelWorkers(workers);

@@ -57,13 +57,17 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
   const raw = parsed.data;
   const routing: RoutingConfig = {
     providers: Object.fromEntries(
-      Object.entries(raw.providers).map(([name, p]) => [name, p.models ? { type: p.type, models: p.models } : { type: p.type }]),
+      Object.entries(raw.providers).map(([name, p]) => {
+        const callPath = p.callPath ?? (p.rateLimitPerSecond !== undefined ? 'queue' : 'local');
+        return [name, p.models ? { type: p.type, models: p.models, callPath } : { type: p.type, callPath }];
+      }),
     ),
     models: raw.models,
     defaults: {
       retry: { ...DEFAULT_RETRY, ...raw.defaults?.retry },
       timeouts: { ...DEFAULT_TIMEOUTS, ...raw.defaults?.timeouts },
       mode: raw.defaults?.mode ?? 'fallback',
+      answer: raw.defaults?.answer ?? 'early',
       hedge: { ...DEFAULT_HEDGE, ...raw.defaults?.hedge },
     },
     limits: { ...DEFAULT_LIMITS, ...raw.limits },

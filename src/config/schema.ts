@@ -28,6 +28,18 @@ export type TimeoutSettings = z.infer<typeof TimeoutsSchema>;
 export const ModeSchema = z.enum(['fallback', 'race', 'hedge']);
 export type RoutingMode = z.infer<typeof ModeSchema>;
 
+/** Provider calls in flight per worker when a provider sets no `concurrency`. */
+export const DEFAULT_PROVIDER_CONCURRENCY = 200;
+
+export const CallPathSchema = z.enum(['local', 'queue']);
+export type CallPath = z.infer<typeof CallPathSchema>;
+
+// When a waiting client gets its answer (docs/REQUESTS.md, "When you get your answer"): `early`,
+// as soon as the workflow has it, while its completion is being recorded; `recorded`, once the
+// completion is in the history.
+export const AnswerSchema = z.enum(['early', 'recorded']);
+export type AnswerMode = z.infer<typeof AnswerSchema>;
+
 export const HedgeSchema = z
   .object({
     // Start the next target after this delay if the current one has not answered.
@@ -48,6 +60,7 @@ const ModelEntrySchema = z
   .object({
     targets: z.array(TargetRef).min(1),
     mode: ModeSchema.optional(),
+    answer: AnswerSchema.optional(),
     race: z.object({ width: z.number().int().min(2).max(8) }).strict().optional(),
     hedge: HedgeSchema.partial().optional(),
     retry: RetrySchema.partial().optional(),
@@ -92,9 +105,18 @@ const ProviderSchema = z
     rateLimitWorkers: z.number().int().positive().max(1000).optional(),
     // Concurrent provider calls per worker.
     concurrency: z.number().int().positive().max(10_000).optional(),
+    // How a call reaches this provider (docs/ROUTING.md, "Call paths"): `local`, a local activity in
+    // the worker that runs the request's workflow (no task-queue hop); `queue`, an activity on the
+    // provider's own task queue (the server's rate limit, workers per provider). Default: `queue`
+    // when rateLimitPerSecond is set, else `local`. Hedged requests always use `queue`.
+    callPath: CallPathSchema.optional(),
     fake: FakeSchema.optional(),
   })
-  .strict();
+  .strict()
+  .refine((p) => !(p.callPath === 'local' && p.rateLimitPerSecond !== undefined), {
+    message: 'callPath local cannot keep a rate limit (rateLimitPerSecond needs the provider task queue)',
+    path: ['callPath'],
+  });
 export type ProviderConfig = z.infer<typeof ProviderSchema>;
 
 // Async-job webhooks (docs/REQUESTS.md): the signing secret stays in the worker's configuration.
@@ -214,6 +236,7 @@ export const ConfigSchema = z
         retry: RetrySchema.partial().optional(),
         timeouts: TimeoutsSchema.partial().optional(),
         mode: ModeSchema.optional(),
+        answer: AnswerSchema.optional(),
         hedge: HedgeSchema.partial().optional(),
       })
       .strict()
@@ -264,12 +287,14 @@ export const DEFAULT_LIMITS = { maxAttemptsPerTarget: 10, maxRequestMs: 3_600_00
 
 /** The secret-free view of the configuration that workflows plan with. */
 export interface RoutingConfig {
-  providers: Record<string, { type: ProviderType; models?: ProviderConfig['models'] }>;
+  /** `callPath` absent means `queue` (executions started before call paths existed carry none). */
+  providers: Record<string, { type: ProviderType; models?: ProviderConfig['models']; callPath?: CallPath }>;
   models: Record<string, ModelEntry>;
   defaults: {
     retry: RetrySettings;
     timeouts: TimeoutSettings;
     mode: RoutingMode;
+    answer?: AnswerMode;
     hedge: { delayMs: number; percentile?: number; maxShare: number };
   };
   limits: typeof DEFAULT_LIMITS;

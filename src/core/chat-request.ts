@@ -210,6 +210,7 @@ export const KeelOptionsSchema = z
     max_attempts: z.number().int().min(1).optional(),
     attempt_timeout_ms: z.number().int().positive().optional(),
     timeout_ms: z.number().int().positive().optional(),
+    answer: z.enum(['early', 'recorded']).optional(),
   })
   .strict();
 export type KeelOptions = z.infer<typeof KeelOptionsSchema>;

@@ -2,12 +2,12 @@
 // type names and signatures, and every signal, query and update. Workflows register handlers
 // for these definitions; the API, services and worker send them. No handler or workflow name
 // is written anywhere else (test/boundaries.test.ts checks).
-import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate, type Sinks } from '@temporalio/workflow';
 import type { BreakerSettings } from '../config/schema.js';
 import type { BatchWorkflowInput } from './batch-types.js';
 import type { HealthState } from './health-state.js';
 import type { HealthReport, HealthSnapshot } from './health-types.js';
-import type { ChatWorkflowInput, ChatWorkflowResult, RequestStatusView } from './request-types.js';
+import type { ChatWorkflowInput, ChatWorkflowResult, RequestFailureDetails, RequestStatusView } from './request-types.js';
 
 /** Workflow type names: the exported function names in workflows/index.ts. */
 export const WORKFLOW_TYPES = {
@@ -32,6 +32,19 @@ export type ProviderHealthWorkflow = (input: ProviderHealthInput) => Promise<voi
 // ---- Request workflow ----------------------------------------------------------------------
 /** Live state of a request: attempts so far, targets in flight, outcome while a webhook is delivered. */
 export const requestStatusQuery = defineQuery<RequestStatusView>('status');
+
+/** What a request workflow settled on, as it hands it to the worker before recording it. */
+export type SettledRequest = { ok: true; result: ChatWorkflowResult } | { ok: false; failure: RequestFailureDetails };
+
+/**
+ * Sinks: calls from workflow code into the worker process, outside the history (never replayed).
+ * `answers.settled` runs before the workflow task that records the outcome is sent to the
+ * server, so an API waiting in the same process can answer at once (the `early` answer path,
+ * docs/REQUESTS.md).
+ */
+export interface KeelSinks extends Sinks {
+  answers: { settled(outcome: SettledRequest): void };
+}
 
 // ---- Batch workflow ------------------------------------------------------------------------
 /** Stop starting lines; running ones are cancelled and the batch ends `cancelled`. */

@@ -3,6 +3,7 @@ import type { ChatCompletion } from 'openai/resources/chat/completions';
 import type { RetrySettings, RoutingConfig } from '../config/schema.js';
 import type { ChatRequestBody } from './chat-request.js';
 import type { ErrorClass } from './error-classes.js';
+import type { RoutingHealth } from './health-types.js';
 import type { Plan } from './routing.js';
 
 export interface AttemptRecord {
@@ -53,6 +54,11 @@ export interface ChatWorkflowInput {
   webhook?: WebhookSpec;
   /** Plan computed by the caller for validation; the workflow recomputes it from the same inputs. */
   plan?: Plan;
+  /**
+   * Provider health for this request's candidate targets, read by the API from its worker's
+   * snapshot when the two share a process; absent, the workflow reads it (a local activity).
+   */
+  health?: RoutingHealth | null;
 }
 
 export interface KeelResponseInfo {

@@ -1,6 +1,6 @@
 // Pure, deterministic planning: request + routing config -> ordered targets and a mode.
 // Runs inside workflows (so: no I/O, no clock) and in the API to reject bad requests up front.
-import type { RetrySettings, RoutingConfig, RoutingMode, TimeoutSettings, ProviderType } from '../config/schema.js';
+import type { AnswerMode, CallPath, RetrySettings, RoutingConfig, RoutingMode, TimeoutSettings, ProviderType } from '../config/schema.js';
 import { FEATURES, unsupportedBy, type Feature, type FeatureUse } from './capabilities.js';
 import type { KeelOptions, ProviderPrefs } from './chat-request.js';
 import type { RoutingHealth } from './health-types.js';
@@ -12,6 +12,8 @@ export interface Target {
   /** Upstream model name sent to the provider. */
   model: string;
   contextWindow?: number;
+  /** How calls reach the provider (absent: `queue`, as before call paths existed). */
+  callPath?: CallPath;
 }
 
 export interface Plan {
@@ -19,6 +21,8 @@ export interface Plan {
   requestedModel: string;
   targets: Target[];
   mode: RoutingMode;
+  /** When a waiting client gets the answer: as soon as the workflow has it, or once recorded. */
+  answer: AnswerMode;
   raceWidth: number;
   hedge: { delayMs: number; percentile?: number; maxShare: number };
   retry: RetrySettings;
@@ -78,7 +82,7 @@ function resolveModel(name: string, routing: RoutingConfig, param: string): { ta
     }
     const model = ref.slice(slash + 1);
     const contextWindow = p.models?.[model]?.contextWindow;
-    return { provider, providerType: p.type, model, ...(contextWindow !== undefined && { contextWindow }) };
+    return { provider, providerType: p.type, model, ...(contextWindow !== undefined && { contextWindow }), ...(p.callPath && { callPath: p.callPath }) };
   });
   return entry ? { targets, entry } : { targets };
 }
@@ -204,11 +208,13 @@ export function planRequest(req: PlanInput, routing: RoutingConfig, health?: Rou
     if (typeof observed === 'number' && observed > 0) hedge.delayMs = Math.round(observed);
   }
   const mode = k.mode ?? primaryEntry?.mode ?? d.mode;
+  const answer = k.answer ?? primaryEntry?.answer ?? d.answer ?? 'recorded';
   const raceWidth = Math.max(1, Math.min(k.race_width ?? primaryEntry?.race?.width ?? 2, targets.length));
   return {
     requestedModel: names[0],
     targets,
     mode,
+    answer,
     raceWidth,
     hedge,
     retry,
@@ -218,6 +224,48 @@ export function planRequest(req: PlanInput, routing: RoutingConfig, health?: Rou
     ...(breakers?.probe && { probe: breakers.probe }),
     ...(breakers?.probeCandidate && { probeCandidate: breakers.probeCandidate }),
   };
+}
+
+/**
+ * A target is called through a local activity when its provider allows it and the request does
+ * not hedge: a hedge delay is a workflow timer, and a timer started while a local activity holds
+ * the workflow task open would only fire at the task's next heartbeat (docs/ROUTING.md).
+ */
+export function isLocalCall(plan: Pick<Plan, 'mode'>, target: Target): boolean {
+  return target.callPath === 'local' && plan.mode !== 'hedge';
+}
+
+/**
+ * A workflow task that runs a local provider call must prove itself alive well within a client's
+ * patience: the SDK extends it at 80 % of this timeout, and only then do a cancel, a status query
+ * or a timer reach the workflow (docs/ROUTING.md, "Call paths").
+ */
+export const LOCAL_CALL_TASK_TIMEOUT = '2s';
+
+/**
+ * The part of the routing configuration a request can touch: the models and providers it names
+ * or may be routed to, the defaults and the limits. This is what a request workflow's input
+ * carries (instead of the whole configuration); planning with it gives the same plan.
+ */
+export function routingFor(req: PlanInput, routing: RoutingConfig): RoutingConfig {
+  const names = [...(req.model !== undefined ? [req.model] : []), ...(req.models ?? [])];
+  const models: RoutingConfig['models'] = {};
+  const providers: RoutingConfig['providers'] = {};
+  const addProvider = (name: string) => {
+    if (routing.providers[name]) providers[name] = routing.providers[name];
+  };
+  for (const name of names) {
+    const entry = routing.models[name];
+    if (entry) {
+      models[name] = entry;
+      for (const ref of entry.targets) addProvider(ref.slice(0, ref.indexOf('/')));
+    } else if (name.includes('/')) {
+      addProvider(name.slice(0, name.indexOf('/')));
+    }
+  }
+  const prefs = req.provider;
+  for (const name of [...(prefs?.order ?? []), ...(prefs?.only ?? []), ...(prefs?.ignore ?? [])]) addProvider(name);
+  return { providers, models, defaults: routing.defaults, limits: routing.limits };
 }
 
 /** Every model a client can name: configured public models, then each provider's known upstream models. */

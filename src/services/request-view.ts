@@ -60,7 +60,7 @@ export function baseView(requests: RequestService, id: string, description: Work
   };
 }
 
-export async function describeRequest(requests: RequestService, id: string) {
+export async function describeRequest(requests: RequestService, id: string, retried = false): Promise<RequestView> {
   const { handle, description } = await describeExecution(requests, id);
   let status = publicStatus(description.status.name);
   const base = baseView(requests, id, description);
@@ -69,7 +69,10 @@ export async function describeRequest(requests: RequestService, id: string) {
     let live: RequestStatusView;
     try {
       live = await handle.query(requestStatusQuery);
-    } catch {
+    } catch (err) {
+      // It closed while the query waited (a query is answered with the workflow task in flight,
+      // e.g. the one recording an outcome a client already has): describe it as it is now.
+      if (!retried && !(err instanceof WorkflowNotFoundError)) return describeRequest(requests, id, true);
       // No workflow task has run yet (or the worker is away): what the server knows.
       return { ...base, status: 'queued' as PublicStatus, attempts: [], pending_calls: pending };
     }
@@ -82,7 +85,8 @@ export async function describeRequest(requests: RequestService, id: string) {
       const error = requestFailureError(live.failure);
       return { ...base, status: 'failed' as PublicStatus, ...webhook, attempts: live.failure.attempts, error: { ...error.toObject(), status: error.status } };
     }
-    if (live.attempts.length === 0 && !pending.some((p) => p.state === 'started')) status = 'queued';
+    // A call in flight is running, on a task queue (a started pending activity) or as a local call.
+    if (live.attempts.length === 0 && live.activeTargets.length === 0 && !pending.some((p) => p.state === 'started')) status = 'queued';
     return { ...base, status, ...webhook, mode: live.mode, active_targets: live.activeTargets, attempts: live.attempts, pending_calls: pending };
   }
   if (status === 'succeeded') {
@@ -100,6 +104,8 @@ export async function describeRequest(requests: RequestService, id: string) {
 }
 
 
+export type RequestView = Record<string, unknown> & { status: PublicStatus };
+
 /** What POST /v1/requests answers with: `queued` until a provider call has started. */
 export async function acceptedView(requests: RequestService, id: string) {
   const { description } = await describeExecution(requests, id);
@@ -115,10 +121,14 @@ export async function replayedView(requests: RequestService, id: string) {
   return { ...baseView(requests, id, description), status: 'queued' as PublicStatus, replayed_run_id: replay.previousRunId, run_id: replay.runId };
 }
 
-/** Temporal cancellation of a running request (provider calls in flight are aborted); the view before it. */
+/**
+ * Temporal cancellation of a running request (provider calls in flight are aborted), then its
+ * view. The cancel goes out before the status query: a request whose call runs locally answers
+ * queries only when its workflow task next checks in, and the cancel must not wait for that.
+ */
 export async function cancelRequest(requests: RequestService, id: string) {
-  const current = await describeRequest(requests, id);
-  const live = current.status === 'running' || current.status === 'queued';
-  if (live) await requests.client.workflow.getHandle(id).cancel();
-  return { ...current, cancel_requested: live };
+  const { handle, description } = await describeExecution(requests, id);
+  const live = publicStatus(description.status.name) === 'running';
+  if (live) await handle.cancel();
+  return { ...(await describeRequest(requests, id)), cancel_requested: live };
 }

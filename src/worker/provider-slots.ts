@@ -21,7 +21,7 @@ import type {
   SlotReserveContext,
   WorkerOptions,
 } from '@temporalio/worker';
-import type { ProviderConfig } from '../config/schema.js';
+import { DEFAULT_PROVIDER_CONCURRENCY, type ProviderConfig } from '../config/schema.js';
 
 /**
  * Added to each worker's window: a request sent by the worker reaches the provider a little later,
@@ -52,7 +52,7 @@ export function rateShare(ratePerSecond: number, workers: number, guardMs = RATE
 }
 
 export function providerWorkerOptions(provider: ProviderConfig): Partial<WorkerOptions> {
-  const concurrency = provider.concurrency ?? 200;
+  const concurrency = provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY;
   if (provider.rateLimitPerSecond === undefined) return { maxConcurrentActivityTaskExecutions: concurrency };
   const slots = new ProviderSlotSupplier({ maxConcurrent: concurrency, leadMs: RATE_POLL_LEAD_MS, ...rateShare(provider.rateLimitPerSecond, provider.rateLimitWorkers ?? 1) });
   return {

@@ -5,8 +5,15 @@ import { createActivities } from '../../activities/index.js';
 import { Client } from '@temporalio/client';
 import { createBatchActivities } from '../../activities/batch/index.js';
 import { openBatchStore } from '../store/batch-store.js';
-import type { KeelConfig } from '../config/schema.js';
+import { DEFAULT_PROVIDER_CONCURRENCY, type KeelConfig } from '../config/schema.js';
 import { HealthAgent } from './health-agent.js';
+import type { InjectedSinks } from '@temporalio/worker';
+import type { AnswerBoard } from '../channels/answer-board.js';
+import type { KeelSinks } from '../core/contract.js';
+import type { RoutingHealth } from '../core/health-types.js';
+
+/** Local-activity slots for the health reads, probes and hedge checks beside provider calls. */
+const LOCAL_HOUSEKEEPING_SLOTS = 100;
 import { providerWorkerOptions } from './provider-slots.js';
 import { batchTaskQueue, providerHealthWorkflowId, providerTaskQueue } from '../core/task-queues.js';
 
@@ -15,9 +22,17 @@ export interface KeelWorkersOptions {
   config: KeelConfig;
   workflowBundle: WorkflowBundleWithSourceMap;
   identity?: string;
+  /** An API in this process waits here for outcomes (the `early` answer path). */
+  answers?: AnswerBoard;
 }
 
-export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<Worker[]> {
+export interface KeelWorkers {
+  workers: Worker[];
+  /** This process's link to provider health (an API in the same process reads it too). */
+  health: HealthAgent;
+}
+
+export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelWorkers> {
   const { connection, config } = opts;
   const workers: Worker[] = [];
   const health = new HealthAgent({
@@ -31,18 +46,34 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<Worke
   });
   const activities = createActivities(config, health);
   const common = { connection, namespace: config.namespace, ...(opts.identity && { identity: opts.identity }) };
+  const sinks: InjectedSinks<KeelSinks> = {
+    answers: {
+      settled: {
+        fn: (info, outcome) => void opts.answers?.settle(info.workflowId, outcome),
+        // An outcome replayed from history was handed over when it happened (or nobody waited).
+        callDuringReplay: false,
+      },
+    },
+  };
+  const localCallSlots = Object.values(config.routing.providers).filter((p) => p.callPath === 'local').length > 0
+    ? Object.entries(config.providers).reduce((n, [name, p]) => n + (config.routing.providers[name].callPath === 'local' ? (p.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY) : 0), 0)
+    : 0;
   workers.push(
     await Worker.create({
       ...common,
       taskQueue: config.taskQueue,
       workflowBundle: opts.workflowBundle,
-      // Local activities run where the workflow runs.
+      sinks,
+      // Local activities run where the workflow runs: the health reads and probes, and provider
+      // calls on the local path (each provider capped by its own permits, activities/provider-call/local-gate.ts).
       activities: {
+        callProvider: activities.callProvider,
         hedgeAllowed: activities.hedgeAllowed,
         deliverWebhook: activities.deliverWebhook,
         readHealth: activities.readHealth,
         acquireProbe: activities.acquireProbe,
       },
+      maxConcurrentLocalActivityExecutions: LOCAL_HOUSEKEEPING_SLOTS + localCallSlots,
     }),
   );
   for (const [name, provider] of Object.entries(config.providers)) {
@@ -72,7 +103,12 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<Worke
     }),
   );
   health.start();
-  return workers;
+  return { workers, health };
+}
+
+/** The worker's cached health snapshot, for an API in the same process to fold into request inputs. */
+export function healthSource(health: HealthAgent): (targets: string[]) => RoutingHealth | null {
+  return (targets) => (health.current() ? health.routingHealth(targets) : null);
 }
 
 /** Runs until every worker has shut down (call `shutdown()` on them, or send SIGINT/SIGTERM). */

@@ -8,7 +8,8 @@ import type { KeelConfig } from '../../src/config/schema.js';
 import { devServerDynamicConfigArgs } from '../../src/temporal/dev-server.js';
 import { KEEL_SEARCH_ATTRIBUTES } from '../../src/core/search-attributes.js';
 import { ensureTemporalCli } from '../../src/temporal/cli.js';
-import { createKeelWorkers } from '../../src/worker/workers.js';
+import { createKeelWorkers, healthSource } from '../../src/worker/workers.js';
+import { AnswerBoard } from '../../src/channels/answer-board.js';
 import { bundleWorkflows } from '../../src/worker/workflow-bundle.js';
 
 /** `dynamicConfig`: dev-server dynamic config values, e.g. `{ 'matching.numTaskqueueReadPartitions': 1 }`. */
@@ -41,14 +42,16 @@ export interface KeelUnderTest {
 let counter = 0;
 
 /** Starts workers and the API for `yaml` (each call gets its own task queue, so tests do not share workers). */
-export async function startKeel(env: TestWorkflowEnvironment, yaml: string, opts: { env?: NodeJS.ProcessEnv; api?: boolean; identity?: string } = {}): Promise<KeelUnderTest> {
+export async function startKeel(env: TestWorkflowEnvironment, yaml: string, opts: { env?: NodeJS.ProcessEnv; api?: boolean; shared?: boolean; identity?: string } = {}): Promise<KeelUnderTest> {
   const taskQueue = `keel-test-${process.pid}-${++counter}`;
   const config = parseConfig(yaml, { ...opts.env, KEEL_TASK_QUEUE: taskQueue, PORT: '0' }, 'test config');
   const address = env.address;
   const connection = await NativeConnection.connect({ address });
-  const workers = await createKeelWorkers({ connection, config, workflowBundle: await workflowBundle(), ...(opts.identity && { identity: opts.identity }) });
+  // As `npm start` runs them: one connection, eager starts, early answers (unless `shared: false`).
+  const answers = new AnswerBoard();
+  const { workers, health } = await createKeelWorkers({ connection, config, workflowBundle: await workflowBundle(), answers, ...(opts.identity && { identity: opts.identity }) });
   const running = Promise.all(workers.map((w) => w.run()));
-  const api = await startApi(config, address, 0);
+  const api = opts.shared === false ? await startApi(config, { address, port: 0 }) : await startApi(config, { connection, local: { answers, health: healthSource(health) }, port: 0 });
   return {
     config,
     api,

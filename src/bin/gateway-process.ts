@@ -1,0 +1,42 @@
+// The API and a worker in one process on one Temporal connection: what `npm start` runs after the
+// dev server, and `npm run gateway` alone. Sharing the process is what lets a request start
+// eagerly on the local worker and a waiting client be answered as soon as its workflow settles
+// (docs/REQUESTS.md, "When you get your answer"). Parts are stopped in reverse, whatever started.
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { startApi, type RunningApi } from '../api/server.js';
+import { AnswerBoard } from '../channels/answer-board.js';
+import type { KeelConfig } from '../config/schema.js';
+import { createKeelWorkers, healthSource, runKeelWorkers } from '../worker/workers.js';
+import { bundleWorkflows } from '../worker/workflow-bundle.js';
+
+export class GatewayProcess {
+  connection: NativeConnection | undefined;
+  workers: Worker[] = [];
+  /** Settles when every worker has stopped; rejects when one fails. */
+  running: Promise<void> | undefined;
+  api: RunningApi | undefined;
+
+  constructor(private readonly config: KeelConfig) {}
+
+  /** `checkpoint` is called between steps and throws to stop starting (Ctrl-C during start-up). */
+  async start(address: string, checkpoint: () => void = () => undefined): Promise<RunningApi> {
+    this.connection = await NativeConnection.connect({ address });
+    const workflowBundle = await bundleWorkflows();
+    checkpoint();
+    const answers = new AnswerBoard();
+    const keel = await createKeelWorkers({ connection: this.connection, config: this.config, workflowBundle, answers });
+    this.workers = keel.workers;
+    this.running = runKeelWorkers(this.workers);
+    this.api = await startApi(this.config, { connection: this.connection, local: { answers, health: healthSource(keel.health) } });
+    checkpoint();
+    return this.api;
+  }
+
+  async stop(): Promise<void> {
+    await this.api?.close();
+    // The Temporal runtime shuts the workers down on the same signal; wait for their calls to finish.
+    for (const w of this.workers) if (w.getState() === 'RUNNING') w.shutdown();
+    await this.running?.catch(() => undefined);
+    await this.connection?.close();
+  }
+}
