@@ -8,7 +8,7 @@
 // `backend: 'dev-server'` puts the Temporal CLI dev server in place of PostgreSQL and the server,
 // with everything else the same: the benchmark's same-run comparison.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, type WriteStream } from 'node:fs';
+import { chmodSync, createWriteStream, mkdirSync, statSync, readdirSync, readFileSync, writeFileSync, type WriteStream } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
@@ -105,7 +105,11 @@ function descendants(pid: number): number[] {
   const queue = [pid];
   while (queue.length > 0) {
     const p = queue.shift()!;
-    for (const [child, pp] of parent) if (pp === p) (out.push(child), queue.push(child));
+    for (const [child, pp] of parent) {
+      if (pp !== p) continue;
+      out.push(child);
+      queue.push(child);
+    }
   }
   return out;
 }
@@ -121,7 +125,7 @@ function cmdline(pid: number): string {
 function npmCommand(): { cmd: string; args: string[] } {
   // Under `npm run …`, npm_execpath is npm's own script: the same npm runs the roles.
   const npmCli = process.env.npm_execpath;
-  return npmCli && /npm-cli\.js$/.test(npmCli) ? { cmd: process.execPath, args: [npmCli] } : { cmd: 'npm', args: [] };
+  return npmCli && npmCli.endsWith('npm-cli.js') ? { cmd: process.execPath, args: [npmCli] } : { cmd: 'npm', args: [] };
 }
 
 const READY = { api: /keel api listening on (\S+)/, worker: /keel worker polling/ };
@@ -231,10 +235,10 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const log = opts.log ?? (() => undefined);
   const backend = opts.backend ?? 'postgres';
   const dataDir = resolve(opts.dataDir);
-  const created = !existsSync(dataDir);
   mkdirSync(dataDir, { recursive: true });
-  // PostgreSQL may run as another user (postgres.ts): it must be able to enter this folder.
-  if (created) chmodSync(dataDir, 0o755);
+  // Run as root, PostgreSQL runs as another user (postgres.ts), who must be able to pass through
+  // this folder (to its own, inside): execute permission only, nobody else can list it.
+  if (process.getuid?.() === 0) chmodSync(dataDir, statSync(dataDir).mode | 0o011);
   const logsDir = join(dataDir, 'logs');
   mkdirSync(logsDir, { recursive: true });
   const namespace = opts.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default';
