@@ -220,8 +220,8 @@ export async function spawnKeelRole(s: RoleSpawn): Promise<KeelProcess> {
 }
 
 /** The dynamic config file the server reads: deploy/'s, when it covers every provider of the Keel config. */
-function dynamicConfigFor(keelConfigPath: string, dataDir: string, log: (line: string) => void): string {
-  const providers = Object.keys(loadConfig(keelConfigPath, { ...process.env }).providers);
+function dynamicConfigFor(keelConfigPath: string, env: NodeJS.ProcessEnv, dataDir: string, log: (line: string) => void): string {
+  const providers = Object.keys(loadConfig(keelConfigPath, env).providers);
   const shared = readFileSync(DYNAMIC_CONFIG_FILE, 'utf8');
   const covered = new Set(singlePartitionQueues(parseYaml(shared)));
   if (providers.every((p) => covered.has(providerTaskQueue(p)))) return DYNAMIC_CONFIG_FILE;
@@ -278,7 +278,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       await setUpTemporalSchema({ sqlTool: tools.sql, schemaDir: tools.postgresSchemaDir, host: postgres.host, port: postgres.port, user: postgres.user });
       log(`keel: Temporal schema up to date (temporal, temporal_visibility)`);
       checkpoint();
-      dynamicConfigFile = dynamicConfigFor(opts.keelConfig, dataDir, log);
+      dynamicConfigFile = dynamicConfigFor(opts.keelConfig, { ...process.env, ...opts.env }, dataDir, log);
       server = await startTemporalServer({
         serverBin: tools.server,
         ports: await allocateServerPorts(opts.temporalPort),

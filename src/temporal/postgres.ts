@@ -132,7 +132,8 @@ export async function startPostgres(opts: PostgresOptions): Promise<Postgres> {
     child = spawn(
       join(bin, 'postgres'),
       ['-D', dataDir, '-p', String(opts.port), '-c', `listen_addresses=${host}`, '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
-      { ...ids, cwd: dataDir, stdio: ['ignore', log, log] },
+      // Its own process group: a Ctrl-C in the terminal reaches the runner, which stops things in order.
+      { ...ids, cwd: dataDir, stdio: ['ignore', log, log], detached: true },
     );
     const c = child;
     exited = new Promise((r) => c.once('exit', () => r()));

@@ -81,7 +81,8 @@ export async function startTemporalServer(opts: TemporalServerOptions): Promise<
     await new Promise((r) => log.once('open', r));
     // No authorizer: the frontend listens on loopback only. (In docker-compose.yml it is published
     // on the host's 7233; put an authorizer or a network policy in front of it in production.)
-    child = spawn(opts.serverBin, ['--allow-no-auth', 'start'], { env: { ...process.env, ...serverEnvironment(opts) }, stdio: ['ignore', log, log] });
+    // Its own process group: a Ctrl-C in the terminal reaches the runner, which stops things in order.
+    child = spawn(opts.serverBin, ['--allow-no-auth', 'start'], { env: { ...process.env, ...serverEnvironment(opts) }, stdio: ['ignore', log, log], detached: true });
     const c = child;
     exited = new Promise((r) => c.once('exit', () => r()));
     void exited.then(() => log.close());
