@@ -32,9 +32,10 @@ import { callJson, type Json } from '../helpers/http.js';
 const { EventType } = proto.temporal.api.enums.v1;
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const LINES = 2_000;
-// Sync requests and async jobs go on, paced, until the failures are over (at most this many).
-const SYNC_MAX = 90;
-const ASYNC_MAX = 40;
+// Sync requests (two lanes, one every 3 s each) and async jobs (one every 4 s) go on until the
+// failures are over: at most this many (~8 and ~6 minutes' worth).
+const SYNC_MAX = 320;
+const ASYNC_MAX = 120;
 const RATE = 6;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (line: string) => console.log(`# ${new Date().toISOString().slice(11, 23)} ${line}`);
@@ -176,13 +177,13 @@ test('the production topology under load, with a worker and an API killed and Te
   const syncResults: { key: string; status: number; content?: string; tries: number }[] = [];
   let syncNext = 0;
   const syncLoad = Promise.all(
-    Array.from({ length: 3 }, async () => {
+    Array.from({ length: 2 }, async () => {
       while (!failuresOver && syncNext < SYNC_MAX) {
         const i = syncNext++;
         const key = `sync-${run}-${i}`;
         const r = await postUntilAnswered('/v1/chat/completions', chat('chat', `sync prompt ${i}`), key, i, deadline);
         syncResults.push({ key, status: r.status, content: r.json.choices?.[0]?.message?.content, tries: r.tries });
-        await sleep(1_500);
+        await sleep(3_000);
       }
     }),
   );
@@ -193,7 +194,7 @@ test('the production topology under load, with a worker and an API killed and Te
       const r = await postUntilAnswered('/v1/requests', chat('chat', `async prompt ${i}`), key, i, deadline);
       assert.equal(r.status, 202, JSON.stringify(r.json));
       asyncIds.push({ key, id: r.json.id, i });
-      await sleep(2_000);
+      await sleep(4_000);
     }
   })();
 
