@@ -5,6 +5,9 @@
 //  - what an operator would check by eye: services, image build, Temporal address, ports,
 //    start-up order, search attributes, no literal keys;
 //  - deploy/keel.production.yaml parses and Keel's config loader accepts it;
+//  - compose and `npm run cluster` share their files (deploy/temporal/config.yaml and
+//    dynamicconfig.yaml, the production config), image versions, schema steps and set-up code, so
+//    the cluster test (test/cluster/, which runs them) validates what compose runs;
 //  - the Dockerfile and .dockerignore basics.
 // Run: node --import tsx --test test/compose.test.ts
 import { test } from 'node:test';
