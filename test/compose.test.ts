@@ -413,6 +413,14 @@ test('deploy/temporal/dynamicconfig.yaml is what Keel generates for deploy/keel.
   assert.deepEqual(doc['history.timerProcessorMaxTimeShift'], [{ value: '10ms' }]);
   assert.deepEqual(doc['history.transferProcessorMaxPollRPS'], [{ value: DEV_SERVER_DYNAMIC_CONFIG['history.transferProcessorMaxPollRPS'] }]);
   assert.deepEqual(singlePartitionQueues(doc).sort(), ['keel-provider-anthropic', 'keel-provider-gemini', 'keel-provider-openai']);
+  // `npm run setup -- --dynamic-config -` prints the same.
+  const printed = spawnSync(process.execPath, ['--import', 'tsx', 'src/bin/setup.ts', '--dynamic-config', '-'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, KEEL_CONFIG: PROD_CONFIG_PATH },
+  });
+  assert.equal(printed.status, 0, printed.stderr);
+  assert.equal(printed.stdout, expected);
   // The dev server gets the same values as flags.
   const args = devServerDynamicConfigArgs();
   assert.ok(args.includes('history.timerProcessorMaxTimeShift="10ms"'), args.join(' '));

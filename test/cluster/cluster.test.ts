@@ -400,6 +400,28 @@ test("the cluster runs with Keel's server settings: namespace retention, dynamic
   assert.ok(late < 300, `the 200 ms timer fired ${late} ms late (history.timerProcessorMaxTimeShift is 10 ms)`);
 });
 
+test('npm run setup prepares another namespace on the cluster, and running it again changes nothing', { timeout: 120_000 }, async () => {
+  const c = cluster!;
+  const setup = (...args: string[]) =>
+    execFileSync(process.execPath, ['--import', 'tsx', 'src/bin/setup.ts', '--address', c.address, ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, KEEL_CONFIG: join(dir, 'keel.yaml') },
+    });
+  const first = setup('--namespace', 'keel-setup-test', '--retention', '3d');
+  assert.match(first, /namespace keel-setup-test created \(retention 3 d\)/);
+  assert.match(first, /search attributes added: KeelModel, KeelProvider, KeelErrorClass, KeelBatchId, KeelStatus/);
+  const ns = await client!.workflowService.describeNamespace({ namespace: 'keel-setup-test' });
+  assert.equal(Number(ns.config?.workflowExecutionRetentionTtl?.seconds), 3 * 86_400);
+  const attrs = await client!.connection.operatorService.listSearchAttributes({ namespace: 'keel-setup-test' });
+  for (const name of ['KeelModel', 'KeelProvider', 'KeelErrorClass', 'KeelBatchId', 'KeelStatus']) {
+    assert.equal(attrs.customAttributes?.[name], proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD, name);
+  }
+  const again = setup('--namespace', 'keel-setup-test');
+  assert.match(again, /namespace keel-setup-test exists \(retention 3 d\)/);
+  assert.match(again, /search attributes: all present/);
+});
+
 test('/healthz: "no worker polling" is told apart from "Temporal unreachable"', { timeout: 120_000 }, async () => {
   const c = cluster!;
   const healthy = await callJson(c.apis.find((a) => a.alive())!.url!, 'GET', '/healthz');
