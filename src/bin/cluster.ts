@@ -98,7 +98,7 @@ try {
   });
   cluster = await starting;
   const c = cluster;
-  const pad = (s: string) => s.padEnd(14);
+  const pad = (s: string) => s.padEnd(16);
   console.log(`
 Keel cluster is running (${c.apis.length} APIs, ${c.workers.length} workers).
 ${c.apis.map((a) => `  ${pad(a.name)}${a.url}/v1   (health: ${a.url}/healthz)`).join('\n')}
