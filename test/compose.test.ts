@@ -5,6 +5,9 @@
 //  - what an operator would check by eye: services, image build, Temporal address, ports,
 //    start-up order, search attributes, no literal keys;
 //  - deploy/keel.production.yaml parses and Keel's config loader accepts it;
+//  - compose and `npm run cluster` share their files (deploy/temporal/config.yaml and
+//    dynamicconfig.yaml, the production config), image versions, schema steps and set-up code, so
+//    the cluster test (test/cluster/, which runs them) validates what compose runs;
 //  - the Dockerfile and .dockerignore basics.
 // Run: node --import tsx --test test/compose.test.ts
 import { test } from 'node:test';
@@ -17,6 +20,18 @@ import { fileURLToPath } from 'node:url';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { parseConfig } from '../src/config/load.js';
+import { devServerDynamicConfigArgs } from '../src/temporal/dev-server.js';
+import { clusterDynamicConfigYaml, DEV_SERVER_DYNAMIC_CONFIG, singlePartitionQueues } from '../src/temporal/dynamic-config.js';
+import { TEMPORAL_DATABASES } from '../src/temporal/schema.js';
+import { DYNAMIC_CONFIG_FILE, SERVER_CONFIG_FILE, serverEnvironment } from '../src/temporal/server.js';
+import { TEMPORAL_SERVER_VERSION } from '../src/temporal/server-install.js';
+import { DEFAULT_RETENTION } from '../src/temporal/setup.js';
+
+const SAMPLE_SERVER = {
+  ports: { FRONTEND_GRPC_PORT: 1, FRONTEND_HTTP_PORT: 2, FRONTEND_MEMBERSHIP_PORT: 3, HISTORY_GRPC_PORT: 4, HISTORY_MEMBERSHIP_PORT: 5, MATCHING_GRPC_PORT: 6, MATCHING_MEMBERSHIP_PORT: 7, WORKER_GRPC_PORT: 8, WORKER_MEMBERSHIP_PORT: 9 },
+  postgres: { host: '127.0.0.1', port: 5432, user: 'temporal' },
+  dynamicConfigFile: '/x/dynamicconfig.yaml',
+};
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const COMPOSE_PATH = join(ROOT, 'docker-compose.yml');
@@ -272,7 +287,7 @@ test('inline shell scripts are valid sh once Compose has interpolated them', () 
     assert.equal(r.status, 0, `${name}: sh -n failed: ${r.stderr}`);
     checked++;
   }
-  assert.ok(checked >= 3, 'temporal-schema, temporal and temporal-setup run inline scripts');
+  assert.ok(checked >= 1, 'temporal-schema runs an inline script');
 });
 
 test('the production services exist and every dependency is a defined service', () => {
@@ -312,8 +327,9 @@ test('PostgreSQL persists to a volume and has a healthcheck; Temporal waits for 
 
   const temporal = doc.services.temporal as Dict;
   assert.match(temporal.image, /^temporalio\/(server|auto-setup):\d+\.\d+\.\d+$/, 'Temporal image is pinned');
-  assert.equal(envOf(temporal).DB, 'postgres12');
   assert.equal(envOf(temporal).POSTGRES_SEEDS, 'postgresql');
+  assert.equal(envOf(temporal).POSTGRES_USER, envOf(pg).POSTGRES_USER);
+  assert.equal(envOf(temporal).POSTGRES_PWD, envOf(pg).POSTGRES_PASSWORD);
   assert.equal(dependsOn(temporal).postgresql, 'service_healthy');
   assert.ok(temporal.healthcheck?.test, 'temporal has a healthcheck');
 
@@ -323,22 +339,99 @@ test('PostgreSQL persists to a volume and has a healthcheck; Temporal waits for 
   assert.equal(envOf(ui).TEMPORAL_ADDRESS, 'temporal:7233');
 });
 
-test('a one-shot service registers all of Keel\'s search attributes once Temporal is healthy', () => {
+test("a one-shot service runs Keel's own set-up (npm run setup) once Temporal is healthy", () => {
   const { services } = loadCompose();
   const setup = services['temporal-setup'] as Dict;
-  assert.match(setup.image, /^temporalio\/admin-tools:\d+\.\d+\.\d+/);
+  assert.equal(setup.image, services.api.image, "Keel's image");
+  assert.deepEqual(setup.command, ['npm', 'run', 'setup']);
   assert.equal(dependsOn(setup).temporal, 'service_healthy');
   assert.doesNotMatch(String(setup.restart ?? 'no'), /^(always|unless-stopped)$/, 'a one-shot must not restart forever');
-  const script = commandText(setup);
-  assert.match(script, /temporal operator search-attribute create/);
-  for (const attr of ['KeelModel', 'KeelProvider', 'KeelErrorClass', 'KeelBatchId', 'KeelStatus']) {
-    assert.match(script, new RegExp(`--name ${attr} --type Keyword\\b`), `${attr} is registered as Keyword`);
+  const env = envOf(setup);
+  assert.equal(env.TEMPORAL_ADDRESS, 'temporal:7233');
+  assert.equal(env.KEEL_CONFIG, '/etc/keel/keel.yaml');
+  assert.ok((setup.volumes as string[]).includes('./deploy/keel.production.yaml:/etc/keel/keel.yaml:ro'));
+  assert.equal(env.KEEL_NAMESPACE_RETENTION, DEFAULT_RETENTION);
+  assert.equal(env.TEMPORAL_NAMESPACE, 'default');
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Dict;
+  assert.equal(pkg.scripts.setup, 'tsx src/bin/setup.ts', 'npm run setup is the entry point that npm run cluster runs the code of');
+});
+
+test('Temporal images: server and admin-tools at the version npm run cluster builds', () => {
+  const { services } = loadCompose();
+  assert.equal(services.temporal.image, `temporalio/server:${TEMPORAL_SERVER_VERSION}`);
+  assert.equal(services['temporal-schema'].image, `temporalio/admin-tools:${TEMPORAL_SERVER_VERSION}`);
+  // PostgreSQL: the major version these machines run npm run cluster with (Debian's postgresql).
+  assert.equal(services.postgresql.image, 'postgres:15');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Compose and `npm run cluster` share their files: running one validates the other.
+// ---------------------------------------------------------------------------------------------
+
+/** The environment variables a Go-template config file reads: {{ ... (env "NAME") ... }}. */
+function templateVariables(text: string): Set<string> {
+  return new Set([...text.matchAll(/\benv "([A-Z_][A-Z0-9_]*)"/g)].map((m) => m[1]));
+}
+
+test('the temporal service runs deploy/temporal/config.yaml and dynamicconfig.yaml, the files npm run cluster gives its server', () => {
+  const { services } = loadCompose();
+  const temporal = services.temporal as Dict;
+  const env = envOf(temporal);
+  const mount = (temporal.volumes as string[]).find((v) => v.startsWith('./deploy/temporal:'));
+  assert.ok(mount, 'deploy/temporal is mounted');
+  const [, target, mode] = mount.split(':');
+  assert.equal(mode, 'ro');
+  assert.equal(env.TEMPORAL_SERVER_CONFIG_FILE_PATH, `${target}/config.yaml`);
+  assert.equal(env.DYNAMIC_CONFIG_FILE_PATH, `${target}/dynamicconfig.yaml`);
+  assert.equal(temporal.entrypoint, undefined, "the image's own entrypoint (temporal-server start) reads the file");
+  // The cluster's server reads the same two files.
+  assert.equal(SERVER_CONFIG_FILE, join(ROOT, 'deploy', 'temporal', 'config.yaml'));
+  assert.equal(DYNAMIC_CONFIG_FILE, join(ROOT, 'deploy', 'temporal', 'dynamicconfig.yaml'));
+  assert.equal(serverEnvironment(SAMPLE_SERVER).TEMPORAL_SERVER_CONFIG_FILE_PATH, SERVER_CONFIG_FILE);
+
+  // Every variable either of them sets is one the template reads (a typo would be silently ignored).
+  const config = readFileSync(SERVER_CONFIG_FILE, 'utf8');
+  assert.match(config.split('\n')[0], /^# enable-template$/, 'the server renders it as a template');
+  const read = templateVariables(config);
+  const ignoredByTemplate = new Set(['TEMPORAL_SERVER_CONFIG_FILE_PATH', 'TEMPORAL_ALLOW_NO_AUTH']); // read by the server binary itself
+  for (const [who, names] of [
+    ['docker-compose.yml', Object.keys(env)],
+    ['npm run cluster', Object.keys(serverEnvironment(SAMPLE_SERVER))],
+  ] as const) {
+    for (const name of names) assert.ok(read.has(name) || ignoredByTemplate.has(name), `${who} sets ${name}, which deploy/temporal/config.yaml does not read`);
   }
-  // Temporal's admin-tools and server tags move together.
-  const tag = (image: string) => image.split(':')[1];
-  if (services.temporal.image.startsWith('temporalio/server:')) {
-    assert.equal(tag(setup.image), tag(services.temporal.image));
-  }
+  // Both point it at the same PostgreSQL user and databases the schema steps create.
+  for (const db of TEMPORAL_DATABASES) assert.match(config, new RegExp(`"${db.name}"`));
+});
+
+test('deploy/temporal/dynamicconfig.yaml is what Keel generates for deploy/keel.production.yaml', () => {
+  const prod = parseConfig(readFileSync(PROD_CONFIG_PATH, 'utf8'), {}, PROD_CONFIG_PATH);
+  const expected = clusterDynamicConfigYaml(Object.keys(prod.providers));
+  assert.equal(readFileSync(DYNAMIC_CONFIG_FILE, 'utf8'), expected, 'regenerate: KEEL_CONFIG=deploy/keel.production.yaml npm run setup -- --dynamic-config deploy/temporal/dynamicconfig.yaml');
+  const doc = parseYaml(expected) as Dict;
+  // The values the dev server runs with (one source: src/temporal/dynamic-config.ts), plus partitions per provider queue.
+  assert.deepEqual(doc['history.timerProcessorMaxTimeShift'], [{ value: '10ms' }]);
+  assert.deepEqual(doc['history.transferProcessorMaxPollRPS'], [{ value: DEV_SERVER_DYNAMIC_CONFIG['history.transferProcessorMaxPollRPS'] }]);
+  assert.deepEqual(singlePartitionQueues(doc).sort(), ['keel-provider-anthropic', 'keel-provider-gemini', 'keel-provider-openai']);
+  // `npm run setup -- --dynamic-config -` prints the same.
+  const printed = spawnSync(process.execPath, ['--import', 'tsx', 'src/bin/setup.ts', '--dynamic-config', '-'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, KEEL_CONFIG: PROD_CONFIG_PATH },
+  });
+  assert.equal(printed.status, 0, printed.stderr);
+  assert.equal(printed.stdout, expected);
+  // The dev server gets the same values as flags.
+  const args = devServerDynamicConfigArgs();
+  assert.ok(args.includes('history.timerProcessorMaxTimeShift="10ms"'), args.join(' '));
+});
+
+test('the schema service runs the steps of src/temporal/schema.ts on the same databases', () => {
+  const script = commandText(loadCompose().services['temporal-schema']);
+  assert.match(script, new RegExp(`for db in ${TEMPORAL_DATABASES.map((d) => d.name).join(' ')};`));
+  for (const step of ['create-database', 'setup-schema -v 0.0', 'update-schema -d /etc/temporal/schema/postgresql/v12/']) assert.ok(script.includes(step), step);
+  const source = readFileSync(join(ROOT, 'src', 'temporal', 'schema.ts'), 'utf8');
+  for (const step of ["['create-database']", "['setup-schema', '-v', '0.0']", "['update-schema', '-d'"]) assert.ok(source.includes(step), step);
 });
 
 test('api and worker run the Keel image build and point TEMPORAL_ADDRESS at the temporal service', () => {
@@ -470,7 +563,7 @@ test('Dockerfile: the image holds every file the API and worker load', () => {
   const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
   const copied = [...dockerfile.matchAll(/^COPY (\S+)\/ /gm)].map((m) => m[1]);
   // The worker bundles workflows/index.ts at start-up and runs the bundler from its own folder.
-  const files = importClosure(['src/bin/api.ts', 'src/bin/worker.ts', 'workflows/index.ts', 'src/worker/workflow-bundle-build.ts']);
+  const files = importClosure(['src/bin/api.ts', 'src/bin/worker.ts', 'src/bin/setup.ts', 'workflows/index.ts', 'src/worker/workflow-bundle-build.ts']);
   const missing = [...files].map((f) => f.slice(ROOT.length + 1)).filter((f) => !copied.some((dir) => f.startsWith(`${dir}/`)));
   assert.deepEqual(missing, [], `not copied into the image: ${missing.join(', ')}`);
 });

@@ -1,4 +1,5 @@
-// GET /healthz: 200 when the API is up, Temporal answers and a worker polls; 503 otherwise.
+// GET /healthz: 200 when the API is up, Temporal answers and a worker polls; 503 otherwise, with
+// error.code `temporal_unreachable` or `no_worker_polling` saying which.
 import { Router } from 'express';
 import type { Client } from '@temporalio/client';
 import type { KeelConfig } from '../config/schema.js';
@@ -13,7 +14,7 @@ export function healthRouter(client: Client, config: KeelConfig): Router {
       api: 'ok',
       temporal: health.temporal,
       workers: health.workers,
-      ...(health.problem && { error: { message: health.problem, type: 'service_unavailable', param: null, code: 'unhealthy' } }),
+      ...(health.code && { error: { message: health.problem, type: 'service_unavailable', param: null, code: health.code } }),
     });
   });
   return router;

@@ -7,6 +7,7 @@ import { Connection } from '@temporalio/client';
 import { SearchAttributeType } from '@temporalio/common';
 import { KEEL_SEARCH_ATTRIBUTES } from '../core/search-attributes.js';
 import { ensureTemporalCli } from './cli.js';
+import { DEV_SERVER_DYNAMIC_CONFIG } from './dynamic-config.js';
 
 export interface DevServerOptions {
   dataDir: string;
@@ -38,28 +39,10 @@ const CLI_TYPE: Record<string, string> = {
 
 /**
  * The dev server's defaults are tuned for a shared cluster, not for one process serving
- * interactive traffic; these are the values Keel runs it with (BENCHMARKS.md, "Where the time
- * went, and what fixed it"; docker-compose.yml sets the same on a cluster).
- *
- * One partition per task queue: the server splits a task queue's rate limit across its
- * partitions, which distorts the low per-provider limits Keel sets (docs/ROUTING.md); and with
- * a few pollers, tasks written to a partition nobody polls wait to be forwarded.
- *
- * History queue readers unthrottled: every task hop (a workflow task, an activity task) passes
- * through the history service's transfer queue, whose reader defaults to 20 loads a second. Past
- * its burst, each hop waited ~40 ms for a token, which tripled a request's latency and capped a
- * batch at ~13 requests a second. The reader still loads only when notified of new tasks.
+ * interactive traffic; Keel runs it with the values in dynamic-config.ts (a cluster gets the same
+ * from deploy/temporal/dynamicconfig.yaml).
  */
-export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, string | number> = {
-  'matching.numTaskqueueReadPartitions': 1,
-  'matching.numTaskqueueWritePartitions': 1,
-  'history.transferProcessorMaxPollRPS': 10_000,
-  'history.timerProcessorMaxPollRPS': 10_000,
-  'history.visibilityProcessorMaxPollRPS': 10_000,
-  // Timers fire on time: by default the timer queue may shift a timer by up to a second, and a
-  // 150 ms hedge delay or a 200 ms retry backoff fired ~1 s late (a duration, JSON-quoted).
-  'history.timerProcessorMaxTimeShift': '"10ms"',
-};
+export { DEV_SERVER_DYNAMIC_CONFIG };
 
 /**
  * Write-ahead logging without an fsync per commit: a commit survives the server process being
@@ -69,8 +52,9 @@ export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, string | number> = {
  */
 export const SQLITE_PRAGMAS = ['journal_mode=wal', 'synchronous=normal'];
 
+/** The CLI takes each value as JSON: a duration is a quoted string. */
 export function devServerDynamicConfigArgs(extra: Record<string, string | number> = {}): string[] {
-  return Object.entries({ ...DEV_SERVER_DYNAMIC_CONFIG, ...extra }).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]);
+  return Object.entries({ ...DEV_SERVER_DYNAMIC_CONFIG, ...extra }).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${JSON.stringify(v)}`]);
 }
 
 export async function waitForTemporal(address: string, timeoutMs = 60_000): Promise<void> {
