@@ -12,6 +12,15 @@ import type { AnswerBoard } from '../channels/answer-board.js';
 import type { KeelSinks } from '../core/contract.js';
 import type { RoutingHealth } from '../core/health-types.js';
 
+/**
+ * How long one workflow activation may run before the SDK gives up on it. The default (5 s) is
+ * reached on a saturated machine, and Node's vm then corrupts its async-hook stack when the
+ * timeout fires inside a microtask (nodejs/node#38503: "async hook stack has become corrupted",
+ * which killed workers under load). Keel's workflows do no heavy computation: a longer bound
+ * still catches a runaway loop.
+ */
+const ISOLATE_EXECUTION_TIMEOUT = '60s';
+
 /** Local-activity slots for the health reads, probes and hedge checks beside provider calls. */
 const LOCAL_HOUSEKEEPING_SLOTS = 100;
 import { providerWorkerOptions } from './provider-slots.js';
@@ -63,6 +72,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
       ...common,
       taskQueue: config.taskQueue,
       workflowBundle: opts.workflowBundle,
+      isolateExecutionTimeout: ISOLATE_EXECUTION_TIMEOUT,
       sinks,
       // Local activities run where the workflow runs: the health reads and probes, and provider
       // calls on the local path (each provider capped by its own permits, activities/provider-call/local-gate.ts).
@@ -94,6 +104,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
       ...common,
       taskQueue: batchTaskQueue(config.taskQueue),
       workflowBundle: opts.workflowBundle,
+      isolateExecutionTimeout: ISOLATE_EXECUTION_TIMEOUT,
       reuseV8Context: false,
       // One thread is enough for the few batch runs a worker drives; each thread holds a V8 heap.
       workflowThreadPoolSize: 1,
