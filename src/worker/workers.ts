@@ -1,6 +1,6 @@
 // Keel's worker role: the request workflows on the main task queue, and one activity worker per
 // provider on that provider's task queue (its own rate limit, concurrency cap and scaling).
-import { NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { NativeConnection, Worker, type WorkerOptions, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import { Client } from '@temporalio/client';
 import { createBatchActivities } from '../../activities/batch/index.js';
@@ -19,7 +19,9 @@ import type { RoutingHealth } from '../core/health-types.js';
  * which killed workers under load). Keel's workflows do no heavy computation: a longer bound
  * still catches a runaway loop.
  */
-const ISOLATE_EXECUTION_TIMEOUT = '60s';
+// The SDK reads `isolateExecutionTimeout` from the options it is given but leaves it out of the
+// public WorkerOptions type ("not exposed at the moment"): passed through its option spread.
+const ISOLATE_TIMEOUT = { isolateExecutionTimeout: '60s' } as Partial<WorkerOptions>;
 
 /** Local-activity slots for the health reads, probes and hedge checks beside provider calls. */
 const LOCAL_HOUSEKEEPING_SLOTS = 100;
@@ -72,7 +74,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
       ...common,
       taskQueue: config.taskQueue,
       workflowBundle: opts.workflowBundle,
-      isolateExecutionTimeout: ISOLATE_EXECUTION_TIMEOUT,
+      ...ISOLATE_TIMEOUT,
       sinks,
       // Local activities run where the workflow runs: the health reads and probes, and provider
       // calls on the local path (each provider capped by its own permits, activities/provider-call/local-gate.ts).
@@ -104,7 +106,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
       ...common,
       taskQueue: batchTaskQueue(config.taskQueue),
       workflowBundle: opts.workflowBundle,
-      isolateExecutionTimeout: ISOLATE_EXECUTION_TIMEOUT,
+      ...ISOLATE_TIMEOUT,
       reuseV8Context: false,
       // One thread is enough for the few batch runs a worker drives; each thread holds a V8 heap.
       workflowThreadPoolSize: 1,
