@@ -22,7 +22,9 @@ export async function floorLocalActivityWorkflow(body: unknown): Promise<unknown
 /** Durable start alone: the workflow does nothing; the client measures the start call only. */
 export async function floorEmptyWorkflow(): Promise<void> {}
 
-export const callUpdate = defineUpdate<unknown, [unknown]>('call');
+/** The floors' one update: a bench's own name, not one of Keel's (those live in src/core/contract.ts). */
+const CALL_UPDATE = 'call';
+export const callUpdate = defineUpdate<unknown, [unknown]>(CALL_UPDATE);
 
 /** Update-with-Start: the call happens in the update handler; the workflow ends once it has answered. */
 export async function floorUpdateWorkflow(): Promise<void> {

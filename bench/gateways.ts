@@ -19,6 +19,7 @@ import { ensureTemporalCli } from '../src/temporal/cli.js';
 import { installRuntime } from '../src/worker/temporal-runtime.js';
 import { freePort } from '../test/helpers/processes.js';
 import { registerStop, stopAll, stopChildrenOnExit } from './gateways/children.js';
+import { groupPids } from './gateways/cpu.js';
 import { startExternalFake } from './gateways/fake.js';
 import { FLOORS, startFloors, type FloorName } from './gateways/floors.js';
 import { startKeelNpmStart, startKeelSplit } from './gateways/keel.js';
@@ -109,7 +110,9 @@ async function main() {
 
     const fake = await startExternalFake();
     log(`fake provider at ${fake.url}`);
-    const targets: Target[] = [httpTarget('direct', fake.url, 'm')];
+    // Every target's CPU count includes the client (this process) and the fake.
+    const common = () => [process.pid, ...groupPids(fake.child.pid)];
+    const targets: Target[] = [httpTarget('direct', fake.url, 'm', { cpuPids: common })];
 
     let floorsEager: { asked: number; granted: number } | undefined;
     const needServer = wanted('keel-split') || Object.keys(FLOORS).some(wanted);
@@ -128,6 +131,8 @@ async function main() {
         for (const id of floorIds) {
           targets.push({
             id,
+            // The floors' worker runs in this process.
+            cpuPids: () => [...common(), server.process.pid!],
             async call() {
               const result = await withTimeout(floors.call[id](body), REQUEST_TIMEOUT_MS, id);
               if (id !== 'floor-start') checkAnswer(id, result);
@@ -139,13 +144,14 @@ async function main() {
       if (wanted('keel-split')) {
         log('starting Keel split (npm run worker + npm run api) ...');
         const split = await startKeelSplit(fake.url, work, server.address);
-        targets.push(httpTarget('keel-split', split.baseURL, 'chat'));
+        targets.push(httpTarget('keel-split', split.baseURL, 'chat', { cpuPids: () => [...common(), server.process.pid!, ...split.roles.map((r) => r.pid)] }));
       }
     }
     if (wanted('keel-start')) {
       log('starting Keel with npm start ...');
       const keel = await startKeelNpmStart(fake.url, work);
-      targets.push(httpTarget('keel-start', keel.baseURL, 'chat'));
+      // npm, tsx, node and the dev server it runs: one process group.
+      targets.push(httpTarget('keel-start', keel.baseURL, 'chat', { cpuPids: () => [...common(), ...groupPids(keel.child.pid)] }));
     }
     const peers: [string, () => Promise<RunningPeer>][] = [
       ['litellm', () => startLiteLLM(fake.url, work)],
@@ -156,7 +162,7 @@ async function main() {
       log(`starting ${id} ...`);
       try {
         const peer = await start();
-        targets.push(httpTarget(id, peer.baseURL, peer.model, peer.apiKey, peer.headers));
+        targets.push(httpTarget(id, peer.baseURL, peer.model, { apiKey: peer.apiKey, headers: peer.headers, cpuPids: () => [...common(), ...groupPids(peer.child.pid)] }));
       } catch (err) {
         unavailable[id] = `start failed: ${(err as Error).message.slice(0, 2_000)}`;
       }

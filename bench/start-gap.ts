@@ -31,6 +31,7 @@ import { startDevServer } from '../src/temporal/dev-server.js';
 import { freePort } from '../test/helpers/processes.js';
 import { startKeel, startTemporal } from '../test/helpers/temporal.js';
 import { registerStop, stopAll, stopChildrenOnExit } from './gateways/children.js';
+import { childPids, groupPids } from './gateways/cpu.js';
 import { startExternalFake } from './gateways/fake.js';
 import { oneTargetConfig, startKeelNpmStart } from './gateways/keel.js';
 import { httpTarget, latencySummary, log, markdownTables, measureLatency, type Target } from './gateways/measure.js';
@@ -61,7 +62,7 @@ const LABELS: Record<string, string> = { direct: 'direct call to the external fa
 /** keel.config.yaml's providers and models, every provider an OpenAI-compatible one at the fake. */
 function quickstartConfig(fakeUrl: string): string {
   const raw = parse(readFileSync(join(ROOT, 'keel.config.yaml'), 'utf8')) as { providers: Record<string, Record<string, unknown>>; models: Record<string, { targets: string[] }> };
-  const providers = Object.fromEntries(Object.entries(raw.providers).map(([name, p]) => [name, { type: 'openai', baseURL: fakeUrl, apiKey: 'bench', models: { m: {} } }]));
+  const providers = Object.fromEntries(Object.keys(raw.providers).map((name) => [name, { type: 'openai', baseURL: fakeUrl, apiKey: 'bench', models: { m: {} } }]));
   const models = Object.fromEntries(Object.entries(raw.models).map(([name, m]) => [name, { ...m, targets: m.targets.map((t) => `${t.split('/')[0]}/m`) }]));
   // `chat` is the fallback model the user calls: its first target answers.
   return stringify({ providers, models });
@@ -73,7 +74,8 @@ async function main() {
   const loadAtStart = loadavg();
   try {
     const fake = await startExternalFake();
-    const targets: Target[] = [httpTarget('direct', fake.url, 'm')];
+    const common = () => [process.pid, ...groupPids(fake.child.pid)];
+    const targets: Target[] = [httpTarget('direct', fake.url, 'm', { cpuPids: common })];
     let queue = 0;
     const ownQueue = (yaml: string) => `temporal: { taskQueue: keel-gap-${++queue} }\n${yaml}`;
 
@@ -86,15 +88,20 @@ async function main() {
     const disk = only.includes('child-disk') ? await startDevServer({ dataDir: join(work, 'disk'), port: await freePort(), headless: true }) : undefined;
     if (disk) registerStop('disk dev server', () => [disk.process.pid!], () => disk.stop());
 
+    // The in-memory server is the Temporal CLI the SDK started as a child of this process.
+    const memPid = mem ? childPids(process.pid, 'temporal').filter((pid) => pid !== disk?.process.pid && pid !== diskUi?.process.pid) : [];
+    const memServerPids = () => memPid;
+    /** The Temporal server's pid, where one is a process of this bench's (not the in-memory one's, which the SDK runs). */
+    const serverPids = (address: string) => [disk, diskUi].filter((s) => s?.address === address).map((s) => s!.process.pid!);
     const inProcess = async (id: string, address: string, fakeUrl: string) => {
       const keel = await startKeel({ address } as TestWorkflowEnvironment, ownQueue(oneTargetConfig(fakeUrl)));
       registerStop(id, () => [], () => keel.stop());
-      targets.push(httpTarget(id, `${keel.url}/v1`, 'chat'));
+      targets.push(httpTarget(id, `${keel.url}/v1`, 'chat', { cpuPids: () => [...common(), ...serverPids(address), ...memServerPids()] }));
     };
-    const child = async (id: string, opts: Parameters<typeof startKeelNpmStart>[2]) => {
+    const child = async (id: string, opts: Parameters<typeof startKeelNpmStart>[2], address?: string) => {
       log(`starting ${id} ...`);
       const keel = await startKeelNpmStart(fake.url, work, { label: id, ...opts });
-      targets.push(httpTarget(id, keel.baseURL, 'chat'));
+      targets.push(httpTarget(id, keel.baseURL, 'chat', { cpuPids: () => [...common(), ...groupPids(keel.child.pid), ...(address ? [...serverPids(address), ...(address === mem?.address ? memServerPids() : [])] : [])] }));
     };
     const startTs: [string, ...string[]] = [process.execPath, '--import', 'tsx', 'src/bin/start.ts'];
 
@@ -103,7 +110,7 @@ async function main() {
         case 'inproc-mem': {
           const inproc = await startFakeProvider({ type: 'openai' });
           registerStop('in-process fake', () => [], () => inproc.close());
-          targets.push(httpTarget('direct-inproc', inproc.url, 'm'));
+          targets.push(httpTarget('direct-inproc', inproc.url, 'm', { cpuPids: common }));
           await inProcess(v, mem!.address, inproc.url);
           break;
         }
@@ -111,13 +118,13 @@ async function main() {
           await inProcess(v, mem!.address, fake.url);
           break;
         case 'child-mem':
-          await child(v, { command: startTs, env: { TEMPORAL_ADDRESS: mem!.address }, config: ownQueue(oneTargetConfig(fake.url)) });
+          await child(v, { command: startTs, env: { TEMPORAL_ADDRESS: mem!.address }, config: ownQueue(oneTargetConfig(fake.url)) }, mem!.address);
           break;
         case 'child-disk':
-          await child(v, { command: startTs, env: { TEMPORAL_ADDRESS: disk!.address }, config: ownQueue(oneTargetConfig(fake.url)) });
+          await child(v, { command: startTs, env: { TEMPORAL_ADDRESS: disk!.address }, config: ownQueue(oneTargetConfig(fake.url)) }, disk!.address);
           break;
         case 'child-disk-ui':
-          await child(v, { command: startTs, env: { TEMPORAL_ADDRESS: diskUi!.address }, config: ownQueue(oneTargetConfig(fake.url)) });
+          await child(v, { command: startTs, env: { TEMPORAL_ADDRESS: diskUi!.address }, config: ownQueue(oneTargetConfig(fake.url)) }, diskUi!.address);
           break;
         case 'inproc-disk-ui':
           await inProcess(v, diskUi!.address, fake.url);

@@ -47,7 +47,7 @@ export function registerStop(name: string, pids: () => number[], stop: () => Pro
   return () => forget(entry);
 }
 
-export function startChild(name: string, command: string, args: string[], opts: SpawnOptions = {}): Child {
+export function startProcess(name: string, command: string, args: string[], opts: SpawnOptions = {}): Child {
   const child = spawn(command, args, { ...opts, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   if (child.pid === undefined) throw new Error(`${name}: could not start ${command}`);
   let out = '';

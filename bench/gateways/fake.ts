@@ -2,7 +2,7 @@
 // own, like the external fake a user puts behind `npm start`, so its work shares no event loop
 // with the load generator or the in-process floors. With no latency setting the fake answers
 // on the next timer tick (setTimeout 0, ~1 ms): the "direct" row shows what that costs.
-import { startChild, type Child } from './children.js';
+import { startProcess, type Child } from './children.js';
 import { ROOT } from './paths.js';
 
 export interface ExternalFake {
@@ -12,7 +12,7 @@ export interface ExternalFake {
 }
 
 export async function startExternalFake(): Promise<ExternalFake> {
-  const child = startChild('fake provider', process.execPath, ['--import', 'tsx', 'dev/fakes/cli.ts', '--type', 'openai', '--host', '127.0.0.1', '--port', '0'], { cwd: ROOT });
+  const child = startProcess('fake provider', process.execPath, ['--import', 'tsx', 'dev/fakes/cli.ts', '--type', 'openai', '--host', '127.0.0.1', '--port', '0'], { cwd: ROOT });
   await child.waitFor(/^http:\/\/127\.0\.0\.1:\d+\/v1$/m, 60_000);
   const url = /^(http:\/\/127\.0\.0\.1:\d+\/v1)$/m.exec(child.output())![1];
   return { url, child };

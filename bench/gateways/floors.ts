@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/client';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
-import type { floorActivityWorkflow, floorEmptyWorkflow, floorLocalActivityWorkflow, floorUpdateWorkflow } from '../floor-workflows.js';
+import { callUpdate, type floorActivityWorkflow, type floorEmptyWorkflow, type floorLocalActivityWorkflow, type floorUpdateWorkflow } from '../floor-workflows.js';
 
 const TASK_QUEUE = 'bench-floors';
 
@@ -63,7 +63,7 @@ export async function startFloors(temporalAddress: string, fakeUrl: string): Pro
       'floor-local': (body) => plain.workflow.execute<typeof floorLocalActivityWorkflow>('floorLocalActivityWorkflow', { ...options(), args: [body] }),
       'floor-eager-activity': (body) => eagerly('floorActivityWorkflow', body),
       'floor-uws-local': (body) =>
-        plain.workflow.executeUpdateWithStart('call', {
+        plain.workflow.executeUpdateWithStart(callUpdate, {
           args: [body],
           startWorkflowOperation: new WithStartWorkflowOperation<typeof floorUpdateWorkflow>('floorUpdateWorkflow', { ...options(), workflowIdConflictPolicy: 'FAIL' }),
         }),

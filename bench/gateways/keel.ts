@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, startRole, type RoleProcess } from '../../test/helpers/processes.js';
-import { registerStop, startChild, type Child } from './children.js';
+import { registerStop, startProcess, type Child } from './children.js';
 import { ROOT } from './paths.js';
 
 const START_TIMEOUT_MS = 240_000; // the first start bundles the workflows (webpack) on a busy machine
@@ -60,7 +60,7 @@ export async function startKeelNpmStart(fakeUrl: string, workDir: string, opts: 
   writeFileSync(configPath, opts.config ?? oneTargetConfig(fakeUrl));
   const apiPort = await freePort();
   const [command, ...args] = opts.command ?? ['npm', 'start'];
-  const child = startChild(opts.label ?? 'keel (npm start)', command, args, {
+  const child = startProcess(opts.label ?? 'keel (npm start)', command, args, {
     cwd: ROOT,
     env: cleanEnv({
       KEEL_CONFIG: configPath,

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../../test/helpers/processes.js';
-import { startChild, type Child } from './children.js';
+import { startProcess, type Child } from './children.js';
 import { PEERS_DIR } from './paths.js';
 
 const run = promisify(execFile);
@@ -100,7 +100,7 @@ export async function startLiteLLM(fakeUrl: string, workDir: string): Promise<Ru
     ].join('\n'),
   );
   writeFileSync(logConfigPath, JSON.stringify(LOG_CONFIG));
-  const child = startChild('litellm', join(DIR, 'bin', 'litellm'), ['--config', configPath, '--host', '127.0.0.1', '--port', String(port), '--num_workers', '1', '--log_config', logConfigPath], {
+  const child = startProcess('litellm', join(DIR, 'bin', 'litellm'), ['--config', configPath, '--host', '127.0.0.1', '--port', String(port), '--num_workers', '1', '--log_config', logConfigPath], {
     cwd: workDir,
     env: {
       ...process.env,

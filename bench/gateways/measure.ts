@@ -2,12 +2,15 @@
 // rounds, and throughput at a number of concurrent clients, bounded in count and time.
 import OpenAI from 'openai';
 import { percentile, summarize } from '../stats.js';
+import { CpuMeter } from './cpu.js';
 
 export interface Target {
   id: string;
   call(): Promise<void>;
   /** After a throughput slot: waits for work the calls left running (workflows started, not awaited). */
   drain?(): Promise<void>;
+  /** Every process whose CPU a request of this target costs (the client's and the fake's included). */
+  cpuPids?: () => number[];
 }
 
 export interface MeasureOptions {
@@ -46,10 +49,11 @@ export function checkAnswer(id: string, completion: unknown): void {
   if (content !== '[m] Hello') throw new Error(`${id}: unexpected answer ${JSON.stringify(completion).slice(0, 300)}`);
 }
 
-export function httpTarget(id: string, baseURL: string, model: string, apiKey = 'bench', headers: Record<string, string> = {}): Target {
-  const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: REQUEST_TIMEOUT_MS, defaultHeaders: headers });
+export function httpTarget(id: string, baseURL: string, model: string, opts: { apiKey?: string; headers?: Record<string, string>; cpuPids?: () => number[] } = {}): Target {
+  const client = new OpenAI({ baseURL, apiKey: opts.apiKey ?? 'bench', maxRetries: 0, timeout: REQUEST_TIMEOUT_MS, defaultHeaders: opts.headers ?? {} });
   return {
     id,
+    ...(opts.cpuPids && { cpuPids: opts.cpuPids }),
     async call() {
       checkAnswer(id, await client.chat.completions.create({ model, messages: MESSAGES }));
     },
@@ -62,6 +66,16 @@ export interface LatencyResult {
   samples: number[];
   errors: number;
   firstError?: string;
+  /** CPU ms used by the target's processes while its measured requests ran. */
+  cpuMs?: number;
+}
+
+const meters = new Map<Target, CpuMeter>();
+function meter(t: Target): CpuMeter | undefined {
+  if (!t.cpuPids) return undefined;
+  let m = meters.get(t);
+  if (!m) meters.set(t, (m = new CpuMeter(t.cpuPids)));
+  return m;
 }
 
 export async function measureLatency(targets: Target[], opts: MeasureOptions): Promise<Map<string, LatencyResult>> {
@@ -96,8 +110,13 @@ export async function measureLatency(targets: Target[], opts: MeasureOptions): P
     for (let k = 0; k < targets.length; k++) {
       const t = targets[(round + k) % targets.length];
       const count = Math.min(opts.batch, opts.n - round * opts.batch);
+      const cpu0 = meter(t)?.sample();
       for (let i = 0; i < count; i++) await once(t, true);
       await t.drain?.();
+      if (cpu0 !== undefined) {
+        const r = results.get(t.id)!;
+        r.cpuMs = (r.cpuMs ?? 0) + meter(t)!.sample() - cpu0;
+      }
     }
     if (process.stderr.isTTY) process.stderr.write(`\r[bench] latency round ${round + 1}/${rounds}   `);
   }
@@ -113,10 +132,12 @@ export interface LoadResult {
   ms: number;
   latencies: number[];
   firstError?: string;
+  cpuMs?: number;
 }
 
 async function loadSlot(t: Target, concurrency: number, opts: MeasureOptions): Promise<LoadResult> {
   const r: LoadResult = { ok: 0, errors: 0, ms: 0, latencies: [] };
+  const cpu0 = meter(t)?.sample();
   const t0 = performance.now();
   const until = t0 + opts.seconds * 1000;
   let issued = 0;
@@ -138,6 +159,7 @@ async function loadSlot(t: Target, concurrency: number, opts: MeasureOptions): P
   );
   await t.drain?.();
   r.ms = performance.now() - t0;
+  if (cpu0 !== undefined) r.cpuMs = meter(t)!.sample() - cpu0;
   return r;
 }
 
@@ -157,6 +179,7 @@ export async function measureThroughput(targets: Target[], opts: MeasureOptions)
         a.ms += r.ms;
         a.latencies.push(...r.latencies);
         a.firstError ??= r.firstError;
+        if (r.cpuMs !== undefined) a.cpuMs = (a.cpuMs ?? 0) + r.cpuMs;
         log(`throughput c=${c} round ${round + 1}/${opts.rounds} ${t.id}: ${((r.ok / r.ms) * 1000).toFixed(1)}/s (${r.ok} ok, ${r.errors} errors)`);
       }
     }
@@ -173,7 +196,8 @@ export function latencySummary(results: Map<string, LatencyResult>, labels: Reco
     [...results].map(([id, r]) => {
       const s = summarize(r.samples);
       const added = id === baseline ? undefined : { p50: +(s.p50 - base.p50).toFixed(2), p95: +(s.p95 - base.p95).toFixed(2), p99: +(s.p99 - base.p99).toFixed(2) };
-      return [id, { label: labels[id] ?? id, ...s, ...(added && { addedMs: added }), errors: r.errors, ...(r.firstError && { firstError: r.firstError }) }];
+      const cpuPerRequest = r.cpuMs === undefined ? undefined : +(r.cpuMs / Math.max(1, r.samples.length + r.errors)).toFixed(2);
+      return [id, { label: labels[id] ?? id, ...s, ...(added && { addedMs: added }), ...(cpuPerRequest !== undefined && { cpuMsPerRequest: cpuPerRequest }), errors: r.errors, ...(r.firstError && { firstError: r.firstError }) }];
     }),
   );
 }
@@ -194,6 +218,7 @@ export function throughputSummary(throughput: Record<string, Record<string, Load
               seconds: +(r.ms / 1000).toFixed(1),
               p50: +percentile(sorted, 50).toFixed(2),
               p99: +percentile(sorted, 99).toFixed(2),
+              ...(r.cpuMs !== undefined && { cpuMsPerRequest: +(r.cpuMs / Math.max(1, r.ok + r.errors)).toFixed(2) }),
               ...(r.firstError && { firstError: r.firstError }),
             },
           ];
@@ -214,17 +239,26 @@ export function markdownTables(
 ): string {
   const lines: string[] = [];
   if (latency) {
-    lines.push('| target | p50 | p95 | p99 | added p50 | added p99 |', '| --- | --- | --- | --- | --- | --- |');
+    lines.push('| target | p50 | p95 | p99 | added p50 | added p99 | CPU ms / request |', '| --- | --- | --- | --- | --- | --- | --- |');
     for (const id of ids) {
-      const r = latency[id];
-      lines.push(`| ${labels[id] ?? id} | ${fmt(r.p50)} ms | ${fmt(r.p95)} ms | ${fmt(r.p99)} ms | ${r.addedMs ? `${fmt(r.addedMs.p50)} ms` : '—'} | ${r.addedMs ? `${fmt(r.addedMs.p99)} ms` : '—'} |`);
+      const r = latency[id] as (typeof latency)[string] & { cpuMsPerRequest?: number };
+      lines.push(
+        `| ${labels[id] ?? id} | ${fmt(r.p50)} ms | ${fmt(r.p95)} ms | ${fmt(r.p99)} ms | ${r.addedMs ? `${fmt(r.addedMs.p50)} ms` : '—'} | ${r.addedMs ? `${fmt(r.addedMs.p99)} ms` : '—'} | ${fmt(r.cpuMsPerRequest)} |`,
+      );
     }
   }
   if (throughput) {
     const cs = Object.keys(throughput);
-    lines.push('', `| target | ${cs.map((c) => `req/s at ${c}`).join(' | ')} | ${cs.map((c) => `p50 / p99 at ${c}`).join(' | ')} |`, `| --- |${cs.map(() => ' --- |').join('')}${cs.map(() => ' --- |').join('')}`);
+    lines.push(
+      '',
+      `| target | ${cs.map((c) => `req/s at ${c}`).join(' | ')} | ${cs.map((c) => `p50 / p99 at ${c}`).join(' | ')} | ${cs.map((c) => `CPU ms / req at ${c}`).join(' | ')} |`,
+      `| --- |${cs.map(() => ' --- | --- | --- |').join('')}`,
+    );
     for (const id of ids) {
-      lines.push(`| ${labels[id] ?? id} | ${cs.map((c) => String(throughput[c][id].requestsPerS)).join(' | ')} | ${cs.map((c) => `${fmt(throughput[c][id].p50)} / ${fmt(throughput[c][id].p99)} ms`).join(' | ')} |`);
+      const at = (c: string) => throughput[c][id] as (typeof throughput)[string][string] & { cpuMsPerRequest?: number };
+      lines.push(
+        `| ${labels[id] ?? id} | ${cs.map((c) => String(at(c).requestsPerS)).join(' | ')} | ${cs.map((c) => `${fmt(at(c).p50)} / ${fmt(at(c).p99)} ms`).join(' | ')} | ${cs.map((c) => fmt(at(c).cpuMsPerRequest)).join(' | ')} |`,
+      );
     }
   }
   return lines.join('\n');

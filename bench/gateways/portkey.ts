@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort } from '../../test/helpers/processes.js';
-import { startChild } from './children.js';
+import { startProcess } from './children.js';
 import type { RunningPeer } from './litellm.js';
 import { PEERS_DIR } from './paths.js';
 
@@ -43,7 +43,7 @@ export async function ensurePortkey(log: (line: string) => void): Promise<string
 export async function startPortkey(fakeUrl: string): Promise<RunningPeer> {
   const port = await freePort();
   const preload = pathToFileURL(new URL('./loopback-only.mjs', import.meta.url).pathname).href;
-  const child = startChild('portkey', process.execPath, ['--import', preload, ENTRY, `--port=${port}`, '--headless'], { cwd: DIR, env: { ...process.env } });
+  const child = startProcess('portkey', process.execPath, ['--import', preload, ENTRY, `--port=${port}`, '--headless'], { cwd: DIR, env: { ...process.env } });
   const base = `http://127.0.0.1:${port}`;
   const until = Date.now() + START_TIMEOUT_MS;
   for (;;) {
