@@ -133,6 +133,7 @@ async function main() {
             id,
             // The floors' worker runs in this process.
             cpuPids: () => [...common(), server.process.pid!],
+            serverPids: () => [server.process.pid!],
             async call() {
               const result = await withTimeout(floors.call[id](body), REQUEST_TIMEOUT_MS, id);
               if (id !== 'floor-start') checkAnswer(id, result);
@@ -144,14 +145,18 @@ async function main() {
       if (wanted('keel-split')) {
         log('starting Keel split (npm run worker + npm run api) ...');
         const split = await startKeelSplit(fake.url, work, server.address);
-        targets.push(httpTarget('keel-split', split.baseURL, 'chat', { cpuPids: () => [...common(), server.process.pid!, ...split.roles.map((r) => r.pid)] }));
+        targets.push(
+          httpTarget('keel-split', split.baseURL, 'chat', { cpuPids: () => [...common(), server.process.pid!, ...split.roles.map((r) => r.pid)], serverPids: () => [server.process.pid!] }),
+        );
       }
     }
     if (wanted('keel-start')) {
       log('starting Keel with npm start ...');
       const keel = await startKeelNpmStart(fake.url, work);
       // npm, tsx, node and the dev server it runs: one process group.
-      targets.push(httpTarget('keel-start', keel.baseURL, 'chat', { cpuPids: () => [...common(), ...groupPids(keel.child.pid)] }));
+      targets.push(
+        httpTarget('keel-start', keel.baseURL, 'chat', { cpuPids: () => [...common(), ...groupPids(keel.child.pid)], serverPids: () => groupPids(keel.child.pid, 'temporal') }),
+      );
     }
     const peers: [string, () => Promise<RunningPeer>][] = [
       ['litellm', () => startLiteLLM(fake.url, work)],

@@ -17,7 +17,6 @@
 //   npm-start           `npm start` as a user runs it
 //   npm-start-quickstart `npm start` with keel.config.yaml's three providers and models pointed at
 //                       the external fake (several providers, health publishing for each)
-//   npm-start-debuglog  `npm start` with KEEL_LOG_LEVEL=DEBUG (Temporal core's logging)
 //
 //   npx tsx bench/start-gap.ts [--n 200] [--only ...]   → bench/results/start-gap.json
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -34,6 +33,7 @@ import { registerStop, stopAll, stopChildrenOnExit } from './gateways/children.j
 import { childPids, groupPids } from './gateways/cpu.js';
 import { startExternalFake } from './gateways/fake.js';
 import { oneTargetConfig, startKeelNpmStart } from './gateways/keel.js';
+import { hopBreakdown } from './gateways/histories.js';
 import { httpTarget, latencySummary, log, markdownTables, measureLatency, type Target } from './gateways/measure.js';
 import { ROOT } from './gateways/paths.js';
 import { writeResults } from './stats.js';
@@ -48,12 +48,11 @@ const VARIANTS = {
   'node-start': '`node --import tsx src/bin/start.ts`, its own server',
   'npm-start': '`npm start`, its own server',
   'npm-start-quickstart': '`npm start`, keel.config.yaml (3 providers) → external fake',
-  'npm-start-debuglog': '`npm start`, KEEL_LOG_LEVEL=DEBUG',
 } as const;
 type Variant = keyof typeof VARIANTS;
 const DEFAULT: Variant[] = ['inproc-mem', 'inproc-mem-extfake', 'child-mem', 'child-disk', 'child-disk-ui', 'inproc-disk-ui', 'node-start', 'npm-start'];
 
-const { values: flags } = parseArgs({ options: { n: { type: 'string' }, warmup: { type: 'string' }, only: { type: 'string' } }, strict: true });
+const { values: flags } = parseArgs({ options: { n: { type: 'string' }, warmup: { type: 'string' }, only: { type: 'string' }, 'no-histories': { type: 'boolean' } }, strict: true });
 const only = (flags.only ?? DEFAULT.join(',')).split(',').map((s) => s.trim()) as Variant[];
 for (const v of only) if (!(v in VARIANTS)) throw new Error(`--only: unknown variant ${v}; one of ${Object.keys(VARIANTS).join(', ')}`);
 const OPTS = { n: Number(flags.n ?? process.env.N ?? 200), warmup: Number(flags.warmup ?? 20), batch: 10, concurrency: [], seconds: 0, maxRequests: 0, rounds: 0 };
@@ -77,6 +76,8 @@ async function main() {
     const common = () => [process.pid, ...groupPids(fake.child.pid)];
     const targets: Target[] = [httpTarget('direct', fake.url, 'm', { cpuPids: common })];
     let queue = 0;
+    /** Where each variant's request workflows run, to read their histories afterwards. */
+    const where: Record<string, { address: string; taskQueue: string }> = {};
     const ownQueue = (yaml: string) => `temporal: { taskQueue: keel-gap-${++queue} }\n${yaml}`;
 
     const needMem = only.some((v) => ['inproc-mem', 'inproc-mem-extfake', 'child-mem'].includes(v));
@@ -94,14 +95,19 @@ async function main() {
     /** The Temporal server's pid, where one is a process of this bench's (not the in-memory one's, which the SDK runs). */
     const serverPids = (address: string) => [disk, diskUi].filter((s) => s?.address === address).map((s) => s!.process.pid!);
     const inProcess = async (id: string, address: string, fakeUrl: string) => {
-      const keel = await startKeel({ address } as TestWorkflowEnvironment, ownQueue(oneTargetConfig(fakeUrl)));
+      const keel = await startKeel({ address } as TestWorkflowEnvironment, oneTargetConfig(fakeUrl));
+      where[id] = { address, taskQueue: keel.config.taskQueue };
       registerStop(id, () => [], () => keel.stop());
-      targets.push(httpTarget(id, `${keel.url}/v1`, 'chat', { cpuPids: () => [...common(), ...serverPids(address), ...memServerPids()] }));
+      const server = () => [...serverPids(address), ...(address === mem?.address ? memServerPids() : [])];
+      targets.push(httpTarget(id, `${keel.url}/v1`, 'chat', { cpuPids: () => [...common(), ...server()], serverPids: server }));
     };
     const child = async (id: string, opts: Parameters<typeof startKeelNpmStart>[2], address?: string) => {
       log(`starting ${id} ...`);
       const keel = await startKeelNpmStart(fake.url, work, { label: id, ...opts });
-      targets.push(httpTarget(id, keel.baseURL, 'chat', { cpuPids: () => [...common(), ...groupPids(keel.child.pid), ...(address ? [...serverPids(address), ...(address === mem?.address ? memServerPids() : [])] : [])] }));
+      where[id] = { address: keel.temporalAddress, taskQueue: /taskQueue: (keel-gap-\d+)/.exec(opts?.config ?? '')?.[1] ?? 'keel-requests' };
+      // Its own dev server is in its process group; a shared one is not.
+      const server = () => (address ? [...serverPids(address), ...(address === mem?.address ? memServerPids() : [])] : groupPids(keel.child.pid, 'temporal'));
+      targets.push(httpTarget(id, keel.baseURL, 'chat', { cpuPids: () => [...new Set([...common(), ...groupPids(keel.child.pid), ...server()])], serverPids: server }));
     };
     const startTs: [string, ...string[]] = [process.execPath, '--import', 'tsx', 'src/bin/start.ts'];
 
@@ -138,23 +144,27 @@ async function main() {
         case 'npm-start-quickstart':
           await child(v, { config: quickstartConfig(fake.url) });
           break;
-        case 'npm-start-debuglog':
-          await child(v, { env: { KEEL_LOG_LEVEL: 'DEBUG' } });
-          break;
       }
     }
     for (const t of targets) await t.call();
     log(`measuring ${targets.map((t) => t.id).join(', ')}`);
     const latency = latencySummary(await measureLatency(targets, OPTS), LABELS);
+    // The measured requests' own histories: the most recent ones of each variant.
+    const hops: Record<string, Record<string, number>> = {};
+    if (!flags['no-histories']) for (const [id, w] of Object.entries(where)) hops[id] = await hopBreakdown(w.address, w.taskQueue, Math.min(OPTS.n, 100));
     const results = {
       command: `npx tsx bench/start-gap.ts ${process.argv.slice(2).join(' ')}`.trim(),
       options: { n: OPTS.n, warmup: OPTS.warmup, batch: OPTS.batch, variants: only },
       loadAverage: { atStart: loadAtStart.map((x) => +x.toFixed(2)), atEnd: loadavg().map((x) => +x.toFixed(2)) },
       latency,
+      historyHopsMsMedian: hops,
     };
     console.log(JSON.stringify(results, null, 2));
     log(`written to ${writeResults('start-gap', results)}`);
     console.error(`\n${markdownTables(targets.map((t) => t.id), LABELS, latency, undefined)}\n`);
+    const cols = ['wft1Wait', 'wft1Run', 'activityWait', 'activityRun', 'wft2Wait', 'wft2Run', 'total'];
+    console.error(`| variant | ${cols.join(' | ')} |\n| --- |${cols.map(() => ' --- |').join('')}`);
+    for (const [id, h] of Object.entries(hops)) console.error(`| ${id} | ${cols.map((c) => h[c]).join(' | ')} |`);
   } finally {
     await stopAll();
     rmSync(work, { recursive: true, force: true });

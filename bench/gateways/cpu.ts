@@ -21,15 +21,24 @@ export function cpuMs(pid: number): number {
   return f ? (Number(f[11]) + Number(f[12])) * TICK_MS : 0;
 }
 
-/** The processes in process group `pgid` (a child started in a group of its own, and what it started). */
-export function groupPids(pgid: number): number[] {
+/** The processes in process group `pgid` (a child started in a group of its own, and what it started); only those named `comm` if given. */
+export function groupPids(pgid: number, comm?: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const f = statFields(Number(entry));
-    if (f && Number(f[2]) === pgid) pids.push(Number(entry));
+    if (f && Number(f[2]) === pgid && (comm === undefined || commOf(Number(entry)) === comm)) pids.push(Number(entry));
   }
   return pids;
+}
+
+function commOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+  } catch {
+    return undefined;
+  }
 }
 
 /** The children of `ppid` whose command name is `comm`. */

@@ -53,12 +53,13 @@ export interface NpmStartOptions {
 }
 
 /** `npm start` in a temp folder of its own (config, data dir), on free ports. */
-export async function startKeelNpmStart(fakeUrl: string, workDir: string, opts: NpmStartOptions = {}): Promise<RunningKeel & { child: Child }> {
+export async function startKeelNpmStart(fakeUrl: string, workDir: string, opts: NpmStartOptions = {}): Promise<RunningKeel & { child: Child; temporalAddress: string }> {
   const dir = join(workDir, opts.label ?? 'npm-start');
   mkdirSync(dir, { recursive: true });
   const configPath = join(dir, 'keel.config.yaml');
   writeFileSync(configPath, opts.config ?? oneTargetConfig(fakeUrl));
   const apiPort = await freePort();
+  const temporalPort = await freePort();
   const [command, ...args] = opts.command ?? ['npm', 'start'];
   const child = startProcess(opts.label ?? 'keel (npm start)', command, args, {
     cwd: ROOT,
@@ -66,7 +67,7 @@ export async function startKeelNpmStart(fakeUrl: string, workDir: string, opts: 
       KEEL_CONFIG: configPath,
       KEEL_DATA_DIR: join(dir, 'data'),
       PORT: String(apiPort),
-      TEMPORAL_PORT: String(await freePort()),
+      TEMPORAL_PORT: String(temporalPort),
       TEMPORAL_UI_PORT: String(await freePort()),
       ...opts.env,
     }),
@@ -75,7 +76,8 @@ export async function startKeelNpmStart(fakeUrl: string, workDir: string, opts: 
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   await waitHealthy(apiUrl, 60_000, child.output);
   // SIGINT, as Ctrl-C: start.ts stops its dev server itself.
-  return { baseURL: `${apiUrl}/v1`, child, stop: () => child.stop('SIGINT', 30_000) };
+  const temporalAddress = opts.env?.TEMPORAL_ADDRESS ?? `127.0.0.1:${temporalPort}`;
+  return { baseURL: `${apiUrl}/v1`, child, temporalAddress, stop: () => child.stop('SIGINT', 30_000) };
 }
 
 /** `npm run worker` + `npm run api` against a running Temporal server. */

@@ -11,6 +11,8 @@ export interface Target {
   drain?(): Promise<void>;
   /** Every process whose CPU a request of this target costs (the client's and the fake's included). */
   cpuPids?: () => number[];
+  /** The Temporal server's processes among those, to show its share apart. */
+  serverPids?: () => number[];
 }
 
 export interface MeasureOptions {
@@ -49,11 +51,12 @@ export function checkAnswer(id: string, completion: unknown): void {
   if (content !== '[m] Hello') throw new Error(`${id}: unexpected answer ${JSON.stringify(completion).slice(0, 300)}`);
 }
 
-export function httpTarget(id: string, baseURL: string, model: string, opts: { apiKey?: string; headers?: Record<string, string>; cpuPids?: () => number[] } = {}): Target {
+export function httpTarget(id: string, baseURL: string, model: string, opts: { apiKey?: string; headers?: Record<string, string>; cpuPids?: () => number[]; serverPids?: () => number[] } = {}): Target {
   const client = new OpenAI({ baseURL, apiKey: opts.apiKey ?? 'bench', maxRetries: 0, timeout: REQUEST_TIMEOUT_MS, defaultHeaders: opts.headers ?? {} });
   return {
     id,
     ...(opts.cpuPids && { cpuPids: opts.cpuPids }),
+    ...(opts.serverPids && { serverPids: opts.serverPids }),
     async call() {
       checkAnswer(id, await client.chat.completions.create({ model, messages: MESSAGES }));
     },
@@ -68,14 +71,20 @@ export interface LatencyResult {
   firstError?: string;
   /** CPU ms used by the target's processes while its measured requests ran. */
   cpuMs?: number;
+  /** Of which the Temporal server's. */
+  serverCpuMs?: number;
 }
 
-const meters = new Map<Target, CpuMeter>();
-function meter(t: Target): CpuMeter | undefined {
-  if (!t.cpuPids) return undefined;
+const meters = new Map<Target, { all?: CpuMeter; server?: CpuMeter }>();
+function metersOf(t: Target) {
   let m = meters.get(t);
-  if (!m) meters.set(t, (m = new CpuMeter(t.cpuPids)));
+  if (!m) meters.set(t, (m = { ...(t.cpuPids && { all: new CpuMeter(t.cpuPids) }), ...(t.serverPids && { server: new CpuMeter(t.serverPids) }) }));
   return m;
+}
+/** CPU ms so far: everything the target involves, and the server's part. */
+function cpuNow(t: Target): { all?: number; server?: number } {
+  const m = metersOf(t);
+  return { all: m.all?.sample(), server: m.server?.sample() };
 }
 
 export async function measureLatency(targets: Target[], opts: MeasureOptions): Promise<Map<string, LatencyResult>> {
@@ -110,13 +119,13 @@ export async function measureLatency(targets: Target[], opts: MeasureOptions): P
     for (let k = 0; k < targets.length; k++) {
       const t = targets[(round + k) % targets.length];
       const count = Math.min(opts.batch, opts.n - round * opts.batch);
-      const cpu0 = meter(t)?.sample();
+      const cpu0 = cpuNow(t);
       for (let i = 0; i < count; i++) await once(t, true);
       await t.drain?.();
-      if (cpu0 !== undefined) {
-        const r = results.get(t.id)!;
-        r.cpuMs = (r.cpuMs ?? 0) + meter(t)!.sample() - cpu0;
-      }
+      const cpu1 = cpuNow(t);
+      const r = results.get(t.id)!;
+      if (cpu0.all !== undefined) r.cpuMs = (r.cpuMs ?? 0) + cpu1.all! - cpu0.all;
+      if (cpu0.server !== undefined) r.serverCpuMs = (r.serverCpuMs ?? 0) + cpu1.server! - cpu0.server;
     }
     if (process.stderr.isTTY) process.stderr.write(`\r[bench] latency round ${round + 1}/${rounds}   `);
   }
@@ -133,11 +142,12 @@ export interface LoadResult {
   latencies: number[];
   firstError?: string;
   cpuMs?: number;
+  serverCpuMs?: number;
 }
 
 async function loadSlot(t: Target, concurrency: number, opts: MeasureOptions): Promise<LoadResult> {
   const r: LoadResult = { ok: 0, errors: 0, ms: 0, latencies: [] };
-  const cpu0 = meter(t)?.sample();
+  const cpu0 = cpuNow(t);
   const t0 = performance.now();
   const until = t0 + opts.seconds * 1000;
   let issued = 0;
@@ -159,7 +169,9 @@ async function loadSlot(t: Target, concurrency: number, opts: MeasureOptions): P
   );
   await t.drain?.();
   r.ms = performance.now() - t0;
-  if (cpu0 !== undefined) r.cpuMs = meter(t)!.sample() - cpu0;
+  const cpu1 = cpuNow(t);
+  if (cpu0.all !== undefined) r.cpuMs = cpu1.all! - cpu0.all;
+  if (cpu0.server !== undefined) r.serverCpuMs = cpu1.server! - cpu0.server;
   return r;
 }
 
@@ -180,6 +192,7 @@ export async function measureThroughput(targets: Target[], opts: MeasureOptions)
         a.latencies.push(...r.latencies);
         a.firstError ??= r.firstError;
         if (r.cpuMs !== undefined) a.cpuMs = (a.cpuMs ?? 0) + r.cpuMs;
+        if (r.serverCpuMs !== undefined) a.serverCpuMs = (a.serverCpuMs ?? 0) + r.serverCpuMs;
         log(`throughput c=${c} round ${round + 1}/${opts.rounds} ${t.id}: ${((r.ok / r.ms) * 1000).toFixed(1)}/s (${r.ok} ok, ${r.errors} errors)`);
       }
     }
@@ -196,8 +209,9 @@ export function latencySummary(results: Map<string, LatencyResult>, labels: Reco
     [...results].map(([id, r]) => {
       const s = summarize(r.samples);
       const added = id === baseline ? undefined : { p50: +(s.p50 - base.p50).toFixed(2), p95: +(s.p95 - base.p95).toFixed(2), p99: +(s.p99 - base.p99).toFixed(2) };
-      const cpuPerRequest = r.cpuMs === undefined ? undefined : +(r.cpuMs / Math.max(1, r.samples.length + r.errors)).toFixed(2);
-      return [id, { label: labels[id] ?? id, ...s, ...(added && { addedMs: added }), ...(cpuPerRequest !== undefined && { cpuMsPerRequest: cpuPerRequest }), errors: r.errors, ...(r.firstError && { firstError: r.firstError }) }];
+      const per = (ms: number | undefined) => (ms === undefined ? undefined : +(ms / Math.max(1, r.samples.length + r.errors)).toFixed(2));
+      const cpu = { ...(r.cpuMs !== undefined && { cpuMsPerRequest: per(r.cpuMs) }), ...(r.serverCpuMs !== undefined && { serverCpuMsPerRequest: per(r.serverCpuMs) }) };
+      return [id, { label: labels[id] ?? id, ...s, ...(added && { addedMs: added }), ...cpu, errors: r.errors, ...(r.firstError && { firstError: r.firstError }) }];
     }),
   );
 }
@@ -219,6 +233,7 @@ export function throughputSummary(throughput: Record<string, Record<string, Load
               p50: +percentile(sorted, 50).toFixed(2),
               p99: +percentile(sorted, 99).toFixed(2),
               ...(r.cpuMs !== undefined && { cpuMsPerRequest: +(r.cpuMs / Math.max(1, r.ok + r.errors)).toFixed(2) }),
+              ...(r.serverCpuMs !== undefined && { serverCpuMsPerRequest: +(r.serverCpuMs / Math.max(1, r.ok + r.errors)).toFixed(2) }),
               ...(r.firstError && { firstError: r.firstError }),
             },
           ];
@@ -239,11 +254,12 @@ export function markdownTables(
 ): string {
   const lines: string[] = [];
   if (latency) {
-    lines.push('| target | p50 | p95 | p99 | added p50 | added p99 | CPU ms / request |', '| --- | --- | --- | --- | --- | --- | --- |');
+    lines.push('| target | p50 | p95 | p99 | added p50 | added p99 | CPU ms / request (Temporal server) |', '| --- | --- | --- | --- | --- | --- | --- |');
     for (const id of ids) {
-      const r = latency[id] as (typeof latency)[string] & { cpuMsPerRequest?: number };
+      const r = latency[id] as (typeof latency)[string] & { cpuMsPerRequest?: number; serverCpuMsPerRequest?: number };
+      const server = r.serverCpuMsPerRequest === undefined ? '' : ` (${fmt(r.serverCpuMsPerRequest)})`;
       lines.push(
-        `| ${labels[id] ?? id} | ${fmt(r.p50)} ms | ${fmt(r.p95)} ms | ${fmt(r.p99)} ms | ${r.addedMs ? `${fmt(r.addedMs.p50)} ms` : '—'} | ${r.addedMs ? `${fmt(r.addedMs.p99)} ms` : '—'} | ${fmt(r.cpuMsPerRequest)} |`,
+        `| ${labels[id] ?? id} | ${fmt(r.p50)} ms | ${fmt(r.p95)} ms | ${fmt(r.p99)} ms | ${r.addedMs ? `${fmt(r.addedMs.p50)} ms` : '—'} | ${r.addedMs ? `${fmt(r.addedMs.p99)} ms` : '—'} | ${fmt(r.cpuMsPerRequest)}${server} |`,
       );
     }
   }
