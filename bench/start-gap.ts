@@ -17,6 +17,8 @@
 //   npm-start           `npm start` as a user runs it
 //   npm-start-quickstart `npm start` with keel.config.yaml's three providers and models pointed at
 //                       the external fake (several providers, health publishing for each)
+//   npm-start-used      `npm start` whose data folder already holds --prefill requests (2,000 by
+//                       default; the quick start keeps .keel/temporal.sqlite across runs)
 //
 //   npx tsx bench/start-gap.ts [--n 200] [--only ...]   → bench/results/start-gap.json
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -24,6 +26,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import OpenAI from 'openai';
 import { parse, stringify } from 'yaml';
 import { startFakeProvider } from '../dev/fakes/index.js';
 import { startDevServer } from '../src/temporal/dev-server.js';
@@ -36,7 +39,7 @@ import { oneTargetConfig, startKeelNpmStart } from './gateways/keel.js';
 import { hopBreakdown } from './gateways/histories.js';
 import { httpTarget, latencySummary, log, markdownTables, measureLatency, type Target } from './gateways/measure.js';
 import { ROOT } from './gateways/paths.js';
-import { writeResults } from './stats.js';
+import { pool, writeResults } from './stats.js';
 
 const VARIANTS = {
   'inproc-mem': 'in-process Keel, in-memory server, in-process fake (bench/overhead.ts)',
@@ -48,11 +51,12 @@ const VARIANTS = {
   'node-start': '`node --import tsx src/bin/start.ts`, its own server',
   'npm-start': '`npm start`, its own server',
   'npm-start-quickstart': '`npm start`, keel.config.yaml (3 providers) → external fake',
+  'npm-start-used': '`npm start`, data folder already holding --prefill requests',
 } as const;
 type Variant = keyof typeof VARIANTS;
 const DEFAULT: Variant[] = ['inproc-mem', 'inproc-mem-extfake', 'child-mem', 'child-disk', 'child-disk-ui', 'inproc-disk-ui', 'node-start', 'npm-start'];
 
-const { values: flags } = parseArgs({ options: { n: { type: 'string' }, warmup: { type: 'string' }, only: { type: 'string' }, 'no-histories': { type: 'boolean' } }, strict: true });
+const { values: flags } = parseArgs({ options: { n: { type: 'string' }, warmup: { type: 'string' }, only: { type: 'string' }, 'no-histories': { type: 'boolean' }, prefill: { type: 'string' } }, strict: true });
 const only = (flags.only ?? DEFAULT.join(',')).split(',').map((s) => s.trim()) as Variant[];
 for (const v of only) if (!(v in VARIANTS)) throw new Error(`--only: unknown variant ${v}; one of ${Object.keys(VARIANTS).join(', ')}`);
 const OPTS = { n: Number(flags.n ?? process.env.N ?? 200), warmup: Number(flags.warmup ?? 20), batch: 10, concurrency: [], seconds: 0, maxRequests: 0, rounds: 0 };
@@ -108,6 +112,7 @@ async function main() {
       // Its own dev server is in its process group; a shared one is not.
       const server = () => (address ? [...serverPids(address), ...(address === mem?.address ? memServerPids() : [])] : groupPids(keel.child.pid, 'temporal'));
       targets.push(httpTarget(id, keel.baseURL, 'chat', { cpuPids: () => [...new Set([...common(), ...groupPids(keel.child.pid), ...server()])], serverPids: server }));
+      return keel;
     };
     const startTs: [string, ...string[]] = [process.execPath, '--import', 'tsx', 'src/bin/start.ts'];
 
@@ -141,6 +146,20 @@ async function main() {
         case 'npm-start':
           await child(v, {});
           break;
+        case 'npm-start-used': {
+          const keel = await child(v, {});
+          const prefill = Number(flags.prefill ?? 2000);
+          const client = new OpenAI({ baseURL: keel.baseURL, apiKey: 'bench', maxRetries: 2 });
+          const until = Date.now() + 15 * 60_000;
+          let done = 0;
+          await pool(prefill, 16, async () => {
+            if (Date.now() > until) return;
+            await client.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'prefill' }] });
+            done += 1;
+          });
+          log(`${v}: prefilled with ${done} requests`);
+          break;
+        }
         case 'npm-start-quickstart':
           await child(v, { config: quickstartConfig(fake.url) });
           break;

@@ -2,10 +2,10 @@
 // the waits between them (a task scheduled → picked up by a worker → completed) split the
 // request into hops without any clock of ours. Medians over the most recent requests.
 import { Client, Connection } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import { WORKFLOW_TYPES } from '../../src/core/contract.js';
 
-const T = temporal.api.enums.v1.EventType;
+const T = proto.temporal.api.enums.v1.EventType;
 
 function ms(ts: { seconds?: unknown; nanos?: number | null } | null | undefined): number {
   return Number(ts?.seconds ?? 0) * 1000 + (ts?.nanos ?? 0) / 1e6;
