@@ -211,6 +211,7 @@ async function main() {
     log(`written to ${writeResults('gateways', results)}`);
 
     console.error(`\n${markdownTables(targets.map((t) => t.id), LABELS, latencyOut, throughputOut)}\n`);
+    for (const [id, why] of Object.entries(unavailable)) console.error(`NOT MEASURED: ${LABELS[id]}: ${why.split('\n')[0]}`);
   } finally {
     await stopAll();
     rmSync(work, { recursive: true, force: true });
