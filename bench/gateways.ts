@@ -96,6 +96,9 @@ async function main() {
   stopChildrenOnExit();
   installRuntime();
   const work = mkdtempSync(join(tmpdir(), 'keel-bench-gateways-'));
+  // Registered first, so removed last, also when Ctrl-C ends the run.
+  const removeWork = () => rmSync(work, { recursive: true, force: true });
+  registerStop('temp folder', () => [], async () => removeWork(), removeWork);
   const unavailable: Record<string, string> = {};
   const versions: Record<string, string | undefined> = {
     keelCommit: commandVersion('git', ['rev-parse', '--short', 'HEAD']),

@@ -74,6 +74,9 @@ function quickstartConfig(fakeUrl: string): string {
 async function main() {
   stopChildrenOnExit();
   const work = mkdtempSync(join(tmpdir(), 'keel-bench-start-gap-'));
+  // Registered first, so removed last, also when Ctrl-C ends the run.
+  const removeWork = () => rmSync(work, { recursive: true, force: true });
+  registerStop('temp folder', () => [], async () => removeWork(), removeWork);
   const loadAtStart = loadavg();
   try {
     const fake = await startExternalFake();

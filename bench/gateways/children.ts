@@ -24,8 +24,11 @@ interface Entry {
   /** Children in groups of their own: a signal to -pid reaches the whole group. */
   group: boolean;
   stop: () => Promise<void>;
+  /** What a last-resort kill does besides SIGKILL (remove a temp folder). */
+  now?: () => void;
 }
 const entries: Entry[] = [];
+let stopping = false;
 
 function forget(entry: Entry): void {
   const i = entries.indexOf(entry);
@@ -41,8 +44,8 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 }
 
 /** Processes started elsewhere (test/helpers/processes.ts, src/temporal/dev-server.ts): their pids for a last-resort kill, and their own stop. Returns the unregister function. */
-export function registerStop(name: string, pids: () => number[], stop: () => Promise<void>): () => void {
-  const entry: Entry = { name, pids, group: false, stop };
+export function registerStop(name: string, pids: () => number[], stop: () => Promise<void>, now?: () => void): () => void {
+  const entry: Entry = { name, pids, group: false, stop, ...(now && { now }) };
   entries.push(entry);
   return () => forget(entry);
 }
@@ -92,7 +95,8 @@ export function startProcess(name: string, command: string, args: string[], opts
 
 /** Synchronous last resort: SIGKILL everything still registered. */
 export function killAllNow(): void {
-  for (const e of entries.splice(0)) {
+  for (const e of entries.splice(0).reverse()) {
+    e.now?.();
     for (const pid of e.pids()) {
       if (e.group) signalGroup(pid, 'SIGKILL');
       else {
@@ -108,6 +112,7 @@ export function killAllNow(): void {
 
 /** Stops everything still registered, the last started first (a worker before its server). */
 export async function stopAll(): Promise<void> {
+  stopping = true;
   while (entries.length > 0) {
     const e = entries.pop()!;
     await e.stop().catch((err) => console.error(`stopping ${e.name}: ${(err as Error).message}`));
@@ -131,14 +136,17 @@ export function stopChildrenOnExit(): void {
       }, 20_000).unref();
     });
   }
-  process.on('uncaughtException', (err) => {
+  // While stopping, calls still in flight fail as their servers go (a closed gRPC channel): say
+  // so and let the stop finish. Otherwise an uncaught error ends the run, after a last-resort kill.
+  const fatal = (err: unknown) => {
+    if (stopping) {
+      console.error(`while stopping: ${(err as Error)?.message ?? err}`);
+      return;
+    }
     console.error(err);
     killAllNow();
     process.exit(1);
-  });
-  process.on('unhandledRejection', (err) => {
-    console.error(err);
-    killAllNow();
-    process.exit(1);
-  });
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
 }
