@@ -43,7 +43,7 @@ export function createApp({ client, config, local }: ApiDeps): Express {
   app.use(requestsRouter(requests));
   app.use(healthRouter(client, config));
   app.use(providersRouter(client, config));
-  const batchFiles = openBatchStore();
+  const batchFiles = openBatchStore(config.codec);
   app.use(filesRouter(batchFiles, config.batches.maxFileBytes));
   app.use(batchesRouter(new BatchService(client, config, batchFiles)));
   app.use(notFoundRoute);

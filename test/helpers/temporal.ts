@@ -4,7 +4,8 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { startApi, type RunningApi } from '../../src/api/server.js';
 import { parseConfig } from '../../src/config/load.js';
-import type { KeelConfig } from '../../src/config/schema.js';
+import type { CodecSettings, KeelConfig } from '../../src/config/schema.js';
+import { bundleOptionsFor } from '../../src/codec/data-converter.js';
 import { devServerDynamicConfigArgs } from '../../src/temporal/dev-server.js';
 import { KEEL_SEARCH_ATTRIBUTES } from '../../src/core/search-attributes.js';
 import { ensureTemporalCli } from '../../src/temporal/cli.js';
@@ -25,9 +26,16 @@ export async function startTemporal(opts: { dynamicConfig?: Record<string, strin
   });
 }
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflows();
+const bundles = new Map<string, Promise<WorkflowBundleWithSourceMap>>();
+/** One bundle per codec setting (with the codec on, the failure converter is compiled in). */
+export function workflowBundle(codec?: CodecSettings): Promise<WorkflowBundleWithSourceMap> {
+  const opts = codec ? bundleOptionsFor(codec) : {};
+  const key = opts.failureConverterPath ?? '';
+  let bundle = bundles.get(key);
+  if (!bundle) {
+    bundle = bundleWorkflows(opts);
+    bundles.set(key, bundle);
+  }
   return bundle;
 }
 
@@ -49,7 +57,7 @@ export async function startKeel(env: TestWorkflowEnvironment, yaml: string, opts
   const connection = await NativeConnection.connect({ address });
   // As `npm start` runs them: one connection, eager starts, early answers (unless `shared: false`).
   const answers = new AnswerBoard();
-  const { workers, health } = await createKeelWorkers({ connection, config, workflowBundle: await workflowBundle(), answers });
+  const { workers, health } = await createKeelWorkers({ connection, config, workflowBundle: await workflowBundle(config.codec), answers });
   const running = Promise.all(workers.map((w) => w.run()));
   const api = opts.shared === false ? await startApi(config, { address, port: 0 }) : await startApi(config, { connection, local: { answers, health: healthSource(health) }, port: 0 });
   return {
