@@ -176,14 +176,15 @@ describe('codec configuration', () => {
 
   test('off by default; keys from the environment; the last key encrypts unless encryptWith says otherwise', () => {
     assert.equal(parseConfig(base, {}).codec.enabled, false);
-    const cfg = parseConfig(`${base}codec:\n  enabled: true\n  keys:\n    - { id: k1, key: "\${K1}" }\n    - { id: k2, key: "\${K2}" }\n`, { K1: k1.key, K2: k2.key });
+    const cfg = parseConfig(`${base}codec:\n  enabled: true\n  keys:\n    - { id: k1, key: "\${K1}" }\n    - { id: k2, key: "\${K2}" }\n  server: { allowLoopback: true }\n`, { K1: k1.key, K2: k2.key });
     assert.equal(cfg.codec.encryptWith, 'k2');
     assert.equal(cfg.codec.server.enabled, true);
-    assert.deepEqual(cfg.codec.server.corsOrigins, ['http://localhost:8233']);
-    assert.equal(parseConfig(`${base}codec:\n  enabled: true\n  encryptWith: k1\n  keys:\n    - { id: k1, key: "\${K1}" }\n    - { id: k2, key: "\${K2}" }\n`, { K1: k1.key, K2: k2.key }).codec.encryptWith, 'k1');
+    assert.deepEqual(cfg.codec.server.corsOrigins, ['http://localhost:8233', 'http://127.0.0.1:8233']);
+    assert.equal(parseConfig(`${base}codec:\n  enabled: true\n  encryptWith: k1\n  keys:\n    - { id: k1, key: "\${K1}" }\n    - { id: k2, key: "\${K2}" }\n  server: { enabled: false }\n`, { K1: k1.key, K2: k2.key }).codec.encryptWith, 'k1');
   });
 
   test('a bad key is an error naming the field, never the value', () => {
+    assert.match(error(`${base}codec:\n  enabled: true\n  keys: [{ id: k1, key: "${k1.key}" }]\n`), /codec\.server: the codec server needs tokens, jwt or allowLoopback/);
     for (const bad of ['not-base64-at-all', randomBytes(16).toString('base64'), randomBytes(33).toString('base64'), randomBytes(32).toString('hex')]) {
       const message = error(`${base}codec:\n  enabled: true\n  keys: [{ id: k1, key: "\${K1}" }]\n`, { K1: bad });
       assert.match(message, /codec\.keys\.0\.key: must be 32 random bytes in base64/);

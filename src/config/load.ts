@@ -45,6 +45,17 @@ function describeIssues(error: z.ZodError): string {
     .join('\n');
 }
 
+/** The Temporal UI's origin as a browser may write it: localhost and 127.0.0.1 are the same UI. */
+export function uiOrigins(uiUrl: string): string[] {
+  const url = new URL(uiUrl);
+  const aliases = { localhost: '127.0.0.1', '127.0.0.1': 'localhost' } as Record<string, string>;
+  const alias = aliases[url.hostname];
+  if (!alias) return [url.origin];
+  const other = new URL(url.origin);
+  other.hostname = alias;
+  return [url.origin, other.origin];
+}
+
 export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, source = 'config'): KeelConfig {
   let doc: unknown;
   try {
@@ -109,10 +120,10 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
       ...(codecKeys.length > 0 && { encryptWith: raw.codec?.encryptWith ?? codecKeys[codecKeys.length - 1].id }),
       ...(raw.codec?.compressAboveBytes !== undefined && { compressAboveBytes: raw.codec.compressAboveBytes }),
       server: {
-        enabled: codecEnabled && (raw.codec?.server?.enabled ?? true),
+        enabled: codecKeys.length > 0 && (raw.codec?.server?.enabled ?? true),
         tokens: raw.codec?.server?.tokens ?? [],
         ...(raw.codec?.server?.jwt && { jwt: raw.codec.server.jwt }),
-        corsOrigins: raw.codec?.server?.corsOrigins?.map((o) => new URL(o).origin) ?? [new URL(uiUrl).origin],
+        corsOrigins: raw.codec?.server?.corsOrigins?.map((o) => new URL(o).origin) ?? uiOrigins(uiUrl),
         allowLoopback: raw.codec?.server?.allowLoopback ?? false,
         maxBodyBytes: raw.codec?.server?.maxBodyBytes ?? 16 * 1024 * 1024,
       },

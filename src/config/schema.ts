@@ -199,6 +199,10 @@ export const CodecSchema = z
     ids.forEach((id, i) => {
       if (ids.indexOf(id) !== i) ctx.addIssue({ code: 'custom', path: ['keys', i, 'id'], message: `duplicate key id "${id}"` });
     });
+    const server = codec.server;
+    if (ids.length > 0 && server?.enabled !== false && !server?.tokens?.length && !server?.jwt && !server?.allowLoopback) {
+      ctx.addIssue({ code: 'custom', path: ['server'], message: 'the codec server needs tokens, jwt or allowLoopback to know who may decrypt (or server.enabled: false)' });
+    }
     if (codec.encryptWith !== undefined && !ids.includes(codec.encryptWith)) {
       ctx.addIssue({ code: 'custom', path: ['encryptWith'], message: `no key with id "${codec.encryptWith}" in codec.keys` });
     }
