@@ -12,6 +12,7 @@
 // Run: node --import tsx --test test/compose.test.ts
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -258,6 +259,9 @@ test('every Compose variable is a documented knob with a default (a shell $var m
     'TEMPORAL_NAMESPACE',
     'KEEL_NAMESPACE_RETENTION',
     'TEMPORAL_UI_URL',
+    'KEEL_CODEC_KEY',
+    'KEEL_CODEC_KEY_ID',
+    'KEEL_CODEC_TOKEN',
   ]);
   const refs: string[] = [];
   const walk = (node: unknown): void => {
@@ -487,7 +491,8 @@ test('no literal API keys: provider keys only come from ${...} references', () =
   let seen = 0;
   for (const [name, svc] of Object.entries(raw.services as Record<string, Dict>)) {
     for (const [key, value] of Object.entries(envOf(svc))) {
-      if (!/(API_KEY|TOKEN|SECRET)$/.test(key)) continue;
+      // A setting named like a secret but holding none (a boolean).
+      if (!/(API_KEY|TOKEN|SECRET)$/.test(key) || key === 'TEMPORAL_CODEC_PASS_ACCESS_TOKEN') continue;
       seen++;
       assert.match(value, /^\$\{[A-Z][A-Z0-9_]*(:?-[^}]*)?\}$/, `${name}.${key} is a \${...} reference`);
       assert.ok(value.startsWith(`\${${key}`), `${name}.${key} passes through the variable of the same name`);
@@ -515,14 +520,25 @@ test('deploy/keel.production.yaml parses, keeps keys in ${...} and is accepted b
   ]);
   assert.equal(doc.temporal.taskQueue, 'keel-requests');
 
-  const env = { OPENAI_API_KEY: 'k-openai', ANTHROPIC_API_KEY: 'k-anthropic', GEMINI_API_KEY: 'k-gemini' };
+  // Encryption at rest is on in production, with the key and the codec server's token from the environment.
+  const codec = { KEEL_CODEC_KEY: randomBytes(32).toString('base64'), KEEL_CODEC_TOKEN: randomBytes(24).toString('base64url') };
+  const env = { OPENAI_API_KEY: 'k-openai', ANTHROPIC_API_KEY: 'k-anthropic', GEMINI_API_KEY: 'k-gemini', ...codec };
   const cfg = parseConfig(text, env, PROD_CONFIG_PATH);
+  assert.equal(cfg.codec.enabled, true);
+  assert.deepEqual(cfg.codec.keys.map((k) => k.id), ['k1']);
+  assert.deepEqual(cfg.codec.server.corsOrigins, ['http://localhost:8080']);
+  assert.throws(() => parseConfig(text, { ...env, KEEL_CODEC_KEY: '' }), /KEEL_CODEC_KEY is not set/);
+  for (const svc of ['api', 'worker']) {
+    const e = envOf(loadComposeRaw().services[svc]);
+    for (const key of ['KEEL_CODEC_KEY', 'KEEL_CODEC_KEY_ID', 'KEEL_CODEC_TOKEN']) assert.ok(key in e, `${svc} gets ${key}`);
+  }
+  assert.equal(envOf(loadComposeRaw().services['temporal-ui']).TEMPORAL_CODEC_ENDPOINT, 'http://localhost:3000/codec');
   assert.equal(cfg.providers.openai.apiKey, 'k-openai');
   assert.equal(cfg.providers.gemini.apiKey, 'k-gemini');
   assert.equal(cfg.namespace, 'default');
   assert.equal(cfg.taskQueue, 'keel-requests');
   // Compose passes unset keys as empty strings; Keel must still start.
-  assert.doesNotThrow(() => parseConfig(text, { OPENAI_API_KEY: '', ANTHROPIC_API_KEY: '', GEMINI_API_KEY: '' }));
+  assert.doesNotThrow(() => parseConfig(text, { OPENAI_API_KEY: '', ANTHROPIC_API_KEY: '', GEMINI_API_KEY: '', ...codec }));
 });
 
 test('Dockerfile: node:20-slim, production install, non-root, API by default; .dockerignore', () => {

@@ -14,6 +14,7 @@ import { openBatchStore } from '../store/batch-store.js';
 import { batchesRouter } from './batches.js';
 import { BatchService } from '../services/batch-service.js';
 import { filesRouter } from './files.js';
+import { codecRouter } from './codec.js';
 
 export interface ApiDeps {
   client: Client;
@@ -33,6 +34,8 @@ export function createApp({ client, config, local }: ApiDeps): Express {
     res.setHeader('x-request-id', res.locals.requestId);
     next();
   });
+  // Before the API's JSON parser: the codec server takes bodies of its own size (a history's payloads).
+  if (config.codec.server.enabled) app.use('/codec', codecRouter(config));
   // Over-limit bodies are refused from Content-Length, before anything is read or started.
   app.use(express.json({ limit: config.bodyLimitBytes, type: (req) => !String(req.headers['content-type'] ?? '').startsWith('multipart/') }));
 
@@ -43,7 +46,7 @@ export function createApp({ client, config, local }: ApiDeps): Express {
   app.use(requestsRouter(requests));
   app.use(healthRouter(client, config));
   app.use(providersRouter(client, config));
-  const batchFiles = openBatchStore();
+  const batchFiles = openBatchStore(config.codec);
   app.use(filesRouter(batchFiles, config.batches.maxFileBytes));
   app.use(batchesRouter(new BatchService(client, config, batchFiles)));
   app.use(notFoundRoute);

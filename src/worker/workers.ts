@@ -7,6 +7,7 @@ import { createBatchActivities } from '../../activities/batch/index.js';
 import { openBatchStore } from '../store/batch-store.js';
 import { DEFAULT_PROVIDER_CONCURRENCY, type KeelConfig } from '../config/schema.js';
 import { HealthAgent } from './health-agent.js';
+import { keelDataConverter } from '../codec/data-converter.js';
 import type { InjectedSinks } from '@temporalio/worker';
 import type { AnswerBoard } from '../channels/answer-board.js';
 import type { KeelSinks } from '../core/contract.js';
@@ -46,8 +47,11 @@ export interface KeelWorkers {
 export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelWorkers> {
   const { connection, config } = opts;
   const workers: Worker[] = [];
+  // Every client and worker here encodes payloads the same way (the codec, when configured).
+  const dataConverter = keelDataConverter(config.codec);
+  const withCodec = dataConverter ? { dataConverter } : {};
   const health = new HealthAgent({
-    client: new Client({ connection, namespace: config.namespace }),
+    client: new Client({ connection, namespace: config.namespace, ...withCodec }),
     workflowId: providerHealthWorkflowId(config.taskQueue),
     taskQueue: config.taskQueue,
     settings: config.health,
@@ -56,7 +60,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
     stopWhen: () => workers.length > 0 && !['INITIALIZED', 'RUNNING'].includes(workers[0].getState()),
   });
   const activities = createActivities(config, health);
-  const common = { connection, namespace: config.namespace, ...(opts.identity && { identity: opts.identity }) };
+  const common = { connection, namespace: config.namespace, ...withCodec, ...(opts.identity && { identity: opts.identity }) };
   const sinks: InjectedSinks<KeelSinks> = {
     answers: {
       settled: {
@@ -112,7 +116,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
       workflowThreadPoolSize: 1,
       maxCachedWorkflows: 20,
       // Batch activities read children's outcomes through a client on the worker's own connection.
-      activities: createBatchActivities(config, new Client({ connection, namespace: config.namespace }), openBatchStore()),
+      activities: createBatchActivities(config, new Client({ connection, namespace: config.namespace, ...withCodec }), openBatchStore(config.codec)),
     }),
   );
   health.start();
