@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { loadConfig } from '../config/load.js';
+import { localClusterSecrets } from './cluster-secrets.js';
 import { providerTaskQueue } from '../core/task-queues.js';
 import { startDevServer, type DevServer } from './dev-server.js';
 import { clusterDynamicConfigYaml, singlePartitionQueues } from './dynamic-config.js';
@@ -242,6 +243,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const logsDir = join(dataDir, 'logs');
   mkdirSync(logsDir, { recursive: true });
   const namespace = opts.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default';
+  // The production config's secrets (codec key, tokens) when the environment has none: made once per data folder.
+  const secrets = localClusterSecrets(dataDir, { ...process.env, ...opts.env });
   const retentionSeconds = parseRetention(opts.retention ?? process.env.KEEL_NAMESPACE_RETENTION ?? DEFAULT_RETENTION);
 
   // Started so far, for stop() (also on a failed start).
@@ -278,7 +281,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       await setUpTemporalSchema({ sqlTool: tools.sql, schemaDir: tools.postgresSchemaDir, host: postgres.host, port: postgres.port, user: postgres.user });
       log(`keel: Temporal schema up to date (temporal, temporal_visibility)`);
       checkpoint();
-      dynamicConfigFile = dynamicConfigFor(opts.keelConfig, { ...process.env, ...opts.env }, dataDir, log);
+      dynamicConfigFile = dynamicConfigFor(opts.keelConfig, { ...process.env, ...secrets, ...opts.env }, dataDir, log);
       server = await startTemporalServer({
         serverBin: tools.server,
         ports: await allocateServerPorts(opts.temporalPort),
@@ -302,6 +305,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
 
     const roleEnv: NodeJS.ProcessEnv = {
       ...process.env,
+      ...secrets,
       KEEL_CONFIG: resolve(opts.keelConfig),
       KEEL_DATA_DIR: dataDir,
       TEMPORAL_ADDRESS: address,
