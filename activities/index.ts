@@ -17,6 +17,7 @@ export function createActivities(config: KeelConfig, health?: HealthAgent) {
     },
     /** Local activity: the worker's cached health snapshot, recorded as a marker so replay sees the same plan. */
     async readHealth(targets: string[]): Promise<RoutingHealth | null> {
+      await health?.ready();
       return health?.current() ? health.routingHealth(targets) : null;
     },
     /** Local activity: asks the health workflow for a half-open target's single probe. */

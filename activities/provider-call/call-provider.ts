@@ -61,6 +61,7 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
     const log = attemptLog(ctx);
     const prior = log.prior;
     // A breaker that opened while this request was planned or retrying: not one more call to it.
+    if (health && !input.probe) await health.ready();
     if (health && !input.probe && !health.admits(`${input.provider}/${input.model}`)) {
       throw ApplicationFailure.create({
         type: 'unavailable',

@@ -38,7 +38,7 @@ export function requestIdForKey(idempotencyKey: string): string {
 }
 
 /** Health for a request's candidate targets, read without a round trip (the worker's snapshot). */
-export type HealthSource = (targets: string[]) => RoutingHealth | null;
+export type HealthSource = (targets: string[]) => RoutingHealth | null | undefined;
 
 /** What an API shares with workers running in the same process (`npm start`, the gateway role). */
 export interface LocalWorkers {

@@ -79,6 +79,8 @@ export interface Cluster {
   apis: KeelProcess[];
   workers: KeelProcess[];
   logsDir: string;
+  /** The secrets this cluster made for the production config (src/temporal/cluster-secrets.ts): what another Keel process here needs in its environment. */
+  secrets: Record<string, string>;
   /** Starts one more worker (or a replacement); it joins `workers`. */
   addWorker(): Promise<KeelProcess>;
   /** Starts an API on `port` (a replacement for a killed one on the same port); it joins `apis`. */
@@ -331,7 +333,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     checkpoint();
     for (let i = 0; i < (opts.apis ?? 2); i++) await addApi(opts.apiPorts?.[i]);
     checkpoint();
-    return { backend, address, namespace, dataDir, dynamicConfigFile, postgres, temporal, apis, workers, logsDir, addWorker, addApi, stop };
+    return { backend, address, namespace, dataDir, dynamicConfigFile, postgres, temporal, apis, workers, logsDir, secrets, addWorker, addApi, stop };
   } catch (err) {
     await stop().catch(() => undefined);
     throw err;

@@ -123,9 +123,12 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
   return { workers, health };
 }
 
-/** The worker's cached health snapshot, for an API in the same process to fold into request inputs. */
-export function healthSource(health: HealthAgent): (targets: string[]) => RoutingHealth | null {
-  return (targets) => (health.current() ? health.routingHealth(targets) : null);
+/**
+ * The worker's cached health snapshot, for an API in the same process to fold into request inputs.
+ * Undefined before the first snapshot: the workflow then reads health itself, and waits for it.
+ */
+export function healthSource(health: HealthAgent): (targets: string[]) => RoutingHealth | undefined {
+  return (targets) => (health.current() ? health.routingHealth(targets) : undefined);
 }
 
 /** Runs until every worker has shut down (call `shutdown()` on them, or send SIGINT/SIGTERM). */
