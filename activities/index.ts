@@ -1,12 +1,12 @@
 // Everything a Keel worker registers as activities. Workflows import only the type.
 import type { KeelConfig } from '../src/config/schema.js';
-import type { HealthAgent } from '../src/worker/health-agent.js';
+import type { HealthLink } from './health-link.js';
 import type { RoutingHealth } from '../src/core/health-types.js';
 import { createCallProvider } from './provider-call/call-provider.js';
 import { createDeliverWebhook } from './webhook/deliver.js';
 import { takeHedge } from './provider-call/hedge-budget.js';
 
-export function createActivities(config: KeelConfig, health?: HealthAgent) {
+export function createActivities(config: KeelConfig, health?: HealthLink) {
   return {
     callProvider: createCallProvider(config, health),
     /** Runs on the request task queue: POSTs an async job's signed webhook. */
