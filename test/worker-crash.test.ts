@@ -102,7 +102,13 @@ for (const path of ['queue', 'local'] as const) {
       assert.equal(body.choices[0].message.content, `[${model}] survive this`);
       assert.equal(fake.calls(model).length, 2, 'the lost call is retried once, not duplicated');
       assert.ok(fake.calls(model)[0].aborted, "the killed worker's connection was dropped");
-      assert.deepEqual(body.keel.attempts.at(-1), { ...body.keel.attempts.at(-1), attempt: path === 'queue' ? 2 : 1, outcome: 'success' });
+      const last = body.keel.attempts.at(-1)!;
+      assert.equal(last.outcome, 'success');
+      // A queued retry is attempt 2, or 3 when the server handed attempt 2 to the dead worker's
+      // last poll before it noticed the connection was gone (that attempt never reached the
+      // provider: the fake's call count above says so).
+      if (path === 'queue') assert.ok(last.attempt === 2 || last.attempt === 3, `attempt ${last.attempt}`);
+      else assert.equal(last.attempt, 1);
 
       const id = requestIdForKey(key);
       const status = (await (await fetch(`${api.url}/v1/requests/${id}`)).json()) as { status: string; result: { choices: unknown[] } };

@@ -28,6 +28,7 @@ export class GatewayProcess {
     const keel = await createKeelWorkers({ connection: this.connection, config: this.config, workflowBundle, answers });
     this.workers = keel.workers;
     this.running = runKeelWorkers(this.workers);
+    await keel.health.warmUp();
     this.api = await startApi(this.config, { connection: this.connection, local: { answers, health: healthSource(keel.health) } });
     checkpoint();
     return this.api;

@@ -141,6 +141,19 @@ export class HealthAgent {
     return this.first;
   }
 
+  /**
+   * Waits, bounded, for the first snapshot, asking again while the health workflow's first task is
+   * still on its way (a worker that just started). A gateway calls it before it serves, so that
+   * its first requests carry health in their input like every later one.
+   */
+  async warmUp(timeoutMs = 5_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (!this.snapshot && !this.stopped && Date.now() < until) {
+      await this.ready();
+      if (!this.snapshot) await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   /** The cached view of `targets` for the planner, with the real clock deciding half-open. */
   routingHealth(targets: string[], now = Date.now()): RoutingHealth {
     const out: Record<string, TargetRoutingHealth> = {};

@@ -68,6 +68,7 @@ export async function startKeel(env: TestWorkflowEnvironment, yaml: string, opts
   const answers = new AnswerBoard();
   const { workers, health } = await createKeelWorkers({ connection, config, workflowBundle: await workflowBundle(config.codec), answers, ...(opts.identity && { identity: opts.identity }) });
   const running = Promise.all(workers.map((w) => w.run()));
+  if (opts.shared !== false) await health.warmUp();
   const port = opts.port ?? 0;
   const api = opts.shared === false ? await startApi(config, { address, port }) : await startApi(config, { connection, local: { answers, health: healthSource(health) }, port });
   return {
