@@ -14,6 +14,10 @@ import { openBatchStore } from '../store/batch-store.js';
 import { batchesRouter } from './batches.js';
 import { BatchService } from '../services/batch-service.js';
 import { filesRouter } from './files.js';
+import { KeyService } from '../services/key-service.js';
+import { authMiddleware, keyOf } from './auth.js';
+import { keysRouter } from './keys.js';
+import { modelAllowed } from '../core/keys.js';
 
 export interface ApiDeps {
   client: Client;
@@ -25,7 +29,8 @@ export function createApp({ client, config, local }: ApiDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  const requests = new RequestService(client, config, local);
+  const keys = new KeyService(client, config);
+  const requests = new RequestService(client, config, local, keys);
 
   // Every response carries a request id; routes that start a workflow use it as the workflow ID.
   app.use((_req, res, next) => {
@@ -33,11 +38,16 @@ export function createApp({ client, config, local }: ApiDeps): Express {
     res.setHeader('x-request-id', res.locals.requestId);
     next();
   });
+  // Before the body is read: an unauthenticated request costs no parsing.
+  app.use(authMiddleware(config, keys));
   // Over-limit bodies are refused from Content-Length, before anything is read or started.
   app.use(express.json({ limit: config.bodyLimitBytes, type: (req) => !String(req.headers['content-type'] ?? '').startsWith('multipart/') }));
 
   app.get('/v1/models', (_req, res) => {
-    res.json({ object: 'list', data: listModels(config.routing).map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.owned_by })) });
+    // A virtual key sees the models it may use.
+    const allowed = keyOf(res)?.view.models ?? undefined;
+    const models = listModels(config.routing).filter((m) => modelAllowed(allowed, m.id, config.routing.models[m.id]?.targets ?? []));
+    res.json({ object: 'list', data: models.map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.owned_by })) });
   });
   app.use(chatCompletionsRouter(requests));
   app.use(requestsRouter(requests));
@@ -46,6 +56,7 @@ export function createApp({ client, config, local }: ApiDeps): Express {
   const batchFiles = openBatchStore();
   app.use(filesRouter(batchFiles, config.batches.maxFileBytes));
   app.use(batchesRouter(new BatchService(client, config, batchFiles)));
+  app.use(keysRouter(keys, config));
   app.use(notFoundRoute);
   app.use(errorHandler);
   return app;

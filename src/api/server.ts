@@ -5,6 +5,7 @@ import { Client, Connection, type ConnectionLike } from '@temporalio/client';
 import type { KeelConfig } from '../config/schema.js';
 import type { LocalWorkers } from '../services/request-service.js';
 import { createApp } from './app.js';
+import { ConfigError, authProblem } from '../config/load.js';
 
 export interface RunningApi {
   url: string;
@@ -27,6 +28,8 @@ export interface ApiOptions {
 }
 
 export async function startApi(config: KeelConfig, opts: ApiOptions): Promise<RunningApi> {
+  const problem = authProblem(config);
+  if (problem) throw new ConfigError(problem);
   const own = opts.connection ? undefined : await Connection.connect({ address: opts.address ?? config.temporalAddress });
   const client = new Client({ connection: opts.connection ?? own!, namespace: config.namespace });
   const server = createApp({ client, config, ...(opts.connection && opts.local && { local: opts.local }) }).listen(opts.port ?? config.port, config.host);

@@ -4,10 +4,10 @@ import { join, resolve } from 'node:path';
 import { startDevServer, type DevServer } from '../temporal/dev-server.js';
 import { startFakeProvider, type FakeProvider } from '../../dev/fakes/index.js';
 import { installRuntime } from '../worker/temporal-runtime.js';
-import { dataDir, loadConfigOrExit } from '../config/load.js';
+import { dataDir, apiConfigOrExit } from '../config/load.js';
 import { GatewayProcess } from './gateway-process.js';
 
-const loaded = loadConfigOrExit();
+const loaded = apiConfigOrExit();
 installRuntime();
 const data = resolve(dataDir());
 
