@@ -55,7 +55,7 @@ export function createApp({ client, config, local }: ApiDeps): Express {
   app.use(providersRouter(client, config));
   const batchFiles = openBatchStore();
   app.use(filesRouter(batchFiles, config.batches.maxFileBytes));
-  app.use(batchesRouter(new BatchService(client, config, batchFiles)));
+  app.use(batchesRouter(new BatchService(client, config, batchFiles, keys)));
   app.use(keysRouter(keys, config));
   app.use(notFoundRoute);
   app.use(errorHandler);

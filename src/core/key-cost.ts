@@ -4,6 +4,7 @@
 import type { RoutingConfig } from '../config/schema.js';
 import type { FeatureUse } from './capabilities.js';
 import type { ChatRequestBody } from './chat-request.js';
+import { modelAllowed } from './keys.js';
 import { planRequest, targetKey, type PlanInput, type Target } from './routing.js';
 
 /**
@@ -102,4 +103,47 @@ export function worstCase(req: CostInput, routing: RoutingConfig, features?: rea
     nanos = Math.max(nanos, Math.round((promptTokens * facts.pricing.input + output * facts.pricing.output) * 1_000));
   }
   return { nanos, tokens, promptTokens, unpriced, unbounded };
+}
+
+/** What a key allows a request, as far as the request alone decides it. */
+export interface KeyAllowance {
+  /** Allowed model names and patterns (absent: all). */
+  models?: readonly string[];
+  /** A budget: every candidate target must be priced and the output bounded. */
+  budgeted: boolean;
+  /** A TPM limit: the output must be bounded. */
+  tpm: boolean;
+}
+
+export interface KeyedRequestProblem {
+  status: 400 | 403;
+  code: 'model_not_allowed' | 'model_not_priced' | 'max_tokens_required';
+  message: string;
+  param: string;
+}
+
+/**
+ * Why a key cannot make this request, before anything is reserved: a model it may not use, or —
+ * for a key with a budget or a TPM limit — a worst case Keel cannot bound. `wc` is the worst case
+ * (worstCase), computed by the caller when it reserves.
+ */
+export function keyedRequestProblem(key: KeyAllowance, req: PlanInput, routing: RoutingConfig, wc?: WorstCase): KeyedRequestProblem | undefined {
+  for (const name of [...(req.model !== undefined ? [req.model] : []), ...(req.models ?? [])]) {
+    if (!modelAllowed(key.models, name, routing.models[name]?.targets ?? [])) {
+      return { status: 403, code: 'model_not_allowed', message: `This key may not use the model '${name}'`, param: 'model' };
+    }
+  }
+  if (!wc) return undefined;
+  if (key.budgeted && wc.unpriced.length > 0) {
+    return { status: 400, code: 'model_not_priced', message: `This key has a budget, and ${wc.unpriced.join(', ')} has no configured pricing: Keel cannot bound what the request would cost`, param: 'model' };
+  }
+  if ((key.budgeted || key.tpm) && wc.unbounded.length > 0) {
+    return {
+      status: 400,
+      code: 'max_tokens_required',
+      message: `This key has a ${key.budgeted ? 'budget' : 'token limit'}: set max_tokens (or max_completion_tokens), since ${wc.unbounded.join(', ')} has no configured output limit`,
+      param: 'max_tokens',
+    };
+  }
+  return undefined;
 }

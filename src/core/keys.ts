@@ -82,6 +82,11 @@ export interface ReserveItem {
   tokens: number;
   /** How long the reservation holds if it is never settled. */
   holdMs: number;
+  /**
+   * Items of one group are decided in order and stop at the first refusal: the later ones get the
+   * same refusal untried (a batch starts its lines in file order and must not skip one).
+   */
+  group?: string;
 }
 
 export type Refusal =
@@ -269,7 +274,14 @@ function reserveOne(state: KeyState, item: ReserveItem, now: number): ReserveOut
 /** Reserves each item in turn (a later item sees the earlier ones' reservations). Mutates `state`. */
 export function reserve(state: KeyState, items: readonly ReserveItem[], now: number): ReserveOutcome[] {
   refresh(state, now);
-  return items.map((item) => reserveOne(state, item, now));
+  const refusedGroups = new Map<string, Refusal>();
+  return items.map((item) => {
+    const earlier = item.group !== undefined ? refusedGroups.get(item.group) : undefined;
+    if (earlier) return { ok: false, refusal: earlier };
+    const outcome = reserveOne(state, item, now);
+    if (!outcome.ok && item.group !== undefined) refusedGroups.set(item.group, outcome.refusal);
+    return outcome;
+  });
 }
 
 /** The outcomes `reserve` would give, leaving `state` as it is (the Update's validator). */

@@ -10,7 +10,6 @@ import {
   KEY_ID_PATTERN,
   keyView,
   keyWorkflowId,
-  modelAllowed,
   newKeyState,
   nanosToUsd,
   type KeyChange,
@@ -24,7 +23,6 @@ import {
   type ReserveOutcome,
 } from '../core/keys.js';
 import { ApiError } from '../core/openai-error.js';
-import type { RoutingConfig } from '../config/schema.js';
 import { KeelKey, KeelStatus } from '../core/search-attributes.js';
 import { queryLiteral } from './request-list.js';
 
@@ -281,15 +279,6 @@ export class KeyService {
     if (view.status !== 'active') return undefined;
     if (view.expires_at !== null && Date.now() >= view.expires_at * 1000) return undefined;
     return { kind: 'key', id, view };
-  }
-
-  /** 403 unless the key may use every model the request names. */
-  checkModels(key: KeyPrincipal, names: string[], routing: RoutingConfig): void {
-    for (const name of names) {
-      if (!modelAllowed(key.view.models ?? undefined, name, routing.models[name]?.targets ?? [])) {
-        throw new ApiError(403, `This key may not use the model '${name}'`, 'invalid_request_error', 'model', 'model_not_allowed');
-      }
-    }
   }
 
   /**

@@ -13,7 +13,7 @@ import { ApiError, failureError, requestFailureError } from '../core/openai-erro
 import type { ChatRequestBody } from '../core/chat-request.js';
 import type { KeelConfig } from '../config/schema.js';
 import type { ChatWorkflowInput, ChatWorkflowResult, RequestFailureDetails, RequestKey, WebhookSpec } from '../core/request-types.js';
-import { worstCase } from '../core/key-cost.js';
+import { keyedRequestProblem, worstCase } from '../core/key-cost.js';
 import { nanosToUsd } from '../core/keys.js';
 import { refusalError, type KeyPrincipal, type KeyService } from './key-service.js';
 import { requestFeatures } from '../core/capabilities.js';
@@ -86,18 +86,16 @@ export class RequestService {
   private async reserveFor(key: KeyPrincipal, body: ChatRequestBody, plan: Plan, requestId: string): Promise<{ key: RequestKey; fresh: boolean; remainingNanos?: number }> {
     if (!this.keys) throw new Error('virtual keys need a KeyService');
     const routing = this.config.routing;
-    this.keys.checkModels(key, [...(body.model !== undefined ? [body.model] : []), ...(body.models ?? [])], routing);
     const budgeted = key.view.budget !== null;
     const tpm = key.view.limits.tpm !== null;
-    if (!budgeted && !tpm && key.view.limits.rpm === null) return { key: { id: key.id }, fresh: false };
-    const wc = worstCase(body, routing, requestFeatures(body));
-    if (budgeted && wc.unpriced.length > 0) {
-      throw new ApiError(400, `This key has a budget, and ${wc.unpriced.join(', ')} has no configured pricing: Keel cannot bound what the request would cost`, 'invalid_request_error', 'model', 'model_not_priced');
-    }
-    if ((budgeted || tpm) && wc.unbounded.length > 0) {
-      throw new ApiError(400, `This key has a ${budgeted ? 'budget' : 'token limit'}: set max_tokens (or max_completion_tokens), since ${wc.unbounded.join(', ')} has no configured output limit`, 'invalid_request_error', 'max_tokens', 'max_tokens_required');
-    }
-    const item = { requestId, nanos: budgeted ? wc.nanos : 0, tokens: tpm ? wc.tokens : 0, holdMs: plan.timeouts.requestMs + RESERVATION_MARGIN_MS };
+    const allowance = { ...(key.view.models && { models: key.view.models }), budgeted, tpm };
+    const reserves = budgeted || tpm || key.view.limits.rpm !== null;
+    const wc = budgeted || tpm ? worstCase(body, routing, requestFeatures(body)) : undefined;
+    const problem = keyedRequestProblem(allowance, body, routing, wc);
+    if (problem) throw new ApiError(problem.status, problem.message, 'invalid_request_error', problem.param, problem.code);
+    // Keys without a budget or a limit pay no round trip here.
+    if (!reserves) return { key: { id: key.id }, fresh: false };
+    const item = { requestId, nanos: budgeted ? wc!.nanos : 0, tokens: tpm ? wc!.tokens : 0, holdMs: plan.timeouts.requestMs + RESERVATION_MARGIN_MS };
     const outcome = await this.keys.reserve(key.id, item);
     if (!outcome.ok) throw refusalError(key.id, outcome.refusal);
     return {
