@@ -38,6 +38,8 @@ export interface ClusterOptions {
   temporalPort?: number;
   /** Extra environment for the Keel processes (provider base URLs and keys). */
   env?: Record<string, string>;
+  /** Extra environment for the API processes only (KEEL_ADMIN_KEY: workers never need it). */
+  apiEnv?: Record<string, string>;
   namespace?: string;
   retention?: string;
   backend?: 'postgres' | 'dev-server';
@@ -300,8 +302,9 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     await setUpKeelNamespace({ address, namespace, retentionSeconds, log: (l) => log(`keel: setup: ${l}`) });
     checkpoint();
 
+    const { KEEL_ADMIN_KEY: _adminKey, ...inherited } = process.env;
     const roleEnv: NodeJS.ProcessEnv = {
-      ...process.env,
+      ...inherited,
       KEEL_CONFIG: resolve(opts.keelConfig),
       KEEL_DATA_DIR: dataDir,
       TEMPORAL_ADDRESS: address,
@@ -318,7 +321,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     };
     const addApi = async (port?: number) => {
       const name = `api-${++apiCount}`;
-      const a = await spawnKeelRole({ role: 'api', name, env: roleEnv, port: port ?? (await freePort()), logFile: join(logsDir, `${name}.log`) });
+      const a = await spawnKeelRole({ role: 'api', name, env: { ...roleEnv, ...opts.apiEnv }, port: port ?? (await freePort()), logFile: join(logsDir, `${name}.log`) });
       apis.push(a);
       return a;
     };
