@@ -47,11 +47,13 @@ providers:
       m: { pricing: { input: 0, output: 1 } }
       o: { pricing: { input: 0, output: 1 } }
       bad: { pricing: { input: 0, output: 1 } }
+      hang: { pricing: { input: 0, output: 1 } }
       free: {}
 models:
   chat: { targets: [p/m] }
   other: { targets: [p/o] }
   broken: { targets: [p/bad] }
+  stuck: { targets: [p/hang] }
   unpriced: { targets: [p/free] }
 `;
 
@@ -86,6 +88,7 @@ before(async () => {
   fake = await startFakeProvider({ type: 'openai' });
   for (const model of ['m', 'o']) fake.setBehaviour(model, { default: { kind: 'ok', content: 'x'.repeat(8_000) }, latency: { baseMs: 400 } });
   fake.setBehaviour('bad', { default: { kind: 'error', status: 400, message: 'the provider refuses this' } });
+  fake.setBehaviour('hang', { default: { kind: 'hang' } });
   writeFileSync(configPath, yaml(fake.url));
   await startAll();
 });
@@ -252,6 +255,23 @@ describe('exact budgets across two API processes', () => {
     const ids: string[] = [];
     for await (const e of ui) ids.push(e.workflowId);
     assert.deepEqual(ids, [requestId]);
+  });
+
+  test('a cancelled request gives its reservation back and is charged nothing', async () => {
+    const { id, secret } = await createKey({ budget: { usd: 0.0015, period: 'total' } });
+    const job = await call(0, 'POST', '/v1/requests', secret, { model: 'stuck', max_tokens: 1_000, messages: [{ role: 'user', content: 'Hello' }] });
+    assert.equal(job.res.status, 202, JSON.stringify(job.json));
+    assert.equal(job.res.headers.get('x-keel-budget-remaining'), '0.0005');
+    await fake.waitForCalls(1, { model: 'hang', timeoutMs: 30_000 });
+    assert.equal((await ask(1, secret)).res.status, 429, 'the reservation holds while the request runs');
+    assert.equal((await call(1, 'POST', `/v1/requests/${job.json.id}/cancel`, secret)).res.status, 202);
+    const view = await until('the cancelled request to settle', async () => {
+      const { json } = await call(0, 'GET', `/v1/keys/${id}`, ADMIN);
+      return json.spend.requests === 1 ? json : undefined;
+    }, 30_000);
+    assert.equal(view.budget.reserved_usd, 0);
+    assert.equal(view.budget.spent_usd, 0);
+    assert.equal((await ask(1, secret)).res.status, 200, 'the budget is free again');
   });
 
   test('TPM: the worst case counts at admission, across both APIs', async () => {

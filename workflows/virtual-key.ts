@@ -63,7 +63,8 @@ export const virtualKeyWorkflow: VirtualKeyWorkflow = async (input: VirtualKeyIn
   });
   setHandler(keySnapshotQuery, ({ now }) => ({ secretHash: state.record.secretHash, view: keyView(state, now) }));
 
-  const newRun = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > MAX_HISTORY_EVENTS;
+  const limit = input.historyLimit ?? MAX_HISTORY_EVENTS;
+  const newRun = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > limit;
   const revoked = () => state.record.revokedAt !== undefined;
   const open = () => Object.values(state.reservations);
   for (;;) {
@@ -79,7 +80,7 @@ export const virtualKeyWorkflow: VirtualKeyWorkflow = async (input: VirtualKeyIn
     }
     if (newRun()) {
       await condition(allHandlersFinished);
-      await continueAsNew<VirtualKeyWorkflow>({ record: state.record, state });
+      await continueAsNew<VirtualKeyWorkflow>({ record: state.record, state, ...(input.historyLimit !== undefined && { historyLimit: input.historyLimit }) });
     }
   }
   await condition(allHandlersFinished);

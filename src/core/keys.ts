@@ -452,6 +452,8 @@ export type KeyChange = { settings: KeySettingsPatch } | { revoke: true };
 export interface VirtualKeyInput {
   record: KeyRecord;
   state?: KeyState;
+  /** Events after which a run continues as new (default 10,000; tests use a small one). */
+  historyLimit?: number;
 }
 
 /** Public key ids: `vk_` and 24 hex digits (96 random bits). */
