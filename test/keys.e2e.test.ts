@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import OpenAI, { toFile } from 'openai';
 import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
+import { WORKFLOW_TYPES } from '../src/core/contract.js';
 import { startDevServer, type DevServer } from '../src/temporal/dev-server.js';
 import { callJson, until, type Json } from './helpers/http.js';
 import { freePort, startRole, type RoleProcess } from './helpers/processes.js';
@@ -418,7 +419,7 @@ describe('durability and secrets', () => {
       histories.push(JSON.stringify(h));
     }
     assert.ok(histories.length > 50, `${histories.length} executions`);
-    assert.ok(histories.some((h) => h.includes('virtualKeyWorkflow')));
+    assert.ok(histories.some((h) => h.includes(WORKFLOW_TYPES.virtualKey)));
     logs.push(...apis.map((p) => p.output()), worker.output());
     for (const secret of secrets) {
       // The part after the key id is what must never leak (the id itself is a public label).

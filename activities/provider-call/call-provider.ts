@@ -4,7 +4,7 @@
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';
 import { DEFAULT_PROVIDER_CONCURRENCY, type KeelConfig } from '../../src/config/schema.js';
-import type { HealthAgent } from '../../src/worker/health-agent.js';
+import type { HealthLink } from '../health-link.js';
 import { ERROR_POLICY, type ErrorClass, type ProviderErrorInfo } from '../../src/core/error-classes.js';
 import type { AttemptRecord, ProviderCallInput, ProviderCallOutput } from '../../src/core/request-types.js';
 import { attemptLog } from './attempt-log.js';
@@ -32,7 +32,7 @@ function nextDelay(info: ProviderErrorInfo, input: ProviderCallInput, attempt: n
   return delay;
 }
 
-function noteHealth(health: HealthAgent | undefined, input: ProviderCallInput, record: AttemptRecord, errorClass?: ErrorClass, outputTokens?: number): void {
+function noteHealth(health: HealthLink | undefined, input: ProviderCallInput, record: AttemptRecord, errorClass?: ErrorClass, outputTokens?: number): void {
   if (!health) return;
   health.recorder.record({
     provider: input.provider,
@@ -46,7 +46,7 @@ function noteHealth(health: HealthAgent | undefined, input: ProviderCallInput, r
   if (input.probe) health.publishSoon();
 }
 
-export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
+export function createCallProvider(config: KeelConfig, health?: HealthLink) {
   const secrets = Object.values(config.providers)
     .map((p) => p.apiKey)
     .filter((k): k is string => typeof k === 'string' && k.length > 0);
@@ -61,6 +61,7 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
     const log = attemptLog(ctx);
     const prior = log.prior;
     // A breaker that opened while this request was planned or retrying: not one more call to it.
+    if (health && !input.probe) await health.ready();
     if (health && !input.probe && !health.admits(`${input.provider}/${input.model}`)) {
       throw ApplicationFailure.create({
         type: 'unavailable',

@@ -14,6 +14,7 @@ import { openBatchStore } from '../store/batch-store.js';
 import { batchesRouter } from './batches.js';
 import { BatchService } from '../services/batch-service.js';
 import { filesRouter } from './files.js';
+import { codecRouter } from './codec.js';
 import { KeyService } from '../services/key-service.js';
 import { authMiddleware, keyOf } from './auth.js';
 import { keysRouter } from './keys.js';
@@ -38,6 +39,9 @@ export function createApp({ client, config, local }: ApiDeps): Express {
     res.setHeader('x-request-id', res.locals.requestId);
     next();
   });
+  // Before the API's JSON parser: the codec server takes bodies of its own size (a history's payloads).
+  // Before the gateway's keys too: the codec server checks its own bearer tokens (docs/ENCRYPTION.md).
+  if (config.codec.server.enabled) app.use('/codec', codecRouter(config));
   // Before the body is read: an unauthenticated request costs no parsing.
   app.use(authMiddleware(config, keys));
   // Over-limit bodies are refused from Content-Length, before anything is read or started.
@@ -53,7 +57,7 @@ export function createApp({ client, config, local }: ApiDeps): Express {
   app.use(requestsRouter(requests));
   app.use(healthRouter(client, config));
   app.use(providersRouter(client, config));
-  const batchFiles = openBatchStore();
+  const batchFiles = openBatchStore(config.codec);
   app.use(filesRouter(batchFiles, config.batches.maxFileBytes));
   app.use(batchesRouter(new BatchService(client, config, batchFiles, keys)));
   app.use(keysRouter(keys, config));

@@ -5,6 +5,7 @@ import { Client, Connection, type ConnectionLike } from '@temporalio/client';
 import type { KeelConfig } from '../config/schema.js';
 import type { LocalWorkers } from '../services/request-service.js';
 import { createApp } from './app.js';
+import { keelDataConverter } from '../codec/data-converter.js';
 import { ConfigError, authProblem } from '../config/load.js';
 
 export interface RunningApi {
@@ -31,7 +32,8 @@ export async function startApi(config: KeelConfig, opts: ApiOptions): Promise<Ru
   const problem = authProblem(config);
   if (problem) throw new ConfigError(problem);
   const own = opts.connection ? undefined : await Connection.connect({ address: opts.address ?? config.temporalAddress });
-  const client = new Client({ connection: opts.connection ?? own!, namespace: config.namespace });
+  const dataConverter = keelDataConverter(config.codec);
+  const client = new Client({ connection: opts.connection ?? own!, namespace: config.namespace, ...(dataConverter && { dataConverter }) });
   const server = createApp({ client, config, ...(opts.connection && opts.local && { local: opts.local }) }).listen(opts.port ?? config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);

@@ -7,8 +7,6 @@
 //
 // Without --real-providers the three providers of the production config point at fake providers
 // on loopback (the OpenAI, Anthropic and Gemini wire formats), so it answers with no API keys.
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startFakeProvider, type FakeProvider } from '../../dev/fakes/index.js';
@@ -76,24 +74,7 @@ async function stop(code: number): Promise<void> {
 process.on('SIGINT', () => void stop(0));
 process.on('SIGTERM', () => void stop(0));
 
-/**
- * The admin key the APIs require (deploy/keel.production.yaml): KEEL_ADMIN_KEY, or one made on the
- * first run and kept in the data folder (readable by its owner only) — its path is printed, never
- * the key.
- */
-function adminKey(dir: string): { key: string; file?: string } {
-  if (process.env.KEEL_ADMIN_KEY) return { key: process.env.KEEL_ADMIN_KEY };
-  const file = join(dir, 'admin-key');
-  if (!existsSync(file)) {
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(file, `keel-admin-${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
-  }
-  return { key: readFileSync(file, 'utf8').trim(), file };
-}
-
 try {
-  const clusterDir = resolve(values['data-dir'] ?? join(dataDir(), 'cluster'));
-  const admin = adminKey(clusterDir);
   const env: Record<string, string> = {};
   if (!values['real-providers']) {
     for (const type of ['openai', 'anthropic', 'gemini'] as const) {
@@ -105,20 +86,21 @@ try {
     }
   }
   starting = startCluster({
-    dataDir: clusterDir,
+    dataDir: resolve(values['data-dir'] ?? join(dataDir(), 'cluster')),
     keelConfig: process.env.KEEL_CONFIG ?? 'deploy/keel.production.yaml',
     apis,
     workers,
     apiPorts: Array.from({ length: apis }, (_, i) => apiPort + i),
     temporalPort,
     env,
-    apiEnv: { KEEL_ADMIN_KEY: admin.key },
     signal: abort.signal,
     log: (line) => console.log(line),
   });
   cluster = await starting;
   const c = cluster;
   const pad = (s: string) => s.padEnd(16);
+  // Made for this data folder when the environment has none (src/temporal/cluster-secrets.ts); never printed.
+  const adminKeyFile = c.secrets.KEEL_ADMIN_KEY ? join(c.dataDir, 'secrets.json') : undefined;
   console.log(`
 Keel cluster is running (${c.apis.length} APIs, ${c.workers.length} workers).
 ${c.apis.map((a) => `  ${pad(a.name)}${a.url}/v1   (health: ${a.url}/healthz)`).join('\n')}
@@ -127,8 +109,8 @@ ${c.workers.map((w) => `  ${pad(w.name)}pid ${w.pid}`).join('\n')}
   ${pad('config')}${process.env.KEEL_CONFIG ?? 'deploy/keel.production.yaml'}; server: deploy/temporal/config.yaml, ${c.dynamicConfigFile}
 ${fakes.map((f) => `  ${pad(`fake ${f.type}`)}${f.url}`).join('\n')}
   ${pad('data, logs')}${c.dataDir}, ${c.logsDir}
-  ${pad('admin key')}${admin.file ? `in ${admin.file}` : 'KEEL_ADMIN_KEY'} (every /v1 route needs it, or a virtual key: docs/KEYS.md)
-  Try: curl ${c.apis[0].url}/v1/chat/completions -H "authorization: Bearer ${admin.file ? `$(cat ${admin.file})` : '$KEEL_ADMIN_KEY'}" -H 'content-type: application/json' -d '{"model":"chat","messages":[{"role":"user","content":"Hello"}]}'
+  ${pad('admin key')}${adminKeyFile ? `KEEL_ADMIN_KEY in ${adminKeyFile}` : 'KEEL_ADMIN_KEY'} (every /v1 route needs it, or a virtual key: docs/KEYS.md)
+  Try: curl ${c.apis[0].url}/v1/chat/completions -H "authorization: Bearer ${adminKeyFile ? '<the admin key>' : '$KEEL_ADMIN_KEY'}" -H 'content-type: application/json' -d '{"model":"chat","messages":[{"role":"user","content":"Hello"}]}'
   Temporal CLI: temporal workflow list --address ${c.address}
 Press Ctrl-C to stop.`);
 } catch (err) {

@@ -8,6 +8,7 @@ import { AnswerBoard } from '../channels/answer-board.js';
 import type { KeelConfig } from '../config/schema.js';
 import { createKeelWorkers, healthSource, runKeelWorkers } from '../worker/workers.js';
 import { bundleWorkflows } from '../worker/workflow-bundle.js';
+import { bundleOptionsFor } from '../codec/data-converter.js';
 
 export class GatewayProcess {
   connection: NativeConnection | undefined;
@@ -21,7 +22,7 @@ export class GatewayProcess {
   /** `checkpoint` is called between steps and throws to stop starting (Ctrl-C during start-up). */
   async start(address: string, checkpoint: () => void = () => undefined): Promise<RunningApi> {
     this.connection = await NativeConnection.connect({ address });
-    const workflowBundle = await bundleWorkflows();
+    const workflowBundle = await bundleWorkflows(bundleOptionsFor(this.config.codec));
     checkpoint();
     const answers = new AnswerBoard();
     const keel = await createKeelWorkers({ connection: this.connection, config: this.config, workflowBundle, answers });

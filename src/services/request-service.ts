@@ -47,7 +47,7 @@ export function requestIdForKey(idempotencyKey: string, keyId?: string): string 
 export const RESERVATION_MARGIN_MS = 60_000;
 
 /** Health for a request's candidate targets, read without a round trip (the worker's snapshot). */
-export type HealthSource = (targets: string[]) => RoutingHealth | null;
+export type HealthSource = (targets: string[]) => RoutingHealth | null | undefined;
 
 /** What an API shares with workers running in the same process (`npm start`, the gateway role). */
 export interface LocalWorkers {
@@ -61,9 +61,14 @@ export interface StartedRequest {
   plan: Plan;
   /** Waiting for the outcome settled in this process (the `early` answer path). */
   early?: { settled: Promise<SettledRequest>; cancel(): void };
+  /** The server handed the first workflow task to this process's worker with the start. */
+  eagerlyStarted?: boolean;
   /** The key's budget left after this request's reservation, USD (keys with a budget). */
   budgetRemainingUsd?: number;
 }
+
+/** How long an early-answer wait on an eagerly started request goes without the recorded result's long poll. */
+const RECORDED_FALLBACK_MS = 1_000;
 
 export class RequestService {
   constructor(
@@ -145,8 +150,9 @@ export class RequestService {
     // Registered before the start: an eagerly started request can settle before start() returns.
     const early = opts.waiting && plan.answer === 'early' ? this.local?.answers.wait(opts.requestId) : undefined;
     let handle: RequestHandle;
+    let eagerlyStarted = false;
     try {
-      handle = await this.client.workflow.start<RequestWorkflow>(WORKFLOW_TYPES.request, {
+      const startedHandle = await this.client.workflow.start<RequestWorkflow>(WORKFLOW_TYPES.request, {
         taskQueue: this.config.taskQueue,
         workflowId: opts.requestId,
         args: [input],
@@ -164,6 +170,8 @@ export class RequestService {
           ...(reserved ? [{ key: KeelKey, value: reserved.key.id }] : []),
         ],
       });
+      handle = startedHandle;
+      eagerlyStarted = startedHandle.eagerlyStarted;
     } catch (err) {
       // Nothing new runs: a reservation made for this call goes back.
       release();
@@ -181,7 +189,7 @@ export class RequestService {
         throw new ApiError(422, 'This Idempotency-Key was already used with a different request body', 'invalid_request_error', null, 'idempotency_key_reused');
       }
     }
-    return { handle, plan, ...(early && { early }), ...(reserved?.remainingNanos !== undefined && { budgetRemainingUsd: nanosToUsd(reserved.remainingNanos) }) };
+    return { handle, plan, eagerlyStarted, ...(early && { early }), ...(reserved?.remainingNanos !== undefined && { budgetRemainingUsd: nanosToUsd(reserved.remainingNanos) }) };
   }
 
   /** Requests found through Temporal visibility (GET /v1/requests). */
@@ -195,14 +203,22 @@ export class RequestService {
    * workflow settled in this process before recording it.
    */
   async outcome(started: RequestHandle | StartedRequest): Promise<RequestOutcome> {
-    const { handle, early } = 'handle' in started ? started : { handle: started, early: undefined };
-    const recorded = this.recordedOutcome(handle);
-    if (!early) return recorded;
+    const { handle, early, eagerlyStarted } = 'handle' in started ? started : { handle: started, early: undefined, eagerlyStarted: false };
+    if (!early) return this.recordedOutcome(handle);
+    // An eager start hands the first workflow task to this process's worker, which settles the
+    // outcome here: the long poll for the recorded result (one more RPC and server read per
+    // request) is only the fallback for a request whose task went elsewhere — not eager, or moved
+    // to another worker after a workflow task timeout — so it starts late, or at once when needed.
+    let timer: NodeJS.Timeout | undefined;
+    const recorded = new Promise<RequestOutcome>((resolve, reject) => {
+      timer = setTimeout(() => this.recordedOutcome(handle).then(resolve, reject), eagerlyStarted ? RECORDED_FALLBACK_MS : 0);
+    });
     // Whichever loses is still settled: a rejection of the long poll must not go unhandled.
     recorded.catch(() => undefined);
     try {
       return await Promise.race([early.settled.then(settledOutcome), recorded]);
     } finally {
+      clearTimeout(timer);
       early.cancel();
     }
   }

@@ -48,6 +48,8 @@ export class HealthAgent {
     this.timer.unref();
     // Starts the workflow if it is not running yet, and hands it this worker's breaker settings.
     void this.send(healthConfigureSignal, this.opts.settings.breaker).catch(() => undefined);
+    // The first snapshot now, not a tick later: routing waits for it (ready()).
+    void this.ready();
   }
 
   /** Stops the loop and publishes what is left (best effort: the connection may be closing). */
@@ -118,6 +120,25 @@ export class HealthAgent {
 
   current(): HealthSnapshot | undefined {
     return this.snapshot;
+  }
+
+  private first: Promise<void> | undefined;
+
+  /**
+   * Resolves once this worker has a snapshot — at once after the first refresh. A worker that just
+   * started must not route around nothing: a breaker other workers opened has to hold for its
+   * first requests too. Bounded: health is advisory, and without the health workflow (or before
+   * any worker reported) routing goes on as configured.
+   */
+  ready(): Promise<void> {
+    if (this.snapshot) return Promise.resolve();
+    this.first ??= this.refresh()
+      .then(() => undefined)
+      .catch(() => undefined)
+      .finally(() => {
+        this.first = undefined;
+      });
+    return this.first;
   }
 
   /** The cached view of `targets` for the planner, with the real clock deciding half-open. */

@@ -11,10 +11,15 @@ export const WORKFLOWS_PATH = fileURLToPath(new URL('../../workflows/index.ts', 
 const BUILDER = fileURLToPath(new URL('./workflow-bundle-build.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-export async function bundleWorkflows(): Promise<WorkflowBundleWithSourceMap> {
+/**
+ * `failureConverterPath`: the failure converter compiled into the bundle — with the codec on,
+ * failure messages are encoded inside the workflow sandbox (src/codec/data-converter.ts,
+ * `bundleOptionsFor`), so a bundle is built for one codec setting.
+ */
+export async function bundleWorkflows(opts: { failureConverterPath?: string } = {}): Promise<WorkflowBundleWithSourceMap> {
   const out = mkdtempSync(join(tmpdir(), 'keel-bundle-'));
   try {
-    const child = spawn(process.execPath, ['--import', 'tsx', BUILDER, WORKFLOWS_PATH, out], { cwd: ROOT, stdio: ['ignore', 'inherit', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', BUILDER, WORKFLOWS_PATH, out, ...(opts.failureConverterPath ? [opts.failureConverterPath] : [])], { cwd: ROOT, stdio: ['ignore', 'inherit', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => {
       stderr = (stderr + b.toString()).slice(-10_000);

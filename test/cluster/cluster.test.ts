@@ -408,7 +408,7 @@ test('npm run setup prepares another namespace on the cluster, and running it ag
     execFileSync(process.execPath, ['--import', 'tsx', 'src/bin/setup.ts', '--address', c.address, ...args], {
       cwd: ROOT,
       encoding: 'utf8',
-      env: { ...process.env, KEEL_CONFIG: join(dir, 'keel.yaml') },
+      env: { ...process.env, ...c.secrets, KEEL_CONFIG: join(dir, 'keel.yaml') },
     });
   const first = setup('--namespace', 'keel-setup-test', '--retention', '3d');
   assert.match(first, /namespace keel-setup-test created \(retention 3 d\)/);
@@ -430,7 +430,7 @@ test('/healthz: "no worker polling" is told apart from "Temporal unreachable"', 
   assert.equal(healthy.res.status, 200);
   assert.equal(healthy.json.workers, 2);
   // An API whose task queue no worker polls (a misconfigured deployment).
-  const env = { ...process.env, KEEL_CONFIG: join(dir, 'keel.yaml'), KEEL_DATA_DIR: dir, TEMPORAL_ADDRESS: c.address, KEEL_TASK_QUEUE: 'keel-nobody-polls' };
+  const env = { ...process.env, ...c.secrets, KEEL_CONFIG: join(dir, 'keel.yaml'), KEEL_DATA_DIR: dir, TEMPORAL_ADDRESS: c.address, KEEL_TASK_QUEUE: 'keel-nobody-polls' };
   const lonely = await spawnKeelRole({ role: 'api', name: 'api-lonely', env, port: 0, logFile: join(c.logsDir, 'api-lonely.log') });
   try {
     const { res, json } = await callJson(lonely.url!, 'GET', '/healthz');

@@ -68,9 +68,9 @@ test('npm run cluster: prints the topology, answers on both APIs, Ctrl-C stops e
     assert.match(out, new RegExp(`Temporal +127\\.0\\.0\\.1:${temporalPort} +namespace default +\\(PostgreSQL 127\\.0\\.0\\.1:\\d+\\)`));
     assert.match(out, /deploy\/keel\.production\.yaml; server: deploy\/temporal\/config\.yaml, \S+deploy\/temporal\/dynamicconfig\.yaml/);
     // The production config requires keys: the runner made an admin key and says where it is.
-    const keyFile = join(data, 'admin-key');
-    assert.match(out, new RegExp(`admin key +in ${keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
-    const admin = readFileSync(keyFile, 'utf8').trim();
+    const keyFile = join(data, 'secrets.json');
+    assert.match(out, new RegExp(`admin key +KEEL_ADMIN_KEY in ${keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    const admin = (JSON.parse(readFileSync(keyFile, 'utf8')) as Record<string, string>).KEEL_ADMIN_KEY;
     assert.ok(!out.includes(admin), 'the key itself is never printed');
     for (const port of [base, base + 1]) {
       const open = await callJson(`http://127.0.0.1:${port}`, 'POST', '/v1/chat/completions', { model: 'chat', messages: [{ role: 'user', content: 'Hello' }] });
