@@ -181,7 +181,8 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
       let i = 0;
       for (; i < group.length && outcomes[i].ok; i++) {
         buffer.shift();
-        launch(group[i], { id: keyId, reservedNanos: items[i].nanos, reservedTokens: items[i].tokens });
+        const o = outcomes[i];
+        launch(group[i], { id: keyId, reservedNanos: items[i].nanos, reservedTokens: items[i].tokens, ...(o.ok && o.remainingNanos !== undefined && { remainingNanos: o.remainingNanos }) });
       }
       if (i === group.length) continue;
       const outcome = outcomes[i];

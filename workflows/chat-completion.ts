@@ -160,7 +160,12 @@ async function deliverWebhook(spec: WebhookSpec, event: WebhookEvent, view: Part
 
 /** What a request made with a virtual key records about it; `charged` is nano-USD. */
 function keyInfo(key: RequestKey, chargedNanos: number): RequestKeyInfo {
-  return { id: key.id, ...(key.reservedNanos !== undefined && { reserved_usd: nanosToUsd(key.reservedNanos) }), charged_usd: nanosToUsd(chargedNanos) };
+  return {
+    id: key.id,
+    ...(key.reservedNanos !== undefined && { reserved_usd: nanosToUsd(key.reservedNanos) }),
+    ...(key.remainingNanos !== undefined && { budget_remaining_usd: nanosToUsd(key.remainingNanos) }),
+    charged_usd: nanosToUsd(chargedNanos),
+  };
 }
 
 /**

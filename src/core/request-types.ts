@@ -69,12 +69,16 @@ export interface RequestKey {
   reservedNanos?: number;
   /** The worst-case tokens reserved (TPM). */
   reservedTokens?: number;
+  /** The key's budget left once this request was admitted, nano-USD (keys with a budget). */
+  remainingNanos?: number;
 }
 
 /** The key's part of a request's record (`keel.key`): what was reserved and what was charged. */
 export interface RequestKeyInfo {
   id: string;
   reserved_usd?: number;
+  /** The budget left once the request was admitted (its reservation counted). */
+  budget_remaining_usd?: number;
   charged_usd: number;
 }
 

@@ -4,6 +4,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure, WorkflowNotFoundError, defaultPayloadConverter } from '@temporalio/common';
+import { decodeMapFromPayloads } from '@temporalio/common/lib/internal-non-workflow/index.js';
 import type { KeelConfig } from '../config/schema.js';
 import { WORKFLOW_TYPES, changeKeyUpdate, keySnapshotQuery, releaseKeySignal, reserveKeyUpdate, type VirtualKeyWorkflow } from '../core/contract.js';
 import {
@@ -174,11 +175,14 @@ export class KeyService {
       if (opts.after && (err as { code?: number }).code === 3) throw new ApiError(400, 'after is not a cursor from a previous page', 'invalid_request_error', 'after', 'invalid_cursor');
       throw err;
     }
+    // Search attributes are never encoded; the memo goes through the client's converter (and codec).
     const decode = (p: unknown): unknown => (p ? defaultPayloadConverter.fromPayload(p as never) : undefined);
-    const data = (res.executions ?? []).map((e): KeyListItem => {
+    const converter = this.client.workflow.options.loadedDataConverter;
+    const data = await Promise.all((res.executions ?? []).map(async (e): Promise<KeyListItem> => {
       const fields = e.searchAttributes?.indexedFields ?? {};
       const status = decode(fields[KeelStatus.name]);
-      const name = decode(e.memo?.fields?.name);
+      const memo = await decodeMapFromPayloads(converter, (e.memo?.fields ?? {}) as Record<string, never>).catch(() => undefined);
+      const name = memo?.name;
       return {
         id: (e.execution?.workflowId ?? '').replace(/^keel-key-/, ''),
         object: 'keel.key',
@@ -186,7 +190,7 @@ export class KeyService {
         status: (Array.isArray(status) ? status[0] : status) === 'revoked' ? 'revoked' : 'active',
         created_at: Number(e.startTime?.seconds ?? 0),
       };
-    });
+    }));
     const token = res.nextPageToken && res.nextPageToken.length > 0 ? Buffer.from(res.nextPageToken).toString('base64url') : null;
     return { object: 'list', data, has_more: token !== null && data.length === opts.limit, next_after: token };
   }

@@ -104,7 +104,12 @@ export class RequestService {
     const outcome = await this.keys.reserve(key.id, item);
     if (!outcome.ok) throw refusalError(key.id, outcome.refusal);
     return {
-      key: { id: key.id, ...(budgeted && { reservedNanos: item.nanos }), ...(tpm && { reservedTokens: item.tokens }) },
+      key: {
+        id: key.id,
+        ...(budgeted && { reservedNanos: item.nanos }),
+        ...(tpm && { reservedTokens: item.tokens }),
+        ...(outcome.remainingNanos !== undefined && { remainingNanos: outcome.remainingNanos }),
+      },
       fresh: outcome.duplicate !== true,
       ...(outcome.remainingNanos !== undefined && { remainingNanos: outcome.remainingNanos }),
     };
