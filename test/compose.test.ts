@@ -20,7 +20,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { parseConfig } from '../src/config/load.js';
+import { authProblem, parseConfig } from '../src/config/load.js';
 import { devServerDynamicConfigArgs } from '../src/temporal/dev-server.js';
 import { clusterDynamicConfigYaml, DEV_SERVER_DYNAMIC_CONFIG, singlePartitionQueues } from '../src/temporal/dynamic-config.js';
 import { TEMPORAL_DATABASES } from '../src/temporal/schema.js';
@@ -262,6 +262,7 @@ test('every Compose variable is a documented knob with a default (a shell $var m
     'KEEL_CODEC_KEY',
     'KEEL_CODEC_KEY_ID',
     'KEEL_CODEC_TOKEN',
+    'KEEL_ADMIN_KEY',
   ]);
   const refs: string[] = [];
   const walk = (node: unknown): void => {
@@ -493,17 +494,38 @@ test('no literal API keys: provider keys only come from ${...} references', () =
   for (const [name, svc] of Object.entries(raw.services as Record<string, Dict>)) {
     for (const [key, value] of Object.entries(envOf(svc))) {
       // A setting named like a secret but holding none (a boolean).
-      if (!/(API_KEY|TOKEN|SECRET)$/.test(key) || key === 'TEMPORAL_CODEC_PASS_ACCESS_TOKEN') continue;
+      if (!/(API_KEY|ADMIN_KEY|TOKEN|SECRET)$/.test(key) || key === 'TEMPORAL_CODEC_PASS_ACCESS_TOKEN') continue;
       seen++;
       assert.match(value, /^\$\{[A-Z][A-Z0-9_]*(:?-[^}]*)?\}$/, `${name}.${key} is a \${...} reference`);
       assert.ok(value.startsWith(`\${${key}`), `${name}.${key} passes through the variable of the same name`);
     }
   }
-  assert.ok(seen >= 6, 'api and worker both receive the three provider keys');
+  assert.ok(seen >= 7, 'api and worker both receive the three provider keys, the api the admin key');
   for (const svc of ['api', 'worker']) {
     const env = envOf(raw.services[svc]);
     for (const key of ['OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'GEMINI_API_KEY']) assert.ok(key in env, `${svc} gets ${key}`);
   }
+});
+
+test('gateway keys: the api requires KEEL_ADMIN_KEY, passed through to it alone; the production config refuses to run open', () => {
+  const raw = loadComposeRaw();
+  assert.equal(envOf(raw.services.api).KEEL_ADMIN_KEY, '${KEEL_ADMIN_KEY:-}');
+  assert.equal(envOf(raw.services.worker).KEEL_ADMIN_KEY, undefined, 'workers never hold the admin key');
+  assert.equal(envOf(raw.services['temporal-setup']).KEEL_ADMIN_KEY, undefined);
+  const text = readFileSync(PROD_CONFIG_PATH, 'utf8');
+  const keys = { OPENAI_API_KEY: '', ANTHROPIC_API_KEY: '', GEMINI_API_KEY: '', KEEL_CODEC_KEY: Buffer.alloc(32, 7).toString('base64'), KEEL_CODEC_TOKEN: 'compose-test-codec-server-token' };
+  // Without the key a worker still starts; the API does not.
+  const open = parseConfig(text, keys, PROD_CONFIG_PATH);
+  assert.equal(open.auth.adminKey, undefined);
+  assert.match(authProblem(open) ?? '', /KEEL_ADMIN_KEY/);
+  const api = spawnSync(process.execPath, ['--import', 'tsx', 'src/bin/api.ts'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...keys, KEEL_CONFIG: PROD_CONFIG_PATH, KEEL_ADMIN_KEY: '', PORT: '0' } });
+  assert.equal(api.status, 1, api.stdout + api.stderr);
+  assert.match(api.stderr, /auth\.required is set but auth\.adminKey is empty: set KEEL_ADMIN_KEY/);
+  const closed = parseConfig(text, { ...keys, KEEL_ADMIN_KEY: 'a-long-enough-admin-key' }, PROD_CONFIG_PATH);
+  assert.equal(closed.auth.adminKey, 'a-long-enough-admin-key');
+  assert.equal(authProblem(closed), undefined);
+  assert.deepEqual(closed.auth.openPaths, ['/healthz', '/status']);
+  assert.throws(() => parseConfig(text, { ...keys, KEEL_ADMIN_KEY: 'short' }), /auth\.adminKey: must be at least 16 characters/);
 });
 
 test('deploy/keel.production.yaml parses, keeps keys in ${...} and is accepted by Keel', () => {

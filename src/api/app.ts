@@ -15,6 +15,10 @@ import { batchesRouter } from './batches.js';
 import { BatchService } from '../services/batch-service.js';
 import { filesRouter } from './files.js';
 import { codecRouter } from './codec.js';
+import { KeyService } from '../services/key-service.js';
+import { authMiddleware, keyOf } from './auth.js';
+import { keysRouter } from './keys.js';
+import { modelAllowed } from '../core/keys.js';
 
 export interface ApiDeps {
   client: Client;
@@ -26,7 +30,8 @@ export function createApp({ client, config, local }: ApiDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  const requests = new RequestService(client, config, local);
+  const keys = new KeyService(client, config);
+  const requests = new RequestService(client, config, local, keys);
 
   // Every response carries a request id; routes that start a workflow use it as the workflow ID.
   app.use((_req, res, next) => {
@@ -35,12 +40,18 @@ export function createApp({ client, config, local }: ApiDeps): Express {
     next();
   });
   // Before the API's JSON parser: the codec server takes bodies of its own size (a history's payloads).
+  // Before the gateway's keys too: the codec server checks its own bearer tokens (docs/ENCRYPTION.md).
   if (config.codec.server.enabled) app.use('/codec', codecRouter(config));
+  // Before the body is read: an unauthenticated request costs no parsing.
+  app.use(authMiddleware(config, keys));
   // Over-limit bodies are refused from Content-Length, before anything is read or started.
   app.use(express.json({ limit: config.bodyLimitBytes, type: (req) => !String(req.headers['content-type'] ?? '').startsWith('multipart/') }));
 
   app.get('/v1/models', (_req, res) => {
-    res.json({ object: 'list', data: listModels(config.routing).map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.owned_by })) });
+    // A virtual key sees the models it may use.
+    const allowed = keyOf(res)?.view.models ?? undefined;
+    const models = listModels(config.routing).filter((m) => modelAllowed(allowed, m.id, config.routing.models[m.id]?.targets ?? []));
+    res.json({ object: 'list', data: models.map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.owned_by })) });
   });
   app.use(chatCompletionsRouter(requests));
   app.use(requestsRouter(requests));
@@ -48,7 +59,8 @@ export function createApp({ client, config, local }: ApiDeps): Express {
   app.use(providersRouter(client, config));
   const batchFiles = openBatchStore(config.codec);
   app.use(filesRouter(batchFiles, config.batches.maxFileBytes));
-  app.use(batchesRouter(new BatchService(client, config, batchFiles)));
+  app.use(batchesRouter(new BatchService(client, config, batchFiles, keys)));
+  app.use(keysRouter(keys, config));
   app.use(notFoundRoute);
   app.use(errorHandler);
   return app;

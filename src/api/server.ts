@@ -6,6 +6,7 @@ import type { KeelConfig } from '../config/schema.js';
 import type { LocalWorkers } from '../services/request-service.js';
 import { createApp } from './app.js';
 import { keelDataConverter } from '../codec/data-converter.js';
+import { ConfigError, authProblem } from '../config/load.js';
 
 export interface RunningApi {
   url: string;
@@ -28,6 +29,8 @@ export interface ApiOptions {
 }
 
 export async function startApi(config: KeelConfig, opts: ApiOptions): Promise<RunningApi> {
+  const problem = authProblem(config);
+  if (problem) throw new ConfigError(problem);
   const own = opts.connection ? undefined : await Connection.connect({ address: opts.address ?? config.temporalAddress });
   const dataConverter = keelDataConverter(config.codec);
   const client = new Client({ connection: opts.connection ?? own!, namespace: config.namespace, ...(dataConverter && { dataConverter }) });

@@ -4,11 +4,11 @@ import { join, resolve } from 'node:path';
 import { startDevServer, type DevServer } from '../temporal/dev-server.js';
 import { startFakeProvider, type FakeProvider } from '../../dev/fakes/index.js';
 import { installRuntime } from '../worker/temporal-runtime.js';
-import { dataDir, loadConfigOrExit, uiOrigins } from '../config/load.js';
+import { dataDir, apiConfigOrExit, uiOrigins } from '../config/load.js';
 import type { KeelConfig } from '../config/schema.js';
 import { GatewayProcess } from './gateway-process.js';
 
-const loaded = loadConfigOrExit();
+const loaded = apiConfigOrExit();
 installRuntime();
 const data = resolve(dataDir());
 
@@ -98,7 +98,8 @@ try {
 
   console.log(`
 Keel is running.
-  API          ${api.url}/v1   (try: curl ${api.url}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"chat","messages":[{"role":"user","content":"Hello"}]}')
+  API          ${api.url}/v1   (try: curl ${api.url}/v1/chat/completions${config.auth.adminKey ? ' -H "authorization: Bearer $KEEL_ADMIN_KEY"' : ''} -H 'content-type: application/json' -d '{"model":"chat","messages":[{"role":"user","content":"Hello"}]}')
+  Keys         ${config.auth.adminKey ? 'required: the admin key (KEEL_ADMIN_KEY) or a virtual key (POST /v1/keys; docs/KEYS.md)' : 'none needed (set KEEL_ADMIN_KEY to require keys; docs/KEYS.md)'}
   Health       ${api.url}/healthz
   Temporal UI  ${devServer?.uiUrl ?? config.uiUrl}
   Temporal     ${address}

@@ -9,6 +9,7 @@ import {
   DEFAULT_BREAKER,
   DEFAULT_HEDGE,
   DEFAULT_LIMITS,
+  DEFAULT_OPEN_PATHS,
   DEFAULT_RETRY,
   DEFAULT_TIMEOUTS,
   DEFAULT_WEBHOOK_RETRY,
@@ -107,6 +108,12 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
     },
     temporalAddress: env.TEMPORAL_ADDRESS ?? raw.temporal?.address ?? '127.0.0.1:7233',
     batches: { ...DEFAULT_BATCHES, ...raw.batches },
+    auth: {
+      // `${KEEL_ADMIN_KEY:-}` with the variable unset is an empty string: authentication off.
+      ...(raw.auth?.adminKey && { adminKey: raw.auth.adminKey }),
+      required: raw.auth?.required ?? false,
+      openPaths: raw.auth?.openPaths ?? DEFAULT_OPEN_PATHS,
+    },
     webhooks: {
       ...(raw.webhooks?.secret && { secret: raw.webhooks.secret }),
       allowPrivate: raw.webhooks?.allowPrivate ?? false,
@@ -156,6 +163,25 @@ export function loadConfigOrExit(): KeelConfig {
     }
     throw err;
   }
+}
+
+/** `auth.required` without an admin key: the API must not start open. Workers never need the key. */
+export function authProblem(config: KeelConfig): string | undefined {
+  if (config.auth.required && config.auth.adminKey === undefined) {
+    return 'auth.required is set but auth.adminKey is empty: set KEEL_ADMIN_KEY (at least 16 characters)';
+  }
+  return undefined;
+}
+
+/** For the API's entry points: the configuration, or exit 1 (a bad file, or a required admin key missing). */
+export function apiConfigOrExit(): KeelConfig {
+  const config = loadConfigOrExit();
+  const problem = authProblem(config);
+  if (problem) {
+    console.error(`keel: ${problem}`);
+    process.exit(1);
+  }
+  return config;
 }
 
 /** Where `npm start` keeps the dev server's SQLite file and the file store. */

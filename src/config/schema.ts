@@ -73,6 +73,9 @@ export type ModelEntry = z.infer<typeof ModelEntrySchema>;
 const UpstreamModelSchema = z
   .object({
     contextWindow: z.number().int().positive().optional(),
+    // The most tokens one answer can have: the worst case a budgeted key reserves for a request
+    // without max_tokens (docs/KEYS.md). Without it, contextWindow is that bound.
+    maxOutputTokens: z.number().int().positive().optional(),
     // USD per million tokens.
     pricing: z.object({ input: z.number().nonnegative(), output: z.number().nonnegative() }).strict().optional(),
   })
@@ -143,6 +146,23 @@ export const WebhooksSchema = z
       .optional(),
   })
   .strict();
+
+// Gateway keys (docs/KEYS.md): the admin key from the environment; virtual keys are created with it.
+export const AuthSchema = z
+  .object({
+    // Unset or empty: no authentication (the `npm start` demo). At least 16 characters.
+    adminKey: z.string().optional(),
+    // The API refuses to start without an adminKey (the production config sets this). Only the
+    // API checks it: workers never need the admin key.
+    required: z.boolean().optional(),
+    // Paths answered without a key (exact paths). Default: /healthz and /status.
+    openPaths: z.array(z.string().startsWith('/')).optional(),
+  })
+  .strict()
+  .refine((a) => a.adminKey === undefined || a.adminKey === '' || a.adminKey.length >= 16, {
+    message: 'must be at least 16 characters',
+    path: ['adminKey'],
+  });
 
 // Payload encryption (docs/ENCRYPTION.md): an AES-256-GCM payload codec on every client and worker,
 // the same keys for the file store, and a codec server for the Temporal UI and CLI. A key is 32
@@ -320,6 +340,7 @@ export const ConfigSchema = z
     models: z.record(z.string(), ModelEntrySchema).default({}),
     health: HealthSchema.optional(),
     webhooks: WebhooksSchema.optional(),
+    auth: AuthSchema.optional(),
     codec: CodecSchema.optional(),
   })
   .strict()
@@ -389,6 +410,7 @@ export interface KeelConfig {
   temporalAddress: string;
   webhooks: WebhookSettings;
   batches: BatchSettings;
+  auth: AuthSettings;
   codec: CodecSettings;
 }
 
@@ -409,6 +431,17 @@ export interface CodecSettings {
     maxBodyBytes: number;
   };
 }
+
+export interface AuthSettings {
+  /** Undefined: authentication is off (every route is open, virtual keys cannot be created). */
+  adminKey?: string;
+  /** The API must not start without an adminKey. */
+  required: boolean;
+  /** Paths answered without a key. */
+  openPaths: string[];
+}
+
+export const DEFAULT_OPEN_PATHS = ['/healthz', '/status'];
 
 export interface WebhookSettings {
   /** Undefined: webhooks are refused at submit time. */

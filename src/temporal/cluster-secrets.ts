@@ -10,6 +10,9 @@ const MAKERS: Record<string, () => string> = {
   // docs/ENCRYPTION.md: 32 random bytes in base64.
   KEEL_CODEC_KEY: () => randomBytes(32).toString('base64'),
   KEEL_CODEC_TOKEN: () => randomBytes(24).toString('base64url'),
+  // docs/KEYS.md: the gateway's admin key, which the production config requires of the APIs (only
+  // they get it: src/temporal/cluster.ts).
+  KEEL_ADMIN_KEY: () => `keel-admin-${randomBytes(24).toString('base64url')}`,
 };
 
 /** Each secret `env` lacks, from `<dataDir>/secrets.json` (made there on first use). */

@@ -305,9 +305,13 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     await setUpKeelNamespace({ address, namespace, retentionSeconds, log: (l) => log(`keel: setup: ${l}`) });
     checkpoint();
 
+    // The admin key goes to the APIs alone: workers never need it.
+    const { KEEL_ADMIN_KEY: adminFromEnv, ...inherited } = process.env;
+    const { KEEL_ADMIN_KEY: adminMade, ...roleSecrets } = secrets;
+    const adminKey = adminFromEnv || adminMade;
     const roleEnv: NodeJS.ProcessEnv = {
-      ...process.env,
-      ...secrets,
+      ...inherited,
+      ...roleSecrets,
       KEEL_CONFIG: resolve(opts.keelConfig),
       KEEL_DATA_DIR: dataDir,
       TEMPORAL_ADDRESS: address,
@@ -324,7 +328,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     };
     const addApi = async (port?: number) => {
       const name = `api-${++apiCount}`;
-      const a = await spawnKeelRole({ role: 'api', name, env: roleEnv, port: port ?? (await freePort()), logFile: join(logsDir, `${name}.log`) });
+      const a = await spawnKeelRole({ role: 'api', name, env: { ...roleEnv, ...(adminKey && { KEEL_ADMIN_KEY: adminKey }) }, port: port ?? (await freePort()), logFile: join(logsDir, `${name}.log`) });
       apis.push(a);
       return a;
     };

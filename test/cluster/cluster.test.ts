@@ -48,6 +48,8 @@ let client: Client | undefined;
 /** deploy/keel.production.yaml with the test's knobs: its three providers (so deploy/temporal/dynamicconfig.yaml applies), test models. */
 function testConfig(): string {
   const prod = parseYaml(readFileSync(join(ROOT, 'deploy', 'keel.production.yaml'), 'utf8')) as Json;
+  // Gateway keys are not this test's subject (test/keys.e2e.test.ts; command.test.ts runs the production config with them).
+  delete prod.auth;
   prod.providers.openai = { ...prod.providers.openai, rateLimitPerSecond: RATE, rateLimitWorkers: 2 };
   prod.defaults = {
     retry: { maxAttempts: 5, initialIntervalMs: 200, backoffCoefficient: 2, maximumIntervalMs: 2000, jitter: 0.2 },
@@ -414,7 +416,7 @@ test('npm run setup prepares another namespace on the cluster, and running it ag
   const ns = await client!.workflowService.describeNamespace({ namespace: 'keel-setup-test' });
   assert.equal(Number(ns.config?.workflowExecutionRetentionTtl?.seconds), 3 * 86_400);
   const attrs = await client!.connection.operatorService.listSearchAttributes({ namespace: 'keel-setup-test' });
-  for (const name of ['KeelModel', 'KeelProvider', 'KeelErrorClass', 'KeelBatchId', 'KeelStatus']) {
+  for (const name of ['KeelModel', 'KeelProvider', 'KeelErrorClass', 'KeelBatchId', 'KeelStatus', 'KeelKey']) {
     assert.equal(attrs.customAttributes?.[name], proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD, name);
   }
   const again = setup('--namespace', 'keel-setup-test');

@@ -33,6 +33,8 @@ export interface RoleEnv {
   temporalAddress: string;
   dataDir: string;
   port?: number;
+  /** More environment (e.g. KEEL_ADMIN_KEY). */
+  env?: Record<string, string>;
 }
 
 /** Starts `src/bin/worker.ts` or `src/bin/api.ts`; resolves once it prints its ready line. */
@@ -47,6 +49,7 @@ export async function startRole(role: 'worker' | 'api', env: RoleEnv, timeoutMs 
       // The worker runs as `npm run worker` runs it.
       ...(role === 'worker' && { ...WORKER_PROCESS_ENV, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${WORKER_PROCESS_ENV.NODE_OPTIONS}`.trim() }),
       ...(env.port !== undefined && { PORT: String(env.port) }),
+      ...env.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
