@@ -30,15 +30,23 @@ import type {
   AttemptRecord,
   ChatWorkflowInput,
   ChatWorkflowResult,
+  PartialStream,
   ProviderCallOutput,
   RequestFailureDetails,
   RequestStatusView,
+  StreamRequestSpec,
   WebhookEvent,
   WebhookSpec,
 } from '../src/core/request-types.js';
 
 /** How often a running provider call must prove it is alive; cancellation reaches it on the next heartbeat. */
 const HEARTBEAT_TIMEOUT_MS = 1_500;
+
+/**
+ * A hedged streamed call waits on the starting process's own queue; a process that is gone starts
+ * nothing, and the call times out here rather than at the request's deadline.
+ */
+const PROCESS_QUEUE_START_TIMEOUT_MS = 10_000;
 
 const { hedgeAllowed } = proxyLocalActivities<KeelActivities>({
   startToCloseTimeout: '5s',
@@ -51,7 +59,7 @@ type Settled =
   | { target: Target; ok: true; out: ProviderCallOutput }
   | { target: Target; ok: false; failure: RequestFailureDetails };
 
-function providerCall(target: Target, plan: Plan, deadline: number) {
+function providerCall(target: Target, plan: Plan, deadline: number, stream?: StreamRequestSpec) {
   const retry = plan.retry;
   // A half-open probe is one call: a second would be a second probe.
   const probe = plan.probe === targetKey(target);
@@ -67,6 +75,20 @@ function providerCall(target: Target, plan: Plan, deadline: number) {
       maximumInterval: retry.maximumIntervalMs,
     },
   };
+  if (stream) {
+    // A streamed call runs in the process whose API streams it (docs/STREAMING.md): a local call
+    // (this workflow runs there: it was started eagerly), or, when a hedge timer must fire while one
+    // streams, an activity on that process's own queue. Its attempt budget bounds the first chunk
+    // (enforced by the call); the whole answer may take the request's budget.
+    const streamed = { ...common, startToCloseTimeout: Math.max(1, deadline - Date.now()) };
+    if (plan.mode !== 'hedge') return proxyLocalActivities<KeelActivities>(streamed).callProvider;
+    return proxyActivities<KeelActivities>({
+      ...streamed,
+      taskQueue: stream.processQueue,
+      heartbeatTimeout: HEARTBEAT_TIMEOUT_MS,
+      scheduleToStartTimeout: PROCESS_QUEUE_START_TIMEOUT_MS,
+    }).callProvider;
+  }
   // The local path runs the call in this worker, inside the workflow task: no task-queue hops.
   if (isLocalCall(plan, target)) return proxyLocalActivities<KeelActivities>(common).callProvider;
   return proxyActivities<KeelActivities>({ ...common, taskQueue: providerTaskQueue(target.provider), heartbeatTimeout: HEARTBEAT_TIMEOUT_MS }).callProvider;
@@ -84,6 +106,8 @@ function describeFailure(target: Target, err: unknown): RequestFailureDetails {
       status: ERROR_POLICY[errorClass].clientStatus,
       message: app.message,
       attempts: d.attempts ?? [],
+      ...(d.stream && { stream: d.stream }),
+      ...(d.cause && { cause: d.cause }),
     };
   }
   if (app instanceof TimeoutFailure) {
@@ -96,6 +120,12 @@ function describeFailure(target: Target, err: unknown): RequestFailureDetails {
     };
   }
   return { errorClass: 'bad_response', status: 502, message: String((app as Error)?.message ?? app), attempts: [] };
+}
+
+/** An interrupted answer another target can continue: one choice of text (tool calls cannot be continued). */
+function continuable(partial: PartialStream): boolean {
+  const choices = partial.completion.choices;
+  return choices.length === 1 && !choices[0].message.tool_calls?.length && !!choices[0].message.content;
 }
 
 function requestFailed(details: RequestFailureDetails): ApplicationFailure {
@@ -202,9 +232,13 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
   }));
 
   const queue = [...plan.targets];
+  // A streamed request: once a call owns the stream (a loser says so), no other target starts,
+  // except one asked to continue an interrupted answer.
+  let streamTaken = false;
+  let continuation: PartialStream | undefined;
   const launch = (target: Target) => {
     const scope = new CancellationScope();
-    const call = providerCall(target, plan, deadline);
+    const call = providerCall(target, plan, deadline, input.stream);
     const settled = scope
       .run(() =>
         call({
@@ -215,6 +249,9 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
           retry: plan.retry,
           deadline,
           ...(plan.probe === targetKey(target) && { probe: true }),
+          ...(input.stream && {
+            stream: { idleTimeoutMs: plan.stream.idleTimeoutMs, firstChunkTimeoutMs: plan.timeouts.attemptMs, ...(continuation && { continuation }) },
+          }),
         }),
       )
       .then(
@@ -237,11 +274,17 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
   let hedgeTimer: Promise<'hedge'> | undefined;
   let hedgeScope: CancellationScope | undefined;
   let lastFailure: RequestFailureDetails | undefined;
+  // What the client has of a stream that broke after its first token.
+  let partial: PartialStream | undefined;
 
   try {
     for (;;) {
-      while (running.size < width && queue.length > 0 && Date.now() < deadline) launch(queue.shift()!);
-      if (running.size === 0) break;
+      while (running.size < width && queue.length > 0 && Date.now() < deadline && (!streamTaken || continuation)) launch(queue.shift()!);
+      if (running.size === 0) {
+        // The call that owns the stream is not one this execution runs (its workflow task was lost and run again).
+        if (streamTaken && !continuation) lastFailure = { errorClass: 'stream_interrupted', status: 502, message: 'the call streaming this answer is no longer running', attempts: [] };
+        break;
+      }
       if (plan.mode === 'hedge' && queue.length > 0 && !hedgeTimer) {
         hedgeScope = new CancellationScope();
         hedgeTimer = hedgeScope.run(() => sleep(plan.hedge.delayMs)).then(() => 'hedge' as const);
@@ -256,17 +299,24 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
       }
       running.delete(targetKey(next.target));
       if (next.ok) {
+        const out = next.out;
+        if ('lost' in out) {
+          // Beaten to the first token by another target of this request: no verdict, no fallback.
+          attempts.push(...out.attempts);
+          streamTaken = true;
+          continue;
+        }
         hedgeScope?.cancel();
         cancelRunning();
-        attempts.push(...next.out.attempts);
+        attempts.push(...out.attempts);
         state = 'succeeded';
         upsertSearchAttributes([
           { key: KeelProvider, value: next.target.provider },
           { key: KeelStatus, value: 'succeeded' },
         ]);
-        const cost = usageCost(next.out.completion.usage, next.target.provider, next.target.model, input.routing);
+        const cost = usageCost(out.completion.usage, next.target.provider, next.target.model, input.routing);
         const result: ChatWorkflowResult = {
-          completion: withUsageCost(next.out.completion, cost),
+          completion: withUsageCost(out.completion, cost),
           keel: {
             request_id: requestId,
             provider: next.target.provider,
@@ -275,14 +325,21 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
             attempts,
             ...(cost !== undefined && { cost }),
           },
+          ...(input.stream && { stream: { layout: out.layout ?? [], includeUsage: input.stream.includeUsage } }),
         };
         answers.settled({ ok: true, result });
         return result;
       }
       attempts.push(...next.failure.attempts);
       lastFailure = next.failure;
+      if (next.failure.stream) partial = next.failure.stream;
       upsertSearchAttributes([{ key: KeelProvider, value: next.target.provider }]);
       const policy = ERROR_POLICY[next.failure.errorClass as ErrorClass] ?? ERROR_POLICY.bad_response;
+      if (next.failure.errorClass === 'stream_interrupted' && next.failure.stream && plan.stream.recovery === 'continue' && continuable(next.failure.stream)) {
+        // The request asked the next target to continue the answer the client has part of.
+        continuation = next.failure.stream;
+        continue;
+      }
       if (policy.fallback === 'no') break;
       if (policy.fallback === 'larger-context') {
         const limit = next.target.contextWindow;
@@ -307,6 +364,8 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
   const failure: RequestFailureDetails = lastFailure
     ? { ...lastFailure, attempts }
     : { errorClass: 'timeout', status: 504, message: 'The request deadline passed before a provider answered', attempts };
+  // Once the client has part of an answer, whatever ends the request ends that stream.
+  if (partial) Object.assign(failure, { stream: partial, ...(failure.errorClass !== 'stream_interrupted' && { cause: failure.errorClass, errorClass: 'stream_interrupted', status: 502 }) });
   const tried = new Set(attempts.map((a) => a.target)).size;
   failure.message = `All ${tried} target(s) failed for model '${plan.requestedModel}'; last error: ${failure.message}`;
   upsertSearchAttributes([
