@@ -85,7 +85,7 @@ export async function streamCall(o: StreamCallOptions): Promise<StreamCallResult
   let why: Abort | undefined;
   const abort = (reason: Abort) => {
     why ??= reason;
-    controller.abort(new Error(`stream call ${reason}`));
+    controller.abort(new DOMException(`stream call ${reason}`, 'AbortError'));
   };
   const producer: StreamProducer | undefined = o.board?.join(o.requestId, o.runId, o.callId, o.target, () => abort('lost'));
   // Another call already streams this request's answer: this one has lost before calling anyone.
@@ -123,6 +123,8 @@ export async function streamCall(o: StreamCallOptions): Promise<StreamCallResult
       timer = setTimeout(() => abort('stalled'), limit);
       const step = await iterator.next();
       clearTimeout(timer);
+      // The SDKs end a stream quietly when its request is aborted: that is no end of the answer.
+      if (why) throw controller.signal.reason;
       if (step.done) break;
       const ev = step.value;
       if (ev.type === 'start') {
