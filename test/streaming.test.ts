@@ -36,6 +36,7 @@ providers:
   a: { type: openai, baseURL: ${a.url}, models: { m: { pricing: { input: 1, output: 2 } } } }
   b: { type: anthropic, baseURL: ${b.url} }
   g: { type: gemini, baseURL: ${g.url} }
+  limited: { type: openai, baseURL: ${a.url}, rateLimitPerSecond: 4 }
 models:
   oa: { targets: [a/m] }
   an: { targets: [b/m] }
@@ -52,6 +53,7 @@ models:
   hedge: { targets: [a/hslow, b/hquick], mode: hedge, hedge: { delayMs: 300, maxShare: 1 } }
   long: { targets: [a/long] }
   bad: { targets: [a/bad, b/bad] }
+  limited: { targets: [limited/lim] }
 `;
 
 before(async () => {
@@ -204,6 +206,24 @@ describe("OpenAI's streaming format", () => {
     assert.ok(events.length < 20, `${events.length} history events for 300 chunks`);
     const result = (await env.client.workflow.getHandle(r.headers.get('x-request-id')!).result()) as Json;
     assert.equal(result.stream.layout.length, 300, 'the chunk boundaries are recorded with the answer');
+  });
+});
+
+describe('where streamed calls run', () => {
+  test("a rate-limited provider keeps its limit: streamed calls wait for the worker's share of the window", async () => {
+    a.setBehaviour('lim', { default: { kind: 'ok', content: 'short answer' } });
+    // Connections to the provider opened first: a cold connect delays a request's arrival past the window's guard.
+    await Promise.all(Array.from({ length: 4 }, () => collect('limited')));
+    await new Promise((r) => setTimeout(r, 1100));
+    a.resetCalls();
+    const answers = await Promise.all(Array.from({ length: 10 }, () => collect('limited')));
+    assert.ok(answers.every((r) => r.text === 'short answer'));
+    const starts = a.calls('lim').map((c) => c.startedAt).sort((x, y) => x - y);
+    assert.equal(starts.length, 10);
+    // At most R calls in any second at the provider, and R + 1 at worst (docs/ROUTING.md: the window's guard).
+    const most = Math.max(...starts.map((t) => starts.filter((u) => u >= t && u < t + 1000).length));
+    assert.ok(most <= 5, `${most} calls within one second (limit 4)`);
+    assert.ok(starts.at(-1)! - starts[0] >= 1900, `10 calls at 4 a second took ${starts.at(-1)! - starts[0]} ms`);
   });
 });
 
