@@ -46,6 +46,8 @@ export interface FakeCall {
   stream: boolean;
   /** Content events written so far (streamed answers). */
   chunksSent: number;
+  /** When each content event was written (epoch ms, sub-millisecond: performance.timeOrigin + performance.now()). */
+  chunkTimes: number[];
 }
 
 export interface WaitForCallsOptions {
@@ -213,6 +215,7 @@ class Exchange {
           waited = false;
           sentContent++;
           this.call.chunksSent = sentContent;
+          this.call.chunkTimes.push(performance.timeOrigin + performance.now());
         }
         this.res.write(ev.sse);
         if (ev.content) this.changed();
@@ -370,7 +373,7 @@ class FakeProviderServer implements FakeProvider {
     }
     const model = typeof parsed === 'object' ? parsed.model : (route.model ?? modelField(body));
     const stream = typeof parsed === 'object' ? parsed.stream : route.stream === true;
-    const call: FakeCall = { id: this.nextId++, model, startedAt, step: 'error', aborted: false, authorized, request: body, stream, chunksSent: 0 };
+    const call: FakeCall = { id: this.nextId++, model, startedAt, step: 'error', aborted: false, authorized, request: body, stream, chunksSent: 0, chunkTimes: [] };
     this.records.push(call);
     const ex = new Exchange(call, req, res, this.wire.requestIdHeader, () => this.shuttingDown, () => this.changed());
     this.changed();
@@ -453,7 +456,7 @@ class FakeProviderServer implements FakeProvider {
     }
     if (url.pathname === '/__fake/calls' && req.method === 'GET') {
       const calls = this.calls(url.searchParams.get('model') ?? undefined);
-      return sendRaw(res, 200, calls.map(({ request: _request, ...rest }) => rest));
+      return sendRaw(res, 200, calls.map(({ request: _request, chunkTimes: _times, ...rest }) => rest));
     }
     if (url.pathname === '/__fake/calls' && req.method === 'DELETE') {
       this.resetCalls();
