@@ -62,6 +62,7 @@ providers:
   a: { type: openai, baseURL: ${fake.url} }
 models:
   chat: { targets: [a/m] }
+  hedged: { targets: [a/m, a/m2], mode: hedge, hedge: { delayMs: 600000, maxShare: 1 } }
 `;
   configPath = join(mkdtempSync(join(tmpdir(), 'keel-stream-crash-')), 'keel.yaml');
   writeFileSync(configPath, yaml);
@@ -104,6 +105,15 @@ test('SIGKILL of a gateway mid-stream: both SDKs raise; the answer is finished e
   let pyChunks = 0;
   const python = pythonStream({ baseURL: url, model: 'chat' }, () => void pyChunks++);
 
+  // A hedged request: its call runs on the gateway's own activity queue, which dies with it.
+  const hedged = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'hedged', stream: true, messages: [{ role: 'user', content: 'Hello' }] }),
+  });
+  const hedgedId = hedged.headers.get('x-request-id')!;
+  const hedgedRead = readSse(hedged);
+
   const start = Date.now();
   while ((nodeChunks < 5 || pyChunks < 3) && Date.now() - start < 30_000) await new Promise((r) => setTimeout(r, 20));
   assert.ok(nodeChunks >= 5 && pyChunks >= 3, `streams began (${nodeChunks}, ${pyChunks} chunks)`);
@@ -117,6 +127,7 @@ test('SIGKILL of a gateway mid-stream: both SDKs raise; the answer is finished e
   const py = await python;
   assert.equal(py.error?.connection_error, true, `the Python SDK raised APIConnectionError: ${JSON.stringify(py.error)}`);
   assert.ok(nodeText.length > 0 && TEXT.startsWith(nodeText));
+  assert.ok((await hedgedRead).error, 'the hedged stream broke too');
 
   // Another worker finishes both requests (the dead worker's workflow task times out, the call runs again).
   await spawnRole('src/bin/worker.ts', /keel worker polling/);
@@ -126,6 +137,14 @@ test('SIGKILL of a gateway mid-stream: both SDKs raise; the answer is finished e
     const events = (await env.client.workflow.getHandle(id).fetchHistory()).events ?? [];
     assert.ok(events.some((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT), 'the dead gateway’s workflow task timed out');
   }
+
+  // The hedged request's call waited on the dead process's queue, then ran the ordinary way (its provider's queue).
+  const hedgedResult = (await env.client.workflow.getHandle(hedgedId).result()) as { completion: { choices: { message: { content: string } }[] } };
+  assert.equal(hedgedResult.completion.choices[0].message.content, TEXT);
+  const hedgedEvents = (await env.client.workflow.getHandle(hedgedId).fetchHistory()).events ?? [];
+  const queues = hedgedEvents.filter((e) => e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED).map((e) => e.activityTaskScheduledEventAttributes!.taskQueue!.name);
+  assert.match(queues[0]!, /^keel-process-/);
+  assert.equal(queues.at(-1), 'keel-provider-a');
 
   // Each client resumes where it was, through the other API: the rest of the answer, then [DONE].
   const resumed = await readSse(await fetch(`${api.url}/v1/requests/${nodeId}/stream?after=${nodeChunks}`));

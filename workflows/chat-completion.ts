@@ -57,7 +57,8 @@ const { answers } = proxySinks<KeelSinks>();
 
 type Settled =
   | { target: Target; ok: true; out: ProviderCallOutput }
-  | { target: Target; ok: false; failure: RequestFailureDetails };
+  /** `notStarted`: the call never started (its queue had no poller: a process queue whose process is gone). */
+  | { target: Target; ok: false; failure: RequestFailureDetails; notStarted?: boolean };
 
 function providerCall(target: Target, plan: Plan, deadline: number, stream?: StreamRequestSpec) {
   const retry = plan.retry;
@@ -236,9 +237,12 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
   // except one asked to continue an interrupted answer.
   let streamTaken = false;
   let continuation: PartialStream | undefined;
+  // The process that streams this request is gone (its queue starts nothing): calls go the ordinary way.
+  let streaming = input.stream;
   const launch = (target: Target) => {
     const scope = new CancellationScope();
-    const call = providerCall(target, plan, deadline, input.stream);
+    const stream = streaming;
+    const call = providerCall(target, plan, deadline, stream);
     const settled = scope
       .run(() =>
         call({
@@ -249,7 +253,7 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
           retry: plan.retry,
           deadline,
           ...(plan.probe === targetKey(target) && { probe: true }),
-          ...(input.stream && {
+          ...(stream && {
             stream: { idleTimeoutMs: plan.stream.idleTimeoutMs, firstChunkTimeoutMs: plan.timeouts.attemptMs, ...(continuation && { continuation }) },
           }),
         }),
@@ -258,7 +262,9 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
         (out): Settled => ({ target, ok: true, out }),
         (err): Settled => {
           if (isCancellation(err) && scope.consideredCancelled) throw err;
-          return { target, ok: false, failure: describeFailure(target, err) };
+          const cause = err instanceof ActivityFailure ? err.cause : err;
+          const notStarted = stream !== undefined && cause instanceof TimeoutFailure && cause.timeoutType === 'SCHEDULE_TO_START';
+          return { target, ok: false, failure: describeFailure(target, err), ...(notStarted && { notStarted }) };
         },
       );
     // A loser's cancellation rejection is expected: keep it from surfacing as unhandled.
@@ -325,10 +331,16 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
             attempts,
             ...(cost !== undefined && { cost }),
           },
-          ...(input.stream && { stream: { layout: out.layout ?? [], includeUsage: input.stream.includeUsage } }),
+          ...(input.stream && { stream: { ...(out.layout && { layout: out.layout }), includeUsage: input.stream.includeUsage } }),
         };
         answers.settled({ ok: true, result });
         return result;
+      }
+      if (next.notStarted) {
+        // Nobody polls the streaming process's queue any more: this target again, the ordinary way.
+        streaming = undefined;
+        queue.unshift(next.target);
+        continue;
       }
       attempts.push(...next.failure.attempts);
       lastFailure = next.failure;

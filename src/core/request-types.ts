@@ -121,8 +121,11 @@ export interface KeelResponseInfo {
 export interface ChatWorkflowResult {
   completion: ChatCompletion;
   keel: KeelResponseInfo;
-  /** A streamed request: how its answer was cut into chunks, so a replay of the stream is the same stream. */
-  stream?: { layout: LayoutEntry[]; includeUsage: boolean };
+  /**
+   * A streamed request: how its answer was cut into chunks, so a replay of the stream is the same
+   * stream (no layout: the answer was not streamed live, e.g. its process was gone).
+   */
+  stream?: { layout?: LayoutEntry[]; includeUsage: boolean };
 }
 
 /** Details of the ApplicationFailure a request workflow fails with when every target is spent. */
