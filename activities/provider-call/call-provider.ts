@@ -1,6 +1,7 @@
 // The provider-call activity: one HTTP call to one provider per attempt. Temporal retries it
 // (bounded RetryPolicy); this code decides, per failure, whether another attempt is worth it and
 // after how long (`nextRetryDelay`), and keeps the attempt log across attempts in heartbeats.
+import { randomUUID } from 'node:crypto';
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';
 import { DEFAULT_PROVIDER_CONCURRENCY, type KeelConfig } from '../../src/config/schema.js';
@@ -138,7 +139,8 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent, str
           ...(streams && { board: streams }),
           requestId: input.requestId,
           runId: ctx.info.workflowExecution?.runId ?? '',
-          callId: `${ctx.info.activityId}#${attempt}`,
+          // Unique per execution: a local call run again after a lost workflow task must not pass for the first.
+          callId: `${ctx.info.activityId}#${attempt}#${randomUUID()}`,
           target: record.target,
           cancelled: ctx.cancellationSignal,
           onProgress: (n) => (streamed = n),
