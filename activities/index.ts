@@ -2,13 +2,14 @@
 import type { KeelConfig } from '../src/config/schema.js';
 import type { HealthLink } from './health-link.js';
 import type { RoutingHealth } from '../src/core/health-types.js';
+import type { StreamBoard } from '../src/channels/stream-board.js';
 import { createCallProvider } from './provider-call/call-provider.js';
 import { createDeliverWebhook } from './webhook/deliver.js';
 import { takeHedge } from './provider-call/hedge-budget.js';
 
-export function createActivities(config: KeelConfig, health?: HealthLink) {
+export function createActivities(config: KeelConfig, health?: HealthLink, streams?: StreamBoard) {
   return {
-    callProvider: createCallProvider(config, health),
+    callProvider: createCallProvider(config, health, streams),
     /** Runs on the request task queue: POSTs an async job's signed webhook. */
     deliverWebhook: createDeliverWebhook(config),
     /** Runs as a local activity: the hedge budget is this worker's, read without a server round trip. */

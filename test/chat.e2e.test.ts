@@ -134,11 +134,11 @@ describe('errors in OpenAI shape with the right status', () => {
     assert.equal(role.json.error?.param, 'messages[0].role');
   });
 
-  test('400 for invalid JSON and for stream: true, never an HTML page', async () => {
+  test('400 for invalid JSON and for a stream flag that is not a boolean, never an HTML page', async () => {
     const broken = await post('/v1/chat/completions', '{"model": "chat", ');
     assert.equal(broken.res.status, 400);
     assert.equal(broken.json.error?.code, 'invalid_json');
-    const stream = await post('/v1/chat/completions', { model: 'chat', stream: true, messages: [{ role: 'user', content: 'x' }] });
+    const stream = await post('/v1/chat/completions', { model: 'chat', stream: 'yes', messages: [{ role: 'user', content: 'x' }] });
     assert.equal(stream.res.status, 400);
     assert.equal(stream.json.error?.param, 'stream');
     const route = await fetch(`${keel.url}/v1/nowhere`);

@@ -16,6 +16,8 @@ interface Ask {
   maxTokens?: number;
   /** offer: two tools, model's choice; force: the second one is forced. */
   tools?: 'offer' | 'force';
+  /** Streaming: called with each content piece as it arrives. */
+  onPiece?: (piece: string) => void;
 }
 
 interface Reply {
@@ -26,8 +28,19 @@ interface Reply {
   outputTokens: number;
 }
 
+/** What a streamed answer gave the SDK: the content pieces in order, then its end or the error it raised. */
+interface Streamed {
+  pieces: string[];
+  toolCall?: { name: string; args: unknown };
+  finish?: string;
+  outputTokens?: number;
+  error?: unknown;
+}
+
 interface Client {
   ask(a: Ask): Promise<Reply>;
+  /** The same question through the SDK's streaming call; a failure mid-stream is returned, not thrown. */
+  stream(a: Ask): Promise<Streamed>;
   /** The provider's error code/type from an SDK error. */
   errorCode(e: unknown): string | undefined;
   /** Retry delay as the SDK error exposes it: headers for OpenAI/Anthropic, RetryInfo for Gemini. */
@@ -70,6 +83,45 @@ function openaiClient(fake: FakeProvider, apiKey: string): Client {
         inputTokens: r.usage!.prompt_tokens,
         outputTokens: r.usage!.completion_tokens,
       };
+    },
+    async stream({ model, text, signal, tools, onPiece }) {
+      const fn = (name: string) => ({ type: 'function' as const, function: { name, parameters: { type: 'object', properties: {} } } });
+      const out: Streamed = { pieces: [] };
+      const push = (piece: string) => {
+        out.pieces.push(piece);
+        onPiece?.(piece);
+      };
+      let args = '';
+      let name = '';
+      try {
+        const stream = await client.chat.completions.create(
+          {
+            model,
+            stream: true,
+            stream_options: { include_usage: true },
+            messages: [{ role: 'user', content: text }],
+            ...(tools ? { tools: [fn('lookup'), fn('second')], tool_choice: 'auto' as const } : {}),
+          },
+          { signal },
+        );
+        for await (const chunk of stream) {
+          const choice = chunk.choices[0];
+          if (choice?.delta.content) push(choice.delta.content);
+          for (const call of choice?.delta.tool_calls ?? []) {
+            name ||= call.function?.name ?? '';
+            if (call.function?.arguments) {
+              args += call.function.arguments;
+              push(call.function.arguments);
+            }
+          }
+          if (choice?.finish_reason) out.finish = choice.finish_reason;
+          if (chunk.usage) out.outputTokens = chunk.usage.completion_tokens;
+        }
+      } catch (e) {
+        out.error = e;
+      }
+      if (name) out.toolCall = { name, args: JSON.parse(args) };
+      return out;
     },
     errorCode: (e) => (e instanceof OpenAI.APIError ? (e.code ?? undefined) : undefined),
     retryAfter: (e) => {
@@ -114,6 +166,38 @@ function anthropicClient(fake: FakeProvider, apiKey: string): Client {
         inputTokens: r.usage.input_tokens,
         outputTokens: r.usage.output_tokens,
       };
+    },
+    async stream({ model, text, signal, tools, onPiece }) {
+      const tool = (name: string) => ({ name, input_schema: { type: 'object' as const, properties: {} } });
+      const out: Streamed = { pieces: [] };
+      const push = (piece: string) => {
+        out.pieces.push(piece);
+        onPiece?.(piece);
+      };
+      let args = '';
+      let name = '';
+      try {
+        const stream = await client.messages.create(
+          { model, max_tokens: 1024, stream: true, messages: [{ role: 'user', content: text }], ...(tools ? { tools: [tool('lookup'), tool('second')] } : {}) },
+          { signal },
+        );
+        for await (const ev of stream) {
+          if (ev.type === 'content_block_start' && ev.content_block.type === 'tool_use') name = ev.content_block.name;
+          if (ev.type === 'content_block_delta' && ev.delta.type === 'text_delta') push(ev.delta.text);
+          if (ev.type === 'content_block_delta' && ev.delta.type === 'input_json_delta') {
+            args += ev.delta.partial_json;
+            push(ev.delta.partial_json);
+          }
+          if (ev.type === 'message_delta') {
+            out.finish = ev.delta.stop_reason ?? undefined;
+            out.outputTokens = ev.usage.output_tokens;
+          }
+        }
+      } catch (e) {
+        out.error = e;
+      }
+      if (name) out.toolCall = { name, args: JSON.parse(args) };
+      return out;
     },
     errorCode: (e) => (e instanceof Anthropic.APIError ? (e.type ?? undefined) : undefined),
     retryAfter: (e) => {
@@ -165,6 +249,35 @@ function geminiClient(fake: FakeProvider, apiKey: string): Client {
         inputTokens: r.usageMetadata?.promptTokenCount ?? -1,
         outputTokens: r.usageMetadata?.candidatesTokenCount ?? -1,
       };
+    },
+    async stream({ model, text, signal, tools, onPiece }) {
+      const out: Streamed = { pieces: [] };
+      const push = (piece: string) => {
+        out.pieces.push(piece);
+        onPiece?.(piece);
+      };
+      try {
+        const stream = await client.models.generateContentStream({
+          model,
+          contents: text,
+          config: { ...(signal ? { abortSignal: signal } : {}), ...(tools ? { tools: [{ functionDeclarations: [{ name: 'lookup' }, { name: 'second' }] }] } : {}) },
+        });
+        for await (const r of stream) {
+          const candidate = r.candidates?.[0];
+          for (const part of candidate?.content?.parts ?? []) {
+            if (part.text) push(part.text);
+            if (part.functionCall) {
+              out.toolCall = { name: part.functionCall.name ?? '', args: part.functionCall.args };
+              push(JSON.stringify(part.functionCall.args));
+            }
+          }
+          if (candidate?.finishReason) out.finish = candidate.finishReason;
+          if (r.usageMetadata?.candidatesTokenCount !== undefined) out.outputTokens = r.usageMetadata.candidatesTokenCount;
+        }
+      } catch (e) {
+        out.error = e;
+      }
+      return out;
     },
     errorCode: (e) => geminiBody(e).error.status,
     retryAfter: (e) => ({ delay: geminiBody(e).error.details?.[0]?.retryDelay }),
@@ -375,6 +488,82 @@ for (const type of PROVIDER_TYPES) {
       assert.equal(r.finish, client.finish.length);
     });
 
+    it('streams the answer in chunks at the scripted pace, with usage', async () => {
+      fake.setBehaviour('m-stream', { default: { kind: 'ok', content: 'the quick brown fox jumps' }, stream: { chunks: 5, chunkDelayMs: 60 } });
+      const r = await client.stream({ model: 'm-stream', text: 'q' });
+      assert.equal(r.error, undefined, String(r.error));
+      assert.deepEqual(r.pieces, ['the q', 'uick ', 'brown', ' fox ', 'jumps']);
+      assert.equal(r.finish, client.finish.stop);
+      assert.equal(r.outputTokens, tokens('the quick brown fox jumps'));
+      const [call] = fake.calls('m-stream');
+      assert.equal(call.stream, true);
+      assert.equal(call.chunksSent, 5);
+      // Four gaps of 60 ms, measured by the fake itself.
+      assert.ok(call.endedAt! - call.startedAt >= 235, `${call.endedAt! - call.startedAt} ms`);
+
+      fake.setBehaviour('m-words', { default: { kind: 'ok', content: 'one two three' } });
+      assert.deepEqual((await client.stream({ model: 'm-words', text: 'q' })).pieces, ['one ', 'two ', 'three'], 'one chunk per word by default');
+    });
+
+    it('streams a tool call', async () => {
+      const r = await client.stream({ model: 'm-stool', text: 'use tool now', tools: 'offer' });
+      assert.equal(r.error, undefined, String(r.error));
+      assert.deepEqual(r.toolCall, { name: 'lookup', args: { echo: 'use tool now' } });
+      assert.equal(r.finish, client.finish.tool);
+      if (type !== 'gemini') assert.ok(r.pieces.length > 1, 'the arguments arrive in pieces');
+    });
+
+    it('fails a streamed call before its first chunk with an HTTP error', async () => {
+      fake.setBehaviour('m-s503', { script: [{ kind: 'error', status: 503 }] });
+      const r = await client.stream({ model: 'm-s503', text: 'q' });
+      assert.equal(statusOf(r.error), 503);
+      assert.deepEqual(r.pieces, []);
+    });
+
+    it('breaks a stream after K chunks: an error event, a reset, a stall', async () => {
+      const content = 'one two three four five six';
+      fake.setBehaviour('m-serr', { default: { kind: 'stream-break', afterChunks: 2, how: 'error', status: 503, content } });
+      const errored = await client.stream({ model: 'm-serr', text: 'q' });
+      assert.deepEqual(errored.pieces, ['one ', 'two ']);
+      if (type === 'gemini') assert.equal(statusOf(errored.error), 503);
+      else assert.ok(errored.error instanceof (type === 'openai' ? OpenAI.APIError : Anthropic.APIError), String(errored.error));
+
+      fake.setBehaviour('m-sreset', { default: { kind: 'stream-break', afterChunks: 3, how: 'reset', content } });
+      const reset = await client.stream({ model: 'm-sreset', text: 'q' });
+      assert.deepEqual(reset.pieces, ['one ', 'two ', 'three ']);
+      assert.match(String((reset.error as Error)?.message ?? reset.error), /terminated|other side closed|ECONNRESET|socket/i);
+
+      fake.setBehaviour('m-sstall', { default: { kind: 'stream-break', afterChunks: 1, how: 'stall', content } });
+      // The client gives up once it has the one chunk: nothing else comes.
+      const controller = new AbortController();
+      const stalled = await client.stream({ model: 'm-sstall', text: 'q', signal: controller.signal, onPiece: () => setTimeout(() => controller.abort(), 300) });
+      assert.deepEqual(stalled.pieces, ['one ']);
+      const [call] = await fake.waitForCalls(1, { model: 'm-sstall', where: (c) => c.aborted, timeoutMs: 5_000 });
+      assert.equal(call.chunksSent, 1);
+    });
+
+    it('continues an answer it is asked to continue', async () => {
+      fake.setBehaviour('m-cont', { default: { kind: 'ok', content: 'alpha beta gamma' } });
+      const body = { openai: { model: 'm-cont', messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'alpha ' }] } }[type as 'openai'];
+      if (body) {
+        const r = await new OpenAI({ apiKey: 'k', baseURL: fake.url, maxRetries: 0 }).chat.completions.create(body as never);
+        assert.equal((r as OpenAI.ChatCompletion).choices[0].message.content, 'beta gamma');
+      } else if (type === 'anthropic') {
+        const r = await new Anthropic({ apiKey: 'k', baseURL: fake.url, maxRetries: 0 }).messages.create({
+          model: 'm-cont',
+          max_tokens: 100,
+          messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'alpha' }],
+        });
+        assert.equal(r.content[0].type === 'text' && r.content[0].text, ' beta gamma');
+      } else {
+        const r = await new GoogleGenAI({ apiKey: 'k', httpOptions: { baseUrl: fake.url } }).models.generateContent({
+          model: 'm-cont',
+          contents: [{ role: 'user', parts: [{ text: 'q' }] }, { role: 'model', parts: [{ text: 'alpha ' }] }, { role: 'user', parts: [{ text: 'go on' }] }],
+        });
+        assert.equal(r.text, 'beta gamma');
+      }
+    });
+
     it('is steered through the control surface', async () => {
       const put = (model: string, body: unknown) =>
         fetch(`${origin(fake)}/__fake/models/${encodeURIComponent(model)}`, { method: 'PUT', body: JSON.stringify(body) });
@@ -467,8 +656,6 @@ describe('provider-specific wire details', () => {
       const ids = [];
       for await (const m of client.models.list()) ids.push(m.id);
       assert.deepEqual(ids.sort(), ['gpt-listed', 'gpt-n']);
-      const streamed = await failure(client.chat.completions.create({ model: 'x', stream: true, messages: [{ role: 'user', content: 'q' }] }));
-      assert.equal(statusOf(streamed), 400);
     } finally {
       await fake.close();
     }
@@ -517,7 +704,8 @@ describe('provider-specific wire details', () => {
         method: 'POST',
         body: JSON.stringify({ contents: [{ parts: [{ text: 'yo' }] }] }),
       });
-      assert.equal(stream.status, 400);
+      assert.equal(stream.headers.get('content-type'), 'text/event-stream');
+      assert.match(await stream.text(), /^data: \{"candidates".*\r\n\r\n$/s, 'events end in CRLF CRLF, as the real API sends them');
     } finally {
       await fake.close();
     }

@@ -32,17 +32,25 @@ import type {
   AttemptRecord,
   ChatWorkflowInput,
   ChatWorkflowResult,
+  PartialStream,
   ProviderCallOutput,
   RequestFailureDetails,
   RequestKey,
   RequestKeyInfo,
   RequestStatusView,
+  StreamRequestSpec,
   WebhookEvent,
   WebhookSpec,
 } from '../src/core/request-types.js';
 
 /** How often a running provider call must prove it is alive; cancellation reaches it on the next heartbeat. */
 const HEARTBEAT_TIMEOUT_MS = 1_500;
+
+/**
+ * A hedged streamed call waits on the starting process's own queue; a process that is gone starts
+ * nothing, and the call times out here rather than at the request's deadline.
+ */
+const PROCESS_QUEUE_START_TIMEOUT_MS = 10_000;
 
 const { hedgeAllowed } = proxyLocalActivities<KeelActivities>({
   startToCloseTimeout: '5s',
@@ -53,9 +61,10 @@ const { answers } = proxySinks<KeelSinks>();
 
 type Settled =
   | { target: Target; ok: true; out: ProviderCallOutput }
-  | { target: Target; ok: false; failure: RequestFailureDetails };
+  /** `notStarted`: the call never started (its queue had no poller: a process queue whose process is gone). */
+  | { target: Target; ok: false; failure: RequestFailureDetails; notStarted?: boolean };
 
-function providerCall(target: Target, plan: Plan, deadline: number) {
+function providerCall(target: Target, plan: Plan, deadline: number, stream?: StreamRequestSpec) {
   const retry = plan.retry;
   // A half-open probe is one call: a second would be a second probe.
   const probe = plan.probe === targetKey(target);
@@ -71,6 +80,20 @@ function providerCall(target: Target, plan: Plan, deadline: number) {
       maximumInterval: retry.maximumIntervalMs,
     },
   };
+  if (stream) {
+    // A streamed call runs in the process whose API streams it (docs/STREAMING.md): a local call
+    // (this workflow runs there: it was started eagerly), or, when a hedge timer must fire while one
+    // streams, an activity on that process's own queue. Its attempt budget bounds the first chunk
+    // (enforced by the call); the whole answer may take the request's budget.
+    const streamed = { ...common, startToCloseTimeout: Math.max(1, deadline - Date.now()) };
+    if (plan.mode !== 'hedge') return proxyLocalActivities<KeelActivities>(streamed).callProvider;
+    return proxyActivities<KeelActivities>({
+      ...streamed,
+      taskQueue: stream.processQueue,
+      heartbeatTimeout: HEARTBEAT_TIMEOUT_MS,
+      scheduleToStartTimeout: PROCESS_QUEUE_START_TIMEOUT_MS,
+    }).callProvider;
+  }
   // The local path runs the call in this worker, inside the workflow task: no task-queue hops.
   if (isLocalCall(plan, target)) return proxyLocalActivities<KeelActivities>(common).callProvider;
   return proxyActivities<KeelActivities>({ ...common, taskQueue: providerTaskQueue(target.provider), heartbeatTimeout: HEARTBEAT_TIMEOUT_MS }).callProvider;
@@ -88,6 +111,8 @@ function describeFailure(target: Target, err: unknown): RequestFailureDetails {
       status: ERROR_POLICY[errorClass].clientStatus,
       message: app.message,
       attempts: d.attempts ?? [],
+      ...(d.stream && { stream: d.stream }),
+      ...(d.cause && { cause: d.cause }),
     };
   }
   if (app instanceof TimeoutFailure) {
@@ -100,6 +125,12 @@ function describeFailure(target: Target, err: unknown): RequestFailureDetails {
     };
   }
   return { errorClass: 'bad_response', status: 502, message: String((app as Error)?.message ?? app), attempts: [] };
+}
+
+/** An interrupted answer another target can continue: one choice of text (tool calls cannot be continued). */
+function continuable(partial: PartialStream): boolean {
+  const choices = partial.completion.choices;
+  return choices.length === 1 && !choices[0].message.tool_calls?.length && !!choices[0].message.content;
 }
 
 function requestFailed(details: RequestFailureDetails): ApplicationFailure {
@@ -259,9 +290,16 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
   }));
 
   const queue = [...plan.targets];
+  // A streamed request: once a call owns the stream (a loser says so), no other target starts,
+  // except one asked to continue an interrupted answer.
+  let streamTaken = false;
+  let continuation: PartialStream | undefined;
+  // The process that streams this request is gone (its queue starts nothing): calls go the ordinary way.
+  let streaming = input.stream;
   const launch = (target: Target) => {
     const scope = new CancellationScope();
-    const call = providerCall(target, plan, deadline);
+    const stream = streaming;
+    const call = providerCall(target, plan, deadline, stream);
     const settled = scope
       .run(() =>
         call({
@@ -272,13 +310,18 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
           retry: plan.retry,
           deadline,
           ...(plan.probe === targetKey(target) && { probe: true }),
+          ...(stream && {
+            stream: { idleTimeoutMs: plan.stream.idleTimeoutMs, firstChunkTimeoutMs: plan.timeouts.attemptMs, ...(continuation && { continuation }) },
+          }),
         }),
       )
       .then(
         (out): Settled => ({ target, ok: true, out }),
         (err): Settled => {
           if (isCancellation(err) && scope.consideredCancelled) throw err;
-          return { target, ok: false, failure: describeFailure(target, err) };
+          const cause = err instanceof ActivityFailure ? err.cause : err;
+          const notStarted = stream !== undefined && cause instanceof TimeoutFailure && cause.timeoutType === 'SCHEDULE_TO_START';
+          return { target, ok: false, failure: describeFailure(target, err), ...(notStarted && { notStarted }) };
         },
       );
     // A loser's cancellation rejection is expected: keep it from surfacing as unhandled.
@@ -294,11 +337,17 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
   let hedgeTimer: Promise<'hedge'> | undefined;
   let hedgeScope: CancellationScope | undefined;
   let lastFailure: RequestFailureDetails | undefined;
+  // What the client has of a stream that broke after its first token.
+  let partial: PartialStream | undefined;
 
   try {
     for (;;) {
-      while (running.size < width && queue.length > 0 && Date.now() < deadline) launch(queue.shift()!);
-      if (running.size === 0) break;
+      while (running.size < width && queue.length > 0 && Date.now() < deadline && (!streamTaken || continuation)) launch(queue.shift()!);
+      if (running.size === 0) {
+        // The call that owns the stream is not one this execution runs (its workflow task was lost and run again).
+        if (streamTaken && !continuation) lastFailure = { errorClass: 'stream_interrupted', status: 502, message: 'the call streaming this answer is no longer running', attempts: [] };
+        break;
+      }
       if (plan.mode === 'hedge' && queue.length > 0 && !hedgeTimer) {
         hedgeScope = new CancellationScope();
         hedgeTimer = hedgeScope.run(() => sleep(plan.hedge.delayMs)).then(() => 'hedge' as const);
@@ -313,17 +362,24 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
       }
       running.delete(targetKey(next.target));
       if (next.ok) {
+        const out = next.out;
+        if ('lost' in out) {
+          // Beaten to the first token by another target of this request: no verdict, no fallback.
+          attempts.push(...out.attempts);
+          streamTaken = true;
+          continue;
+        }
         hedgeScope?.cancel();
         cancelRunning();
-        attempts.push(...next.out.attempts);
+        attempts.push(...out.attempts);
         state = 'succeeded';
         upsertSearchAttributes([
           { key: KeelProvider, value: next.target.provider },
           { key: KeelStatus, value: 'succeeded' },
         ]);
-        const cost = usageCost(next.out.completion.usage, next.target.provider, next.target.model, input.routing);
+        const cost = usageCost(out.completion.usage, next.target.provider, next.target.model, input.routing);
         const result: ChatWorkflowResult = {
-          completion: withUsageCost(next.out.completion, cost),
+          completion: withUsageCost(out.completion, cost),
           keel: {
             request_id: requestId,
             provider: next.target.provider,
@@ -331,16 +387,29 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
             mode: plan.mode,
             attempts,
             ...(cost !== undefined && { cost }),
-            ...(input.key && { key: keyInfo(input.key, charge(input.key, cost, next.out.completion.usage).nanos) }),
+            ...(input.key && { key: keyInfo(input.key, charge(input.key, cost, out.completion.usage).nanos) }),
           },
+          ...(input.stream && { stream: { ...(out.layout && { layout: out.layout }), includeUsage: input.stream.includeUsage } }),
         };
         answers.settled({ ok: true, result });
         return result;
       }
+      if (next.notStarted) {
+        // Nobody polls the streaming process's queue any more: this target again, the ordinary way.
+        streaming = undefined;
+        queue.unshift(next.target);
+        continue;
+      }
       attempts.push(...next.failure.attempts);
       lastFailure = next.failure;
+      if (next.failure.stream) partial = next.failure.stream;
       upsertSearchAttributes([{ key: KeelProvider, value: next.target.provider }]);
       const policy = ERROR_POLICY[next.failure.errorClass as ErrorClass] ?? ERROR_POLICY.bad_response;
+      if (next.failure.errorClass === 'stream_interrupted' && next.failure.stream && plan.stream.recovery === 'continue' && continuable(next.failure.stream)) {
+        // The request asked the next target to continue the answer the client has part of.
+        continuation = next.failure.stream;
+        continue;
+      }
       if (policy.fallback === 'no') break;
       if (policy.fallback === 'larger-context') {
         const limit = next.target.contextWindow;
@@ -366,6 +435,8 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
     ? { ...lastFailure, attempts }
     : { errorClass: 'timeout', status: 504, message: 'The request deadline passed before a provider answered', attempts };
   if (input.key) failure.key = keyInfo(input.key, 0);
+  // Once the client has part of an answer, whatever ends the request ends that stream.
+  if (partial) Object.assign(failure, { stream: partial, ...(failure.errorClass !== 'stream_interrupted' && { cause: failure.errorClass, errorClass: 'stream_interrupted', status: 502 }) });
   const tried = new Set(attempts.map((a) => a.target)).size;
   failure.message = `All ${tried} target(s) failed for model '${plan.requestedModel}'; last error: ${failure.message}`;
   upsertSearchAttributes([

@@ -10,8 +10,10 @@ import type { AttemptLogDetails, AttemptRecord } from '../../src/core/request-ty
 export interface AttemptLog {
   /** The attempts before this one. */
   readonly prior: AttemptRecord[];
+  /** Chunks the previous attempt had streamed to a client when it last proved itself alive (task-queue calls). */
+  readonly priorStreamed: number;
   /** Keeps the log for the next attempt (and proves this one alive, where that is how cancellation arrives). */
-  keep(attempts: AttemptRecord[]): void;
+  keep(attempts: AttemptRecord[], streamed?: number): void;
   /** The call is over: nothing follows. */
   close(): void;
 }
@@ -27,13 +29,20 @@ function sweep(now: number): void {
 export function attemptLog(ctx: Context): AttemptLog {
   const info = ctx.info;
   if (!info.isLocal) {
-    const prior = (info.heartbeatDetails as AttemptLogDetails | undefined)?.attempts ?? [];
-    return { prior, keep: (attempts) => ctx.heartbeat({ attempts } satisfies AttemptLogDetails), close: () => undefined };
+    const details = info.heartbeatDetails as AttemptLogDetails | undefined;
+    return {
+      prior: details?.attempts ?? [],
+      priorStreamed: details?.streamed ?? 0,
+      keep: (attempts, streamed) => ctx.heartbeat({ attempts, ...(streamed && { streamed }) } satisfies AttemptLogDetails),
+      close: () => undefined,
+    };
   }
   const key = `${info.workflowExecution?.workflowId}/${info.workflowExecution?.runId}/${info.activityId}`;
   const prior = local.get(key)?.attempts ?? [];
   return {
     prior,
+    // A local call whose worker died is run again from its first attempt by the next worker.
+    priorStreamed: 0,
     keep(attempts) {
       const now = Date.now();
       if (local.size > 0 && local.size % 1000 === 0) sweep(now);

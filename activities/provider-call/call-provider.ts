@@ -1,10 +1,12 @@
 // The provider-call activity: one HTTP call to one provider per attempt. Temporal retries it
 // (bounded RetryPolicy); this code decides, per failure, whether another attempt is worth it and
 // after how long (`nextRetryDelay`), and keeps the attempt log across attempts in heartbeats.
+import { randomUUID } from 'node:crypto';
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';
 import { DEFAULT_PROVIDER_CONCURRENCY, type KeelConfig } from '../../src/config/schema.js';
 import type { HealthLink } from '../health-link.js';
+import type { StreamBoard } from '../../src/channels/stream-board.js';
 import { ERROR_POLICY, type ErrorClass, type ProviderErrorInfo } from '../../src/core/error-classes.js';
 import type { AttemptRecord, ProviderCallInput, ProviderCallOutput } from '../../src/core/request-types.js';
 import { attemptLog } from './attempt-log.js';
@@ -14,6 +16,7 @@ import { noteProviderCall } from './hedge-budget.js';
 import { createAdapter } from '../providers/index.js';
 import type { ChatRequest } from '../providers/types.js';
 import { backoffDelayMs } from './retry-delay.js';
+import { StreamBroke, continuingRequest, streamCall } from './stream-call.js';
 
 const HEARTBEAT_EVERY_MS = 300;
 
@@ -46,7 +49,30 @@ function noteHealth(health: HealthLink | undefined, input: ProviderCallInput, re
   if (input.probe) health.publishSoon();
 }
 
-export function createCallProvider(config: KeelConfig, health?: HealthLink) {
+/** `streams`: the channel to an API in this process, where streamed calls publish their chunks. */
+/**
+ * A stream that broke after the client had content: neither retried nor (unless the request asked
+ * to continue it) falls back — the failure carries what the client has.
+ */
+function streamInterrupted(err: StreamBroke, record: AttemptRecord, prior: AttemptRecord[], attempt: number, info: ProviderErrorInfo): ApplicationFailure {
+  const message = `the answer broke after ${err.progress.chunks} chunk(s) (${info.errorClass}): ${info.message}`;
+  Object.assign(record, {
+    outcome: 'error',
+    errorClass: 'stream_interrupted',
+    ...(info.status !== undefined && { status: info.status }),
+    message,
+    stream: err.progress,
+  } satisfies Partial<AttemptRecord>);
+  return ApplicationFailure.create({
+    type: 'stream_interrupted',
+    message: `${record.target} attempt ${attempt}: ${message}`,
+    category: ApplicationFailureCategory.BENIGN,
+    nonRetryable: true,
+    details: [{ errorClass: 'stream_interrupted', cause: info.errorClass, message, attempts: [...prior, record], stream: err.partial }],
+  });
+}
+
+export function createCallProvider(config: KeelConfig, health?: HealthLink, streams?: StreamBoard) {
   const secrets = Object.values(config.providers)
     .map((p) => p.apiKey)
     .filter((k): k is string => typeof k === 'string' && k.length > 0);
@@ -79,16 +105,58 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink) {
       durationMs: 0,
       outcome: 'success',
     };
-    // Local calls share the worker's local-activity slots: the provider's own cap is a permit here.
-    const release = ctx.info.isLocal ? await acquirePermit(input.provider, provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY, ctx.cancellationSignal) : undefined;
+    // A streamed call retried after its worker died: the client had part of an answer from it, and
+    // a new call would start another one.
+    if (input.stream && log.priorStreamed > 0) {
+      const message = `the worker streaming this answer stopped after ${log.priorStreamed} chunk(s)`;
+      Object.assign(record, { outcome: 'error', errorClass: 'stream_interrupted', message } satisfies Partial<AttemptRecord>);
+      throw ApplicationFailure.create({
+        type: 'stream_interrupted',
+        message: `${record.target} attempt ${attempt}: ${message}`,
+        category: ApplicationFailureCategory.BENIGN,
+        nonRetryable: true,
+        details: [{ errorClass: 'stream_interrupted', cause: 'unreachable', message, attempts: [...prior, record] }],
+      });
+    }
+    // Local and streamed calls run beside the worker's own slots: the provider's cap is a permit here.
+    const gated = ctx.info.isLocal || input.stream !== undefined;
+    const release = gated ? await acquirePermit(input.provider, provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY, ctx.cancellationSignal) : undefined;
     record.startedAt = Date.now();
     noteProviderCall(record.startedAt);
     log.keep(prior);
+    let streamed = 0;
     // Heartbeats are how a cancellation (race loser, client cancel) reaches a running call on a
     // task queue; a local call is cancelled in-process.
-    const beat = ctx.info.isLocal ? undefined : setInterval(() => log.keep(prior), HEARTBEAT_EVERY_MS);
+    const beat = ctx.info.isLocal ? undefined : setInterval(() => log.keep(prior, streamed), HEARTBEAT_EVERY_MS);
     try {
       const adapter = createAdapter(provider.type, { baseURL: provider.baseURL, ...(provider.apiKey && { apiKey: provider.apiKey }) });
+      if (input.stream) {
+        const continuation = input.stream.continuation;
+        const out = await streamCall({
+          adapter,
+          request: continuation ? continuingRequest(providerRequest(input), continuation, provider.type === 'anthropic') : providerRequest(input),
+          upstreamModel: input.model,
+          spec: input.stream,
+          ...(streams && { board: streams }),
+          requestId: input.requestId,
+          runId: ctx.info.workflowExecution?.runId ?? '',
+          // Unique per execution: a local call run again after a lost workflow task must not pass for the first.
+          callId: `${ctx.info.activityId}#${attempt}#${randomUUID()}`,
+          target: record.target,
+          cancelled: ctx.cancellationSignal,
+          onProgress: (n) => (streamed = n),
+        });
+        record.durationMs = Date.now() - record.startedAt;
+        log.close();
+        if (out.lost) {
+          // Not a verdict on the target: another call of the request was first (a race, a hedge).
+          Object.assign(record, { outcome: 'cancelled', message: `another target streamed first${out.to ? ` (${out.to})` : ''}` } satisfies Partial<AttemptRecord>);
+          return { lost: true, attempts: [...prior, record] };
+        }
+        record.stream = out.progress;
+        noteHealth(health, input, record, undefined, out.completion.usage?.completion_tokens);
+        return { completion: out.completion, layout: out.layout, attempts: [...prior, record] };
+      }
       const completion = await adapter.complete(providerRequest(input), input.model, ctx.cancellationSignal);
       record.durationMs = Date.now() - record.startedAt;
       noteHealth(health, input, record, undefined, completion.usage?.completion_tokens);
@@ -101,6 +169,12 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink) {
         if (ctx.cancellationDetails?.timedOut) noteHealth(health, input, record, 'timeout');
         log.close();
         throw err instanceof CancelledFailure ? err : new CancelledFailure('provider call cancelled');
+      }
+      if (err instanceof StreamBroke) {
+        const info = classifyError(err.cause, provider.type, secrets);
+        noteHealth(health, input, record, info.errorClass);
+        log.close();
+        throw streamInterrupted(err, record, prior, attempt, info);
       }
       const info = classifyError(err, provider.type, secrets);
       // Keel's own bug says nothing about the provider (no mark against its health), and only the log has its stack.

@@ -60,10 +60,16 @@ export function internalStack(err: unknown, secrets: readonly string[] = []): st
 
 const READERS: Record<ProviderType, ProviderErrorReader> = { openai: openaiErrors, anthropic: anthropicErrors, gemini: geminiErrors };
 
-/** Any SDK error with an HTTP status, read through its provider's reader. */
+/**
+ * Any SDK error with an HTTP status, read through its provider's reader; or an error event inside a
+ * stream (OpenAI's `data: {"error": …}`, Anthropic's `event: error`), which the SDKs raise as their
+ * API error without a status: status 0.
+ */
 function httpFailure(err: unknown, reader: ProviderErrorReader | undefined): HttpFailure | undefined {
-  if (!isRecord(err) || typeof err.status !== 'number' || err.status < 400) return undefined;
-  const status = err.status;
+  if (!isRecord(err)) return undefined;
+  const inStream = err.status === undefined && isRecord(err.error) && chain(err).some((e) => is(e, 'APIError'));
+  if (!inStream && (typeof err.status !== 'number' || err.status < 400)) return undefined;
+  const status = inStream ? 0 : (err.status as number);
   const rawMessage = typeof err.message === 'string' ? err.message : '';
   const body = reader ? reader.body(err) : err.error;
   const inner = isRecord(body) ? (isRecord(body.error) ? body.error : body) : undefined;
@@ -92,13 +98,14 @@ const UNSUPPORTED_SIGNS =
 
 function classifyHttp(provider: string, f: HttpFailure, reader: ProviderErrorReader | undefined): ProviderErrorInfo {
   const unsupported = f.status === 400 && UNSUPPORTED_SIGNS.test(f.message);
-  const errorClass = reader?.classify(f) ?? (unsupported ? 'model_not_found' : statusClass(f));
+  // An error event mid-stream says nothing about the client's request: the provider failed while generating.
+  const errorClass = reader?.classify(f) ?? (unsupported ? 'model_not_found' : f.status === 0 ? 'unavailable' : statusClass(f));
   const label = f.code ?? f.type;
   const providerCode = errorClass === 'model_not_found' && unsupported ? 'unsupported_feature' : label;
   return {
     errorClass,
-    status: f.status,
-    message: `${provider} ${f.status}${label ? ` ${label}` : ''}: ${detail(f.message)}`,
+    ...(f.status !== 0 && { status: f.status }),
+    message: `${provider} ${f.status === 0 ? 'stream error' : f.status}${label ? ` ${label}` : ''}: ${detail(f.message)}`,
     ...(providerCode !== undefined && { providerCode }),
     ...(f.retryAfterMs !== undefined && { retryAfterMs: f.retryAfterMs }),
   };

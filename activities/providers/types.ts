@@ -1,6 +1,8 @@
 // The contract between the provider-call activity and each provider's adapter.
 import type { ChatCompletion, ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
+import type { CompletionUsage } from 'openai/resources/completions';
 import type { ErrorClass, ProviderErrorInfo } from '../../src/core/error-classes.js';
+import type { StreamPiece } from '../../src/core/stream-chunks.js';
 
 export type ChatRequest = ChatCompletionCreateParamsNonStreaming;
 export type { ChatCompletion };
@@ -14,7 +16,20 @@ export interface ProviderAdapter {
    * `classifyError` turns what it throws into a ProviderErrorInfo.
    */
   complete(request: ChatRequest, upstreamModel: string, signal: AbortSignal): Promise<ChatCompletion>;
+  /**
+   * The same call, streamed (the provider's own streaming, no retries): the answer as it comes, in
+   * OpenAI's terms — pieces of text, refusal or tool-call arguments (tool calls numbered from 0 per
+   * choice; a tool call's first piece carries its id and name), each choice's finish reason, the
+   * usage. Throws like `complete`, before or during the stream.
+   */
+  stream(request: ChatRequest, upstreamModel: string, signal: AbortSignal): AsyncIterable<AdapterStreamEvent>;
 }
+
+export type AdapterStreamEvent =
+  | { type: 'start'; id?: string; created?: number }
+  | { type: 'piece'; piece: StreamPiece }
+  | { type: 'finish'; choice: number; reason: ChatCompletion.Choice['finish_reason'] }
+  | { type: 'usage'; usage: CompletionUsage };
 
 /**
  * The pure half of `complete`: the body sent on the wire for a validated request. Throws

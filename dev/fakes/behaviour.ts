@@ -2,8 +2,29 @@
 
 import { z } from 'zod';
 
+/** How a streamed answer is cut: `chunks` content pieces (default: one per word), `chunkDelayMs` apart. */
+export interface FakeStreamShape {
+  chunks?: number;
+  chunkDelayMs?: number;
+}
+
 export type FakeStep =
-  | { kind: 'ok'; latencyMs?: number; content?: string }
+  | ({ kind: 'ok'; latencyMs?: number; content?: string } & FakeStreamShape)
+  | ({
+      /**
+       * A streamed answer that goes wrong after `afterChunks` content chunks: the connection is reset,
+       * the stream stalls (nothing more, connection open), or the provider sends its wire format's
+       * error event. Asked without streaming: a reset, a hang, or an HTTP error.
+       */
+      kind: 'stream-break';
+      afterChunks: number;
+      how: 'reset' | 'stall' | 'error';
+      latencyMs?: number;
+      content?: string;
+      status?: number;
+      code?: string;
+      message?: string;
+    } & FakeStreamShape)
   | {
       kind: 'error';
       status: number;
@@ -30,13 +51,27 @@ export interface FakeModelBehaviour {
   script?: FakeStep[];
   default?: FakeStep;
   latency?: FakeLatency;
+  /** How this model's streamed answers are cut, unless a step says otherwise. */
+  stream?: FakeStreamShape;
 }
 
 const ms = z.number().finite().nonnegative();
+const streamShape = { chunks: z.number().int().min(1).optional(), chunkDelayMs: ms.optional() };
 
 // Strict objects: a misspelt field in a benchmark's behaviour should fail loudly, not be ignored.
 export const fakeStepSchema: z.ZodType<FakeStep> = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('ok'), latencyMs: ms.optional(), content: z.string().optional() }),
+  z.strictObject({ kind: z.literal('ok'), latencyMs: ms.optional(), content: z.string().optional(), ...streamShape }),
+  z.strictObject({
+    kind: z.literal('stream-break'),
+    afterChunks: z.number().int().nonnegative(),
+    how: z.enum(['reset', 'stall', 'error']),
+    latencyMs: ms.optional(),
+    content: z.string().optional(),
+    status: z.number().int().min(400).max(599).optional(),
+    code: z.string().optional(),
+    message: z.string().optional(),
+    ...streamShape,
+  }),
   z.strictObject({
     kind: z.literal('error'),
     status: z.number().int().min(400).max(599),
@@ -63,6 +98,7 @@ export const fakeModelBehaviourSchema: z.ZodType<FakeModelBehaviour> = z.strictO
   script: z.array(fakeStepSchema).optional(),
   default: fakeStepSchema.optional(),
   latency: fakeLatencySchema.optional(),
+  stream: z.strictObject(streamShape).optional(),
 });
 
 const DEFAULT_STRAGGLER_FACTOR = 10;
@@ -79,6 +115,7 @@ export function sampleLatency(latency: FakeLatency | undefined, random: () => nu
 export function delayBefore(step: FakeStep, behaviour: FakeModelBehaviour | undefined): number {
   switch (step.kind) {
     case 'ok':
+    case 'stream-break':
       return step.latencyMs ?? sampleLatency(behaviour?.latency);
     case 'error':
     case 'malformed':

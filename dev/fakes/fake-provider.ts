@@ -13,7 +13,16 @@ import {
   type FakeModelBehaviour,
   type FakeStep,
 } from './behaviour.js';
-import { composeAnswer, type ErrorSpec, type FakeProviderType, type GenerateRoute, type NeutralRequest, type WireFormat } from './wire.js';
+import {
+  composeAnswer,
+  splitPieces,
+  type ErrorSpec,
+  type FakeProviderType,
+  type GenerateRoute,
+  type NeutralRequest,
+  type StreamEvent,
+  type WireFormat,
+} from './wire.js';
 import { anthropicWire } from './wire-anthropic.js';
 import { geminiWire } from './wire-gemini.js';
 import { openaiWire } from './wire-openai.js';
@@ -33,6 +42,12 @@ export interface FakeCall {
   authorized: boolean;
   /** Parsed request body as received. */
   request: unknown;
+  /** The client asked for a streamed answer. */
+  stream: boolean;
+  /** Content events written so far (streamed answers). */
+  chunksSent: number;
+  /** When each content event was written (epoch ms, sub-millisecond: performance.timeOrigin + performance.now()). */
+  chunkTimes: number[];
 }
 
 export interface WaitForCallsOptions {
@@ -97,7 +112,7 @@ class Exchange {
     private readonly res: ServerResponse,
     private readonly requestIdHeader: string | undefined,
     isShuttingDown: () => boolean,
-    changed: () => void,
+    private readonly changed: () => void,
   ) {
     let over = false;
     const ended = (abortedNow: boolean) => {
@@ -167,6 +182,59 @@ class Exchange {
       }
     };
     this.after(chunkDelayMs, () => sendPiece(0));
+  }
+
+  /**
+   * A streamed answer: the events in order, each content event `chunkDelayMs` after the previous
+   * one; with `brk`, after `afterChunks` content events the stream is reset, stalls or ends with
+   * `errorEvent`.
+   */
+  streamEvents(events: StreamEvent[], chunkDelayMs: number, brk?: { afterChunks: number; how: 'reset' | 'stall' | 'error'; errorEvent: string }): void {
+    if (!this.head(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })) return;
+    this.res.flushHeaders();
+    let sentContent = 0;
+    const breakNow = (): boolean => {
+      if (!brk || sentContent < brk.afterChunks) return false;
+      if (brk.how === 'reset') this.drop();
+      else if (brk.how === 'error') this.res.end(brk.errorEvent);
+      // 'stall': nothing more; the connection stays open until the client gives up.
+      return true;
+    };
+    // `waited`: the delay before events[i] has passed.
+    const send = (i: number, waited: boolean): void => {
+      if (this.res.destroyed) return;
+      for (; i < events.length; i++) {
+        const ev = events[i];
+        if (ev.content) {
+          if (breakNow()) return;
+          if (sentContent > 0 && chunkDelayMs > 0 && !waited) {
+            const at = i;
+            this.after(chunkDelayMs, () => send(at, true));
+            return;
+          }
+          waited = false;
+          sentContent++;
+          this.call.chunksSent = sentContent;
+          this.call.chunkTimes.push(performance.timeOrigin + performance.now());
+        }
+        this.res.write(ev.sse);
+        if (ev.content) this.changed();
+      }
+      if (!breakNow()) this.res.end();
+    };
+    send(0, false);
+  }
+
+  /**
+   * The connection closed in the middle of a streamed body (no last chunk), as when an upstream
+   * or a proxy dies mid-answer. The socket is ended (what was written goes out, then a FIN) rather
+   * than reset: an RST makes the client's TCP drop what it has received and not read yet, so the
+   * chunks sent before it might never be seen.
+   */
+  drop(): void {
+    this.resetByUs = true;
+    this.call.endedAt = Date.now();
+    this.req.socket.end();
   }
 
   /** RST rather than FIN, so the client sees ECONNRESET as from a crashed upstream. */
@@ -304,7 +372,8 @@ class FakeProviderServer implements FakeProvider {
       parsed = 'request body is not valid JSON';
     }
     const model = typeof parsed === 'object' ? parsed.model : (route.model ?? modelField(body));
-    const call: FakeCall = { id: this.nextId++, model, startedAt, step: 'error', aborted: false, authorized, request: body };
+    const stream = typeof parsed === 'object' ? parsed.stream : route.stream === true;
+    const call: FakeCall = { id: this.nextId++, model, startedAt, step: 'error', aborted: false, authorized, request: body, stream, chunksSent: 0, chunkTimes: [] };
     this.records.push(call);
     const ex = new Exchange(call, req, res, this.wire.requestIdHeader, () => this.shuttingDown, () => this.changed());
     this.changed();
@@ -313,19 +382,28 @@ class FakeProviderServer implements FakeProvider {
     // Rejected requests never reach the model, so they leave its script where it was.
     if (this.requireApiKey !== undefined && !authorized) return this.sendError(ex, errorSpec(401));
     if (typeof parsed === 'string') return this.sendError(ex, errorSpec(400, parsed));
-    if (parsed.stream) return this.sendError(ex, errorSpec(400, 'the fake provider does not stream; send a non-streaming request'));
 
     const request = parsed;
     const { step, behaviour } = this.book.next(request.model);
     call.step = step.kind;
     ex.after(delayBefore(step, behaviour), () => {
       try {
+        if (request.stream && (step.kind === 'ok' || step.kind === 'stream-break')) return this.performStream(ex, step, request, behaviour);
         this.perform(ex, step, request);
       } catch (err) {
         // A timer callback: throwing here would take the whole process down.
         this.sendError(ex, errorSpec(500, `fake provider failure: ${String(err)}`));
       }
     });
+  }
+
+  private performStream(ex: Exchange, step: Extract<FakeStep, { kind: 'ok' | 'stream-break' }>, req: NeutralRequest, behaviour: FakeModelBehaviour | undefined): void {
+    const chunks = step.chunks ?? behaviour?.stream?.chunks;
+    const chunkDelayMs = step.chunkDelayMs ?? behaviour?.stream?.chunkDelayMs ?? 0;
+    const events = this.wire.stream(req, composeAnswer(req, step.content), `fake-${ex.call.id}`, (text) => splitPieces(text, chunks));
+    if (step.kind === 'ok') return ex.streamEvents(events, chunkDelayMs);
+    const errorEvent = this.wire.streamError(errorSpec(step.status ?? 500, step.message, step.code));
+    ex.streamEvents(events, chunkDelayMs, { afterChunks: step.afterChunks, how: step.how, errorEvent });
   }
 
   private perform(ex: Exchange, step: FakeStep, req: NeutralRequest): void {
@@ -349,6 +427,11 @@ class FakeProviderServer implements FakeProvider {
         return ex.sendText(200, MALFORMED_BODY);
       case 'slow-body':
         return ex.trickle(JSON.stringify(answer()), step.chunkDelayMs, step.chunks ?? DEFAULT_SLOW_BODY_CHUNKS);
+      case 'stream-break':
+        // Asked without streaming, the same failure as the whole answer would see.
+        if (step.how === 'reset') return ex.reset();
+        if (step.how === 'stall') return;
+        return this.sendError(ex, errorSpec(step.status ?? 500, step.message, step.code));
     }
   }
 
@@ -373,7 +456,7 @@ class FakeProviderServer implements FakeProvider {
     }
     if (url.pathname === '/__fake/calls' && req.method === 'GET') {
       const calls = this.calls(url.searchParams.get('model') ?? undefined);
-      return sendRaw(res, 200, calls.map(({ request: _request, ...rest }) => rest));
+      return sendRaw(res, 200, calls.map(({ request: _request, chunkTimes: _times, ...rest }) => rest));
     }
     if (url.pathname === '/__fake/calls' && req.method === 'DELETE') {
       this.resetCalls();

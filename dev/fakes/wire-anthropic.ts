@@ -1,7 +1,7 @@
 // Anthropic Messages wire format, as the `@anthropic-ai/sdk` SDK sends and parses it.
 
 import { z } from 'zod';
-import { bearerToken, describeIssues, findLast, type NeutralRequest, type WireFormat } from './wire.js';
+import { bearerToken, describeIssues, findLast, sseData, type NeutralRequest, type StreamEvent, type WireFormat } from './wire.js';
 
 const bodySchema = z.looseObject({
   model: z.string().min(1),
@@ -80,6 +80,9 @@ export const anthropicWire: WireFormat = {
     const lastUser = findLast(body.messages, (m) => m.role === 'user');
     const lastUserBlocks = blocks(lastUser?.content);
     const last = body.messages[body.messages.length - 1];
+    // A last assistant turn is a prefill: the answer goes on from it.
+    const prior = last.role === 'assistant' ? last : last.role === 'user' && body.messages.at(-2)?.role === 'assistant' ? body.messages.at(-2) : undefined;
+    const priorText = prior ? blockText(blocks(prior.content), 'text') : '';
     const systemChars = typeof body.system === 'string' ? body.system.length : blockText(blocks(body.system), 'text').length;
     return {
       model: body.model,
@@ -93,6 +96,7 @@ export const anthropicWire: WireFormat = {
       stop: body.stop_sequences ?? [],
       n: 1,
       stream: body.stream === true,
+      ...(priorText ? { priorAssistantText: priorText } : {}),
     };
   },
 
@@ -119,6 +123,47 @@ export const anthropicWire: WireFormat = {
 
   error({ status, message, code }) {
     return { type: 'error', error: { type: code ?? ERROR_TYPES[status] ?? (status >= 500 ? 'api_error' : 'invalid_request_error'), message } };
+  },
+
+  // Messages streaming: message_start, one content block (text or tool_use) with its deltas,
+  // message_delta with the stop reason and output tokens, message_stop; a ping as the real API sends.
+  stream(req, answer, id, pieces) {
+    const choice = answer.choices[0];
+    const ev = (type: string, data: Record<string, unknown>, content = false): StreamEvent => ({ sse: sseData({ type, ...data }, type), content });
+    const events: StreamEvent[] = [
+      ev('message_start', {
+        message: {
+          id: `msg_${id}`,
+          type: 'message',
+          role: 'assistant',
+          model: req.model,
+          content: [],
+          stop_reason: null,
+          stop_sequence: null,
+          usage: { input_tokens: answer.promptTokens, output_tokens: 1, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 },
+        },
+      }),
+    ];
+    if (choice.toolCall) {
+      events.push(ev('content_block_start', { index: 0, content_block: { type: 'tool_use', id: `toolu_${id}`, name: choice.toolCall.name, input: {} } }, true));
+      events.push(ev('ping', {}));
+      for (const piece of pieces(JSON.stringify(choice.toolCall.args))) {
+        events.push(ev('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: piece } }, true));
+      }
+    } else {
+      events.push(ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }));
+      events.push(ev('ping', {}));
+      for (const piece of pieces(choice.text)) events.push(ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: piece } }, true));
+    }
+    events.push(ev('content_block_stop', { index: 0 }));
+    events.push(ev('message_delta', { delta: { stop_reason: STOP_REASON[choice.finish], stop_sequence: choice.stopSequence ?? null }, usage: { output_tokens: answer.completionTokens } }));
+    events.push(ev('message_stop', {}));
+    return events;
+  },
+
+  // Anthropic reports a failure after the stream began as an `error` event (e.g. overloaded_error).
+  streamError(spec) {
+    return sseData(this.error(spec), 'error');
   },
 
   models(ids) {

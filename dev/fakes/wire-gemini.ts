@@ -2,7 +2,7 @@
 // the model in the path (`/v1beta/models/{model}:generateContent`, `models/` added when missing).
 
 import { z } from 'zod';
-import { bearerToken, describeIssues, findLast, type NeutralRequest, type WireFormat } from './wire.js';
+import { bearerToken, describeIssues, findLast, sseData, type NeutralRequest, type StreamEvent, type WireFormat } from './wire.js';
 
 const part = z.looseObject({ text: z.string().optional() });
 const content = z.looseObject({ role: z.string().nullish(), parts: z.array(part).nullish() });
@@ -86,6 +86,9 @@ export const geminiWire: WireFormat = {
           ? { mode: 'none' }
           : { mode: 'auto' };
     const maxTokens = body.generationConfig?.maxOutputTokens ?? undefined;
+    const before = body.contents.at(-2);
+    const prior = last.role === 'model' ? last : isUser(last) && before?.role === 'model' ? before : undefined;
+    const priorText = text(prior);
     return {
       model: route.model ?? '',
       lastUserText: text(findLast(body.contents, (c) => isUser(c) && text(c) !== '')),
@@ -97,6 +100,7 @@ export const geminiWire: WireFormat = {
       stop: body.generationConfig?.stopSequences ?? [],
       n: body.generationConfig?.candidateCount ?? 1,
       stream: route.stream === true,
+      ...(priorText ? { priorAssistantText: priorText } : {}),
     };
   },
 
@@ -130,6 +134,35 @@ export const geminiWire: WireFormat = {
         ? undefined
         : [{ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: `${+(retryAfterMs / 1000).toFixed(3)}s` }];
     return { error: { code: status, message, status: code ?? STATUS[status] ?? 'UNKNOWN', ...(details ? { details } : {}) } };
+  },
+
+  // streamGenerateContent?alt=sse: GenerateContentResponse objects as data events (CRLF, as the
+  // real API), each candidate's text in pieces; the last piece of a candidate carries its finish
+  // reason, the last event the usage. Function calls come whole, as Gemini sends them.
+  stream(req, answer, id, pieces) {
+    const usageMetadata = { promptTokenCount: answer.promptTokens, candidatesTokenCount: answer.completionTokens, totalTokenCount: answer.promptTokens + answer.completionTokens };
+    const events: StreamEvent[] = [];
+    answer.choices.forEach((choice, index) => {
+      const parts: unknown[][] = choice.toolCall ? [[{ functionCall: { name: choice.toolCall.name, args: choice.toolCall.args } }]] : pieces(choice.text).map((t) => [{ text: t }]);
+      if (parts.length === 0) parts.push([{ text: '' }]);
+      parts.forEach((p, i) => {
+        const lastOfCandidate = i === parts.length - 1;
+        const lastOfAll = lastOfCandidate && index === answer.choices.length - 1;
+        const data = {
+          candidates: [{ content: { role: 'model', parts: p }, index, ...(lastOfCandidate && { finishReason: FINISH[choice.finish] }) }],
+          usageMetadata: lastOfAll ? usageMetadata : { promptTokenCount: answer.promptTokens, totalTokenCount: answer.promptTokens },
+          modelVersion: req.model,
+          responseId: id,
+        };
+        events.push({ sse: sseData(data, undefined, '\r\n'), content: true });
+      });
+    });
+    return events;
+  },
+
+  // A failure after the stream began: an error object in a data event, which @google/genai raises.
+  streamError(spec) {
+    return sseData(this.error(spec), undefined, '\r\n');
   },
 
   models(ids) {

@@ -1,7 +1,7 @@
 // OpenAI Chat Completions wire format, as the `openai` SDK sends and parses it.
 
 import { z } from 'zod';
-import { bearerToken, describeIssues, findLast, type NeutralRequest, type WireFormat } from './wire.js';
+import { bearerToken, describeIssues, findLast, sseData, type NeutralRequest, type StreamEvent, type WireFormat } from './wire.js';
 
 const bodySchema = z.looseObject({
   model: z.string().min(1),
@@ -13,6 +13,7 @@ const bodySchema = z.looseObject({
   tools: z.array(z.looseObject({ type: z.string(), function: z.looseObject({ name: z.string() }).optional() })).nullish(),
   tool_choice: z.unknown().optional(),
   stream: z.boolean().nullish(),
+  stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
 });
 
 function contentText(content: unknown): string {
@@ -42,6 +43,14 @@ function errorTypeAndCode(status: number): { type: string; code: string | null }
   if (status === 429) return { type: 'requests', code: 'rate_limit_exceeded' };
   if (status >= 500) return { type: 'server_error', code: null };
   return { type: 'invalid_request_error', code: null };
+}
+
+/** The last assistant turn, when it ends the conversation or only one user turn follows it. */
+function priorAssistant(messages: { role: string; content?: unknown }[]): { priorAssistantText?: string } {
+  const last = messages.at(-1);
+  const turn = last?.role === 'assistant' ? last : last?.role === 'user' && messages.at(-2)?.role === 'assistant' ? messages.at(-2) : undefined;
+  const text = turn ? contentText(turn.content) : '';
+  return text ? { priorAssistantText: text } : {};
 }
 
 const FINISH = { stop: 'stop', stop_sequence: 'stop', length: 'length', tool: 'tool_calls' } as const;
@@ -77,6 +86,8 @@ export const openaiWire: WireFormat = {
       stop: body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
       n: body.n ?? 1,
       stream: body.stream === true,
+      includeUsage: body.stream_options?.include_usage === true,
+      ...priorAssistant(body.messages),
     };
   },
 
@@ -117,6 +128,41 @@ export const openaiWire: WireFormat = {
   error({ status, message, code }) {
     const defaults = errorTypeAndCode(status);
     return { error: { message, type: code ?? defaults.type, param: null, code: code ?? defaults.code } };
+  },
+
+  // OpenAI's chat.completion.chunk stream: a role chunk per choice, content (or tool-call) deltas, a
+  // finish chunk per choice, a usage chunk when asked for, then [DONE].
+  stream(req, answer, id, pieces) {
+    const created = Math.floor(Date.now() / 1000);
+    const usageField = req.includeUsage ? { usage: null } : {};
+    const chunk = (choices: unknown[], extra: Record<string, unknown> = usageField): string =>
+      sseData({ id: `chatcmpl-${id}`, object: 'chat.completion.chunk', created, model: req.model, system_fingerprint: 'fp_keel_fake', choices, ...extra });
+    const delta = (index: number, d: Record<string, unknown>, finish: string | null = null) => [{ index, delta: d, logprobs: null, finish_reason: finish }];
+    const events: StreamEvent[] = [];
+    answer.choices.forEach((choice, index) => {
+      events.push({ sse: chunk(delta(index, { role: 'assistant', content: '', refusal: null })), content: false });
+      if (choice.toolCall) {
+        const header = { index: 0, id: `call_${id}_${index}`, type: 'function', function: { name: choice.toolCall.name, arguments: '' } };
+        events.push({ sse: chunk(delta(index, { tool_calls: [header] })), content: true });
+        for (const piece of pieces(JSON.stringify(choice.toolCall.args))) {
+          events.push({ sse: chunk(delta(index, { tool_calls: [{ index: 0, function: { arguments: piece } }] })), content: true });
+        }
+      } else {
+        for (const piece of pieces(choice.text)) events.push({ sse: chunk(delta(index, { content: piece })), content: true });
+      }
+      events.push({ sse: chunk(delta(index, {}, FINISH[choice.finish])), content: false });
+    });
+    if (req.includeUsage) {
+      const usage = { prompt_tokens: answer.promptTokens, completion_tokens: answer.completionTokens, total_tokens: answer.promptTokens + answer.completionTokens };
+      events.push({ sse: chunk([], { usage }), content: false });
+    }
+    events.push({ sse: sseData('[DONE]'), content: false });
+    return events;
+  },
+
+  // What OpenAI sends when generation fails mid-stream: an error object in a data event.
+  streamError(spec) {
+    return sseData(this.error(spec));
   },
 
   models(ids) {

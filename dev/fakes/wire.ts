@@ -24,6 +24,14 @@ export interface NeutralRequest {
   stop: string[];
   n: number;
   stream: boolean;
+  /** OpenAI's stream_options.include_usage: a last chunk with usage. */
+  includeUsage?: boolean;
+  /**
+   * The answer so far, when the conversation asks to continue it: a last assistant turn (a prefix
+   * to continue, as Anthropic's prefill), or an assistant turn followed by one user turn (asked to
+   * go on). A scripted `content` that starts with it is answered with the rest.
+   */
+  priorAssistantText?: string;
 }
 
 export interface NeutralChoice {
@@ -47,6 +55,12 @@ export interface ErrorSpec {
 }
 
 export type GenerateRoute = { op: 'generate'; model?: string; stream?: boolean };
+
+/** One server-sent event of a streamed answer; `content` marks the events a `stream-break` counts. */
+export interface StreamEvent {
+  sse: string;
+  content: boolean;
+}
 export type Route = GenerateRoute | { op: 'models' };
 
 export interface WireFormat {
@@ -61,7 +75,27 @@ export interface WireFormat {
   parse(body: unknown, route: GenerateRoute): NeutralRequest | string;
   answer(req: NeutralRequest, answer: NeutralAnswer, id: string): unknown;
   error(spec: ErrorSpec): unknown;
+  /** The answer as this wire format streams it, its text cut by `pieces`. */
+  stream(req: NeutralRequest, answer: NeutralAnswer, id: string, pieces: (text: string) => string[]): StreamEvent[];
+  /** The event this wire format sends when generation fails after the stream has begun. */
+  streamError(spec: ErrorSpec): string;
   models(ids: string[]): unknown;
+}
+
+/** `data: <json>` as one SSE event. */
+export function sseData(data: unknown, event?: string, eol = '\n'): string {
+  return `${event ? `event: ${event}${eol}` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}${eol}${eol}`;
+}
+
+/** Cuts `text` into `chunks` near-equal pieces, or by default one piece per word (with its trailing space). */
+export function splitPieces(text: string, chunks?: number): string[] {
+  if (text.length === 0) return [];
+  if (chunks === undefined) return text.match(/\s*\S+\s*/g) ?? [text];
+  const n = Math.min(chunks, [...text].length);
+  const chars = [...text];
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) out.push(chars.slice(Math.floor((i * chars.length) / n), Math.floor(((i + 1) * chars.length) / n)).join(''));
+  return out;
 }
 
 /** `Array.prototype.findLast`, which the ES2022 lib does not declare. */
@@ -88,13 +122,20 @@ export function composeAnswer(req: NeutralRequest, content?: string): NeutralAns
   const tool = chooseTool(req);
   const choices: NeutralChoice[] = [];
   for (let i = 0; i < req.n; i++) {
-    choices.push(tool ? toolChoice(tool, req) : textChoice(content ?? `[${req.model}] ${req.lastUserText}`, req));
+    choices.push(tool ? toolChoice(tool, req) : textChoice(continued(content, req.priorAssistantText) ?? `[${req.model}] ${req.lastUserText}`, req));
   }
   const completionChars = choices.reduce(
     (sum, c) => sum + (c.toolCall ? c.toolCall.name.length + JSON.stringify(c.toolCall.args).length : c.text.length),
     0,
   );
   return { choices, promptTokens: estimateTokens(req.promptChars), completionTokens: estimateTokens(completionChars) };
+}
+
+/** A model asked to continue its answer goes on from where it stopped. */
+function continued(content: string | undefined, prior: string | undefined): string | undefined {
+  if (content === undefined || !prior) return content;
+  const at = content.startsWith(prior) ? prior.length : content.startsWith(prior.trimEnd()) ? prior.trimEnd().length : -1;
+  return at < 0 ? content : content.slice(at);
 }
 
 function chooseTool(req: NeutralRequest): string | undefined {

@@ -7,6 +7,15 @@ import { PlanError } from '../core/routing.js';
 import { ApiError, invalidRequest } from '../core/openai-error.js';
 import { fromZodError, sendError } from './errors.js';
 import { keyOf } from './auth.js';
+import { followStream } from '../services/request-stream.js';
+import type { ChatRequestBody } from '../core/chat-request.js';
+import { sendStream } from './sse.js';
+
+/** What Keel cannot stream yet: refused with a 400 rather than silently dropped. */
+export function refuseUnstreamable(body: ChatRequestBody): void {
+  if (body.logprobs) throw invalidRequest('logprobs cannot be streamed through Keel yet: send stream: false to get them', 'logprobs', 'unsupported_parameter');
+  if (body.modalities?.includes('audio')) throw invalidRequest('Audio output cannot be streamed through Keel yet: send stream: false', 'modalities', 'unsupported_parameter');
+}
 
 export function idempotencyKey(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
@@ -31,21 +40,24 @@ export function chatCompletionsRouter(requests: RequestService): Router {
   router.post('/v1/chat/completions', async (req, res) => {
     const parsed = ChatRequestSchema.safeParse(req.body);
     if (!parsed.success) throw fromZodError(parsed.error);
-    if (parsed.data.stream === true) {
-      throw invalidRequest('Streaming is not supported yet: send stream: false (or omit it)', 'stream', 'unsupported_parameter');
-    }
+    const streamed = parsed.data.stream === true;
+    if (streamed) refuseUnstreamable(parsed.data);
     const key = idempotencyKey(req.header('idempotency-key'));
     const apiKey = keyOf(res);
     const requestId = key ? requests.requestIdFor(key, apiKey?.id) : (res.locals.requestId as string);
     res.setHeader('x-request-id', requestId);
     const uiUrl = requests.uiLink(requestId);
-    const started = await requests.start(parsed.data, { requestId, waiting: true, ...(key && { idempotencyKey: key }), ...(apiKey && { key: apiKey }) }).catch((err) => {
+    const stream = streamed ? { stream: { includeUsage: parsed.data.stream_options?.include_usage === true } } : {};
+    const started = await requests.start(parsed.data, { requestId, waiting: true, ...stream, ...(key && { idempotencyKey: key }), ...(apiKey && { key: apiKey }) }).catch((err) => {
       // The key's request exists (with another body): still point at it.
       if (err instanceof ApiError && err.code === 'idempotency_key_reused') res.setHeader('x-keel-ui-url', uiUrl);
       throw planErrorToApi(err);
     });
     res.setHeader('x-keel-ui-url', uiUrl);
     if (started.budgetRemainingUsd !== undefined) res.setHeader('x-keel-budget-remaining', String(started.budgetRemainingUsd));
+    if (streamed) {
+      return sendStream(res, followStream(requests, requestId, started, 0), { headers: {}, headersAt: 'first-event', requestId, uiUrl });
+    }
     const outcome = await requests.outcome(started);
     if (outcome.answeredAt) res.setHeader('x-keel-answer', outcome.answeredAt);
     if (outcome.ok) return sendCompletion(res, outcome.result, uiUrl);

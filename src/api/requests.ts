@@ -8,11 +8,22 @@ import { ChatRequestSchema } from '../core/chat-request.js';
 import { ApiError, invalidRequest } from '../core/openai-error.js';
 import type { RequestService } from '../services/request-service.js';
 import { LISTABLE_STATUSES, type ListableStatus } from '../services/request-list.js';
-import { acceptedView, cancelRequest, describeRequest, replayedView } from '../services/request-view.js';
+import { acceptedView, cancelRequest, describeExecution, describeRequest, replayedView } from '../services/request-view.js';
 import { webhookSpec } from '../services/webhook-spec.js';
-import { idempotencyKey, planErrorToApi } from './chat-completions.js';
+import { idempotencyKey, planErrorToApi, refuseUnstreamable } from './chat-completions.js';
 import { fromZodError } from './errors.js';
 import { keyOf, requireAdmin } from './auth.js';
+import { followStream } from '../services/request-stream.js';
+import { sendStream } from './sse.js';
+
+/** `?after=N`, else the SSE `Last-Event-ID` header (a reconnecting EventSource sends it): the last chunk the client has. */
+function streamCursor(req: Request): number {
+  const after = single(req, 'after');
+  const lastEventId = req.header('last-event-id');
+  const [value, param] = after !== undefined ? [after, 'after'] : lastEventId !== undefined ? [lastEventId, 'Last-Event-ID'] : ['0', 'after'];
+  if (!/^\d{1,9}$/.test(value.trim())) throw invalidRequest(`${param} must be a chunk's sequence number (a non-negative integer)`, param, 'invalid_value');
+  return Number(value.trim());
+}
 
 function single(req: Request, name: string): string | undefined {
   const v = req.query[name];
@@ -29,19 +40,27 @@ function uiHeader(res: Response, requests: RequestService, id: string): void {
 export function requestsRouter(requests: RequestService): Router {
   const router = Router();
 
-  // Async job: 202 at once; poll GET /v1/requests/:id or receive the webhook.
+  // Async job: 202 at once; poll GET /v1/requests/:id, receive the webhook, or (stream: true) follow
+  // GET /v1/requests/:id/stream.
   router.post('/v1/requests', async (req, res) => {
     const { webhook: webhookField, ...body } = (req.body ?? {}) as Record<string, unknown>;
     const parsed = ChatRequestSchema.safeParse(body);
     if (!parsed.success) throw fromZodError(parsed.error);
-    if (parsed.data.stream === true) throw invalidRequest('An async request cannot stream: omit stream', 'stream', 'unsupported_parameter');
+    const streamed = parsed.data.stream === true;
+    if (streamed) refuseUnstreamable(parsed.data);
     const webhook = webhookSpec(requests, webhookField);
     const key = idempotencyKey(req.header('idempotency-key'));
     const apiKey = keyOf(res);
     const requestId = key ? requests.requestIdFor(key, apiKey?.id) : (res.locals.requestId as string);
     res.setHeader('x-request-id', requestId);
     const started = await requests
-      .start(parsed.data, { requestId, ...(key && { idempotencyKey: key }), ...(webhook && { webhook }), ...(apiKey && { key: apiKey }) })
+      .start(parsed.data, {
+        requestId,
+        ...(key && { idempotencyKey: key }),
+        ...(webhook && { webhook }),
+        ...(streamed && { stream: { includeUsage: parsed.data.stream_options?.include_usage === true } }),
+        ...(apiKey && { key: apiKey }),
+      })
       .catch((err) => {
         // The key's request exists (another body): still point at it.
         if (err instanceof ApiError && err.code === 'idempotency_key_reused') res.setHeader('x-keel-ui-url', requests.uiLink(requestId));
@@ -51,7 +70,19 @@ export function requestsRouter(requests: RequestService): Router {
     if (started.budgetRemainingUsd !== undefined) res.setHeader('x-keel-budget-remaining', String(started.budgetRemainingUsd));
     res.setHeader('location', `/v1/requests/${encodeURIComponent(requestId)}`);
     const view = await acceptedView(requests, requestId);
-    res.status(202).json({ ...view, webhook: webhook ? { url: webhook.url } : null });
+    const streamUrl = streamed ? { stream_url: `/v1/requests/${encodeURIComponent(requestId)}/stream` } : {};
+    res.status(202).json({ ...view, webhook: webhook ? { url: webhook.url } : null, ...streamUrl });
+  });
+
+  // The request's answer as a stream (SSE), from after chunk N: live while it is produced in this
+  // process, from the record otherwise; a client that lost its connection resumes here.
+  router.get('/v1/requests/:id/stream', async (req, res) => {
+    const id = req.params.id;
+    res.setHeader('x-request-id', id);
+    const after = streamCursor(req);
+    const { handle } = await describeExecution(requests, id);
+    uiHeader(res, requests, id);
+    await sendStream(res, followStream(requests, id, handle, after), { headers: {}, headersAt: 'now', requestId: id, uiUrl: requests.uiLink(id) });
   });
 
   router.get('/v1/requests', async (req, res) => {

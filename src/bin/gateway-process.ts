@@ -2,9 +2,11 @@
 // dev server, and `npm run gateway` alone. Sharing the process is what lets a request start
 // eagerly on the local worker and a waiting client be answered as soon as its workflow settles
 // (docs/REQUESTS.md, "When you get your answer"). Parts are stopped in reverse, whatever started.
+import { randomUUID } from 'node:crypto';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { startApi, type RunningApi } from '../api/server.js';
 import { AnswerBoard } from '../channels/answer-board.js';
+import { StreamBoard } from '../channels/stream-board.js';
 import type { KeelConfig } from '../config/schema.js';
 import { createKeelWorkers, healthSource, runKeelWorkers } from '../worker/workers.js';
 import { bundleWorkflows } from '../worker/workflow-bundle.js';
@@ -16,6 +18,7 @@ export class GatewayProcess {
   /** Settles when every worker has stopped; rejects when one fails. */
   running: Promise<void> | undefined;
   api: RunningApi | undefined;
+  streams: StreamBoard | undefined;
 
   constructor(private readonly config: KeelConfig) {}
 
@@ -25,11 +28,14 @@ export class GatewayProcess {
     const workflowBundle = await bundleWorkflows(bundleOptionsFor(this.config.codec));
     checkpoint();
     const answers = new AnswerBoard();
-    const keel = await createKeelWorkers({ connection: this.connection, config: this.config, workflowBundle, answers });
+    // Streamed requests' chunks pass from their calls to the API here; hedged ones run on a queue only this process polls.
+    this.streams = new StreamBoard(this.config.streaming);
+    const streams = { board: this.streams, processQueue: `keel-process-${randomUUID()}` };
+    const keel = await createKeelWorkers({ connection: this.connection, config: this.config, workflowBundle, answers, streams });
     this.workers = keel.workers;
     this.running = runKeelWorkers(this.workers);
     await keel.health.warmUp();
-    this.api = await startApi(this.config, { connection: this.connection, local: { answers, health: healthSource(keel.health) } });
+    this.api = await startApi(this.config, { connection: this.connection, local: { answers, streams, health: healthSource(keel.health) } });
     checkpoint();
     return this.api;
   }
@@ -39,6 +45,7 @@ export class GatewayProcess {
     // The Temporal runtime shuts the workers down on the same signal; wait for their calls to finish.
     for (const w of this.workers) if (w.getState() === 'RUNNING') w.shutdown();
     await this.running?.catch(() => undefined);
+    this.streams?.close();
     await this.connection?.close();
   }
 }

@@ -52,6 +52,20 @@ export const HedgeSchema = z
   })
   .strict();
 
+// Streamed requests (docs/STREAMING.md): how long a stream may go without a chunk once it has
+// begun, and what happens when it breaks after its first token — `none`: the stream ends with an
+// error event; `continue`: the next target is asked to continue the partial answer.
+export const StreamRecoverySchema = z.enum(['none', 'continue']);
+export type StreamRecovery = z.infer<typeof StreamRecoverySchema>;
+export const StreamSchema = z
+  .object({
+    idleTimeoutMs: positiveMs,
+    recovery: StreamRecoverySchema,
+  })
+  .strict();
+export type StreamSettings = z.infer<typeof StreamSchema>;
+export { DEFAULT_STREAM } from '../core/stream-chunks.js';
+
 const TargetRef = z
   .string()
   .regex(/^[A-Za-z0-9_.-]+\/.+$/, 'must be "provider/upstream-model"');
@@ -65,6 +79,7 @@ const ModelEntrySchema = z
     hedge: HedgeSchema.partial().optional(),
     retry: RetrySchema.partial().optional(),
     timeouts: TimeoutsSchema.partial().optional(),
+    stream: StreamSchema.partial().optional(),
     description: z.string().optional(),
   })
   .strict();
@@ -322,6 +337,7 @@ export const ConfigSchema = z
         mode: ModeSchema.optional(),
         answer: AnswerSchema.optional(),
         hedge: HedgeSchema.partial().optional(),
+        stream: StreamSchema.partial().optional(),
       })
       .strict()
       .optional(),
@@ -342,6 +358,15 @@ export const ConfigSchema = z
     webhooks: WebhooksSchema.optional(),
     auth: AuthSchema.optional(),
     codec: CodecSchema.optional(),
+    // The API process's buffer of streamed chunks (docs/STREAMING.md): how long a finished
+    // stream's chunks stay there for clients that resume, and the most it may hold in all.
+    streaming: z
+      .object({
+        retentionMs: positiveMs.optional(),
+        bufferBytes: z.number().int().min(1024).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -382,6 +407,8 @@ export interface RoutingConfig {
     mode: RoutingMode;
     answer?: AnswerMode;
     hedge: { delayMs: number; percentile?: number; maxShare: number };
+    /** Absent in executions started before streaming existed. */
+    stream?: StreamSettings;
   };
   limits: typeof DEFAULT_LIMITS;
 }
@@ -412,6 +439,7 @@ export interface KeelConfig {
   batches: BatchSettings;
   auth: AuthSettings;
   codec: CodecSettings;
+  streaming: StreamingSettings;
 }
 
 export interface CodecSettings {
@@ -442,6 +470,16 @@ export interface AuthSettings {
 }
 
 export const DEFAULT_OPEN_PATHS = ['/healthz', '/status'];
+
+/** The stream buffer of an API process (src/channels/stream-board.ts). */
+export interface StreamingSettings {
+  /** A stream's chunks are dropped this long after its last one. */
+  retentionMs: number;
+  /** The most the buffer holds across streams; past it the oldest chunks go (clients then read the record). */
+  bufferBytes: number;
+}
+
+export const DEFAULT_STREAMING: StreamingSettings = { retentionMs: 5 * 60_000, bufferBytes: 64 * 1024 * 1024 };
 
 export interface WebhookSettings {
   /** Undefined: webhooks are refused at submit time. */

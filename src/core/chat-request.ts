@@ -211,6 +211,11 @@ export const KeelOptionsSchema = z
     attempt_timeout_ms: z.number().int().positive().optional(),
     timeout_ms: z.number().int().positive().optional(),
     answer: z.enum(['early', 'recorded']).optional(),
+    // Streamed requests: no chunk for this long once the answer has begun ends the attempt (a stall).
+    stream_idle_timeout_ms: z.number().int().positive().optional(),
+    // After the first token, a broken stream ends with an error event (`none`) or is continued by
+    // the next target (`continue`).
+    stream_recovery: z.enum(['none', 'continue']).optional(),
   })
   .strict();
 export type KeelOptions = z.infer<typeof KeelOptionsSchema>;

@@ -14,6 +14,7 @@ export const ERROR_CLASSES = [
   'invalid_request',
   'bad_response',
   'internal',
+  'stream_interrupted',
 ] as const;
 export type ErrorClass = (typeof ERROR_CLASSES)[number];
 
@@ -47,6 +48,11 @@ export const ERROR_POLICY: Record<ErrorClass, ErrorPolicy> = {
   // another attempt or target would hit the same bug, so the request fails at once, as a 500 the
   // operator finds by its request id in the worker's log, and can replay once the bug is fixed.
   internal: { retrySameTarget: false, fallback: 'no', clientStatus: 500, openaiType: 'server_error', code: 'internal_error' },
+  // A streamed answer broke after the client had its first token (a provider error, a dropped
+  // connection, a stall): another attempt or target would give the client a second, different
+  // answer after part of the first, so the stream ends with an error event — unless the request
+  // asked the next target to continue it (`keel.stream_recovery: continue`, docs/STREAMING.md).
+  stream_interrupted: { retrySameTarget: false, fallback: 'no', clientStatus: 502, openaiType: 'stream_interrupted' },
 };
 
 export function isErrorClass(value: unknown): value is ErrorClass {

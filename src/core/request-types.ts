@@ -5,6 +5,7 @@ import type { ChatRequestBody } from './chat-request.js';
 import type { ErrorClass } from './error-classes.js';
 import type { RoutingHealth } from './health-types.js';
 import type { Plan } from './routing.js';
+import type { LayoutEntry } from './stream-chunks.js';
 
 export interface AttemptRecord {
   /** provider/upstream-model */
@@ -22,6 +23,31 @@ export interface AttemptRecord {
   message?: string;
   /** Delay before the next attempt on this target, when one follows. */
   retryInMs?: number;
+  /** A streamed call: how far its answer got (chunks it streamed, characters of content). */
+  stream?: StreamProgress;
+}
+
+export interface StreamProgress {
+  chunks: number;
+  chars: number;
+  /** A call that continued an interrupted answer: what the client had when it took over. */
+  continuedAt?: { chunks: number; chars: number };
+}
+
+/** A streamed answer so far: what the client has of an interrupted stream (docs/STREAMING.md). */
+export interface PartialStream {
+  completion: ChatCompletion;
+  layout: LayoutEntry[];
+}
+
+/** What a streamed provider call needs besides the request. */
+export interface StreamCallSpec {
+  /** Once the first chunk is in: no chunk for this long is a stall. */
+  idleTimeoutMs: number;
+  /** No first chunk within this: an ordinary attempt timeout (retried, falls back). */
+  firstChunkTimeoutMs: number;
+  /** Continue this interrupted answer (`stream_recovery: continue`) instead of starting one. */
+  continuation?: PartialStream;
 }
 
 export interface ProviderCallInput {
@@ -34,16 +60,28 @@ export interface ProviderCallInput {
   deadline: number;
   /** This call is the half-open probe of its target's circuit breaker. */
   probe?: boolean;
+  /** Stream the answer to the API in this process as it comes (a streamed request). */
+  stream?: StreamCallSpec;
 }
 
-export interface ProviderCallOutput {
-  completion: ChatCompletion;
-  attempts: AttemptRecord[];
-}
+export type ProviderCallOutput =
+  | {
+      completion: ChatCompletion;
+      attempts: AttemptRecord[];
+      /** A streamed call: where its chunks cut the answer. */
+      layout?: LayoutEntry[];
+    }
+  | {
+      /** A streamed call that another call of the request beat to the first token (a race or a hedge). */
+      lost: true;
+      attempts: AttemptRecord[];
+    };
 
 /** Carried in heartbeat details and failure details so every attempt reaches the attempt log. */
 export interface AttemptLogDetails {
   attempts: AttemptRecord[];
+  /** A streamed call: chunks it had sent to the client (a retry after its worker died must not start another answer). */
+  streamed?: number;
 }
 
 export interface ChatWorkflowInput {
@@ -61,6 +99,15 @@ export interface ChatWorkflowInput {
   health?: RoutingHealth | null;
   /** The virtual key the request was made with (its id only, never the secret): settled as the request ends. */
   key?: RequestKey;
+  /** A streamed request, started by an API that streams it from its own process (docs/STREAMING.md). */
+  stream?: StreamRequestSpec;
+}
+
+export interface StreamRequestSpec {
+  /** The starting process's own activity queue: where hedged streamed calls run (timers need a task queue). */
+  processQueue: string;
+  /** The client asked for a last chunk with the usage (`stream_options.include_usage`). */
+  includeUsage: boolean;
 }
 
 export interface RequestKey {
@@ -97,6 +144,11 @@ export interface KeelResponseInfo {
 export interface ChatWorkflowResult {
   completion: ChatCompletion;
   keel: KeelResponseInfo;
+  /**
+   * A streamed request: how its answer was cut into chunks, so a replay of the stream is the same
+   * stream (no layout: the answer was not streamed live, e.g. its process was gone).
+   */
+  stream?: { layout?: LayoutEntry[]; includeUsage: boolean };
 }
 
 /** Details of the ApplicationFailure a request workflow fails with when every target is spent. */
@@ -108,6 +160,10 @@ export interface RequestFailureDetails {
   attempts: AttemptRecord[];
   /** Requests made with a virtual key: a failed request is charged nothing. */
   key?: RequestKeyInfo;
+  /** A stream that broke after its first token: what the client had (absent when its worker died with it). */
+  stream?: PartialStream;
+  /** stream_interrupted: the class of what broke it. */
+  cause?: ErrorClass;
 }
 
 export type RequestState = 'running' | 'succeeded' | 'failed' | 'cancelled';

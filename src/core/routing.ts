@@ -1,6 +1,7 @@
 // Pure, deterministic planning: request + routing config -> ordered targets and a mode.
 // Runs inside workflows (so: no I/O, no clock) and in the API to reject bad requests up front.
-import type { AnswerMode, CallPath, RetrySettings, RoutingConfig, RoutingMode, TimeoutSettings, ProviderType } from '../config/schema.js';
+import type { AnswerMode, CallPath, RetrySettings, RoutingConfig, RoutingMode, StreamSettings, TimeoutSettings, ProviderType } from '../config/schema.js';
+import { DEFAULT_STREAM } from './stream-chunks.js';
 import { FEATURES, unsupportedBy, type Feature, type FeatureUse } from './capabilities.js';
 import type { KeelOptions, ProviderPrefs } from './chat-request.js';
 import type { RoutingHealth } from './health-types.js';
@@ -27,6 +28,8 @@ export interface Plan {
   hedge: { delayMs: number; percentile?: number; maxShare: number };
   retry: RetrySettings;
   timeouts: TimeoutSettings;
+  /** For a streamed request: the stall limit and what a break after the first token leads to. */
+  stream: StreamSettings;
   /** Targets left out because their circuit breaker is open (health-aware plans only). */
   skipped?: BreakerFilter<Target>['skipped'];
   /** Targets left out because their wire format cannot carry a feature the request uses. */
@@ -207,6 +210,10 @@ export function planRequest(req: PlanInput, routing: RoutingConfig, health?: Rou
     const observed = hedge.percentile === 50 ? seen?.p50Ms : seen?.p95Ms;
     if (typeof observed === 'number' && observed > 0) hedge.delayMs = Math.round(observed);
   }
+  const stream: StreamSettings = {
+    idleTimeoutMs: k.stream_idle_timeout_ms ?? primaryEntry?.stream?.idleTimeoutMs ?? d.stream?.idleTimeoutMs ?? DEFAULT_STREAM.idleTimeoutMs,
+    recovery: k.stream_recovery ?? primaryEntry?.stream?.recovery ?? d.stream?.recovery ?? DEFAULT_STREAM.recovery,
+  };
   const mode = k.mode ?? primaryEntry?.mode ?? d.mode;
   const answer = k.answer ?? primaryEntry?.answer ?? d.answer ?? 'recorded';
   const raceWidth = Math.max(1, Math.min(k.race_width ?? primaryEntry?.race?.width ?? 2, targets.length));
@@ -219,6 +226,7 @@ export function planRequest(req: PlanInput, routing: RoutingConfig, health?: Rou
     hedge,
     retry,
     timeouts: { ...timeouts, attemptMs: Math.min(timeouts.attemptMs, timeouts.requestMs) },
+    stream,
     ...(breakers && breakers.skipped.length > 0 && { skipped: breakers.skipped }),
     ...(unsupported && { unsupported }),
     ...(breakers?.probe && { probe: breakers.probe }),

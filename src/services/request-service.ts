@@ -8,6 +8,7 @@ import {
 } from '@temporalio/client';
 import { WORKFLOW_TYPES, type RequestWorkflow, type SettledRequest } from '../core/contract.js';
 import type { AnswerBoard } from '../channels/answer-board.js';
+import type { StreamBoard } from '../channels/stream-board.js';
 import type { RoutingHealth } from '../core/health-types.js';
 import { ApiError, failureError, requestFailureError } from '../core/openai-error.js';
 import type { ChatRequestBody } from '../core/chat-request.js';
@@ -54,6 +55,8 @@ export interface LocalWorkers {
   /** Where the workers' `answers` sink settles outcomes. */
   answers: AnswerBoard;
   health?: HealthSource;
+  /** Where streamed requests' calls publish their chunks, and this process's own activity queue (docs/STREAMING.md). */
+  streams?: { board: StreamBoard; processQueue: string };
 }
 
 export interface StartedRequest {
@@ -131,6 +134,11 @@ export class RequestService {
       waiting?: boolean;
       /** The virtual key the request was made with. */
       key?: KeyPrincipal;
+      /**
+       * A streamed request: its calls stream to this process (when a worker here runs them; an API
+       * alone starts an ordinary request and streams the recorded answer).
+       */
+      stream?: { includeUsage: boolean };
     },
   ): Promise<StartedRequest> {
     // A feature no target can carry is the client's 400 here, before anything starts.
@@ -144,6 +152,7 @@ export class RequestService {
     const bodyHash = opts.idempotencyKey ? hash(JSON.stringify(body) + (opts.webhook ? `\nwebhook:${opts.webhook.url}` : '')) : undefined;
     const routing = routingFor(body, this.config.routing);
     const health = this.local?.health?.(healthCandidates(body, routing));
+    const streams = opts.stream && this.local?.streams;
     const input: ChatWorkflowInput = {
       request: body,
       routing,
@@ -151,7 +160,10 @@ export class RequestService {
       ...(opts.batchId && { batchId: opts.batchId }),
       ...(opts.webhook && { webhook: opts.webhook }),
       ...(reserved && { key: reserved.key }),
+      ...(streams && opts.stream && { stream: { processQueue: streams.processQueue, includeUsage: opts.stream.includeUsage } }),
     };
+    // Streamed calls are local unless the request hedges (docs/STREAMING.md).
+    const localFirst = streams ? plan.mode !== 'hedge' : plan.targets[0] !== undefined && isLocalCall(plan, plan.targets[0]);
     // Registered before the start: an eagerly started request can settle before start() returns.
     const early = opts.waiting && plan.answer === 'early' ? this.local?.answers.wait(opts.requestId) : undefined;
     let handle: RequestHandle;
@@ -165,7 +177,7 @@ export class RequestService {
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
         // The first workflow task comes back with the start's answer to this process's worker.
         requestEagerStart: this.local !== undefined,
-        ...(plan.targets[0] && isLocalCall(plan, plan.targets[0]) && { workflowTaskTimeout: LOCAL_CALL_TASK_TIMEOUT }),
+        ...(localFirst && { workflowTaskTimeout: LOCAL_CALL_TASK_TIMEOUT }),
         ...(bodyHash && { memo: { bodyHash } }),
         staticSummary: `${plan.requestedModel} (${plan.mode}: ${plan.targets.map((t) => `${t.provider}/${t.model}`).join(', ')})`,
         typedSearchAttributes: [

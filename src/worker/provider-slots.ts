@@ -51,10 +51,17 @@ export function rateShare(ratePerSecond: number, workers: number, guardMs = RATE
   return share >= 1 ? { perWindow: Math.floor(share), windowMs: 1000 + guardMs } : { perWindow: 1, windowMs: 1000 / share + guardMs };
 }
 
-export function providerWorkerOptions(provider: ProviderConfig): Partial<WorkerOptions> {
+/** A rate-limited provider's slot supplier: its worker's strict share of the limit (undefined without a limit). */
+export function providerSlotSupplier(provider: ProviderConfig): ProviderSlotSupplier | undefined {
+  if (provider.rateLimitPerSecond === undefined) return undefined;
   const concurrency = provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY;
-  if (provider.rateLimitPerSecond === undefined) return { maxConcurrentActivityTaskExecutions: concurrency };
-  const slots = new ProviderSlotSupplier({ maxConcurrent: concurrency, leadMs: RATE_POLL_LEAD_MS, ...rateShare(provider.rateLimitPerSecond, provider.rateLimitWorkers ?? 1) });
+  return new ProviderSlotSupplier({ maxConcurrent: concurrency, leadMs: RATE_POLL_LEAD_MS, ...rateShare(provider.rateLimitPerSecond, provider.rateLimitWorkers ?? 1) });
+}
+
+/** `slots`: the provider's supplier, when other calls to it in this process (streamed ones) must share its window. */
+export function providerWorkerOptions(provider: ProviderConfig, slots: ProviderSlotSupplier | undefined = providerSlotSupplier(provider)): Partial<WorkerOptions> {
+  const concurrency = provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY;
+  if (provider.rateLimitPerSecond === undefined || !slots) return { maxConcurrentActivityTaskExecutions: concurrency };
   return {
     maxTaskQueueActivitiesPerSecond: provider.rateLimitPerSecond,
     tuner: {
@@ -95,24 +102,41 @@ function watchRequests(): void {
   });
 }
 
-function sendTracker(slots: ProviderSlotSupplier): ActivityInboundCallsInterceptor {
+/** Runs one provider call within `slots`' window: it waits for its turn to send, and its send is counted. */
+async function trackCall<T>(slots: ProviderSlotSupplier, run: () => Promise<T>, external = false): Promise<T> {
   watchRequests();
+  const call: Call = { slots, sent: false };
+  slots.callStarted(external);
+  try {
+    await slots.sendTurn();
+    return await currentCall.run(call, run);
+  } finally {
+    // No request seen (failed before it, or a client that is not fetch): counted as sent now,
+    // which is never earlier than a request it may have sent.
+    if (!call.sent) {
+      call.sent = true;
+      slots.callSent();
+    }
+    slots.callEnded(external);
+  }
+}
+
+function sendTracker(slots: ProviderSlotSupplier): ActivityInboundCallsInterceptor {
+  return { execute: (input, next) => trackCall(slots, () => next(input)) };
+}
+
+/**
+ * Streamed calls do not run on their provider's task queue (they run in the process that streams
+ * them, docs/STREAMING.md), so the server's task-queue limit does not see them; a rate-limited
+ * provider's strict per-worker share still does: each streamed call to it waits for its turn in
+ * the same window as the provider worker's own calls in this process.
+ */
+export function streamedCallLimiter(slotsByProvider: ReadonlyMap<string, ProviderSlotSupplier>): ActivityInboundCallsInterceptor {
   return {
-    async execute(input, next) {
-      const call: Call = { slots, sent: false };
-      slots.callStarted();
-      try {
-        await slots.sendTurn();
-        return await currentCall.run(call, () => next(input));
-      } finally {
-        // No request seen (failed before it, or a client that is not fetch): counted as sent now,
-        // which is never earlier than a request it may have sent.
-        if (!call.sent) {
-          call.sent = true;
-          slots.callSent();
-        }
-        slots.callEnded();
-      }
+    execute(input, next) {
+      const arg = input.args[0] as { provider?: unknown; stream?: unknown } | undefined;
+      const slots = arg?.stream && typeof arg.provider === 'string' ? slotsByProvider.get(arg.provider) : undefined;
+      return slots ? trackCall(slots, () => next(input), true) : next(input);
     },
   };
 }
@@ -232,8 +256,9 @@ export class ProviderSlotSupplier implements CustomSlotSupplier<ActivitySlotInfo
     this.pump();
   }
 
-  callStarted(): void {
-    this.started++;
+  /** `external`: a call to this provider that did not come through this supplier's slots (a streamed call). */
+  callStarted(external = false): void {
+    if (!external) this.started++;
     this.unsent++;
   }
 
@@ -258,8 +283,8 @@ export class ProviderSlotSupplier implements CustomSlotSupplier<ActivitySlotInfo
     this.pumpTurns();
   }
 
-  callEnded(): void {
-    this.ended++;
+  callEnded(external = false): void {
+    if (!external) this.ended++;
   }
 
   /**

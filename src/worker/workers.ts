@@ -10,6 +10,7 @@ import { HealthAgent } from './health-agent.js';
 import { keelDataConverter } from '../codec/data-converter.js';
 import type { InjectedSinks } from '@temporalio/worker';
 import type { AnswerBoard } from '../channels/answer-board.js';
+import type { StreamBoard } from '../channels/stream-board.js';
 import type { KeelSinks } from '../core/contract.js';
 import type { RoutingHealth } from '../core/health-types.js';
 
@@ -26,7 +27,7 @@ const ISOLATE_TIMEOUT = { isolateExecutionTimeout: '60s' } as Partial<WorkerOpti
 
 /** Local-activity slots for the health reads, probes and hedge checks beside provider calls. */
 const LOCAL_HOUSEKEEPING_SLOTS = 100;
-import { providerWorkerOptions } from './provider-slots.js';
+import { providerSlotSupplier, providerWorkerOptions, streamedCallLimiter, type ProviderSlotSupplier } from './provider-slots.js';
 import { batchTaskQueue, providerHealthWorkflowId, providerTaskQueue } from '../core/task-queues.js';
 
 export interface KeelWorkersOptions {
@@ -36,6 +37,11 @@ export interface KeelWorkersOptions {
   identity?: string;
   /** An API in this process waits here for outcomes (the `early` answer path). */
   answers?: AnswerBoard;
+  /**
+   * An API in this process streams requests (docs/STREAMING.md): their calls publish chunks here,
+   * and hedged streamed calls run on `processQueue`, which only this process polls.
+   */
+  streams?: { board: StreamBoard; processQueue: string };
 }
 
 export interface KeelWorkers {
@@ -59,7 +65,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
     // The request worker's state stands for the set: once it stops, publish the rest and stop.
     stopWhen: () => workers.length > 0 && !['INITIALIZED', 'RUNNING'].includes(workers[0].getState()),
   });
-  const activities = createActivities(config, health);
+  const activities = createActivities(config, health, opts.streams?.board);
   const common = { connection, namespace: config.namespace, ...withCodec, ...(opts.identity && { identity: opts.identity }) };
   const sinks: InjectedSinks<KeelSinks> = {
     answers: {
@@ -70,9 +76,16 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
       },
     },
   };
-  const localCallSlots = Object.values(config.routing.providers).filter((p) => p.callPath === 'local').length > 0
-    ? Object.entries(config.providers).reduce((n, [name, p]) => n + (config.routing.providers[name].callPath === 'local' ? (p.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY) : 0), 0)
-    : 0;
+  // Streamed calls run locally whatever their provider's call path (each capped by its own permits).
+  const runsLocally = (name: string) => opts.streams !== undefined || config.routing.providers[name].callPath === 'local';
+  const localCallSlots = Object.entries(config.providers).reduce((n, [name, p]) => n + (runsLocally(name) ? (p.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY) : 0), 0);
+  // A rate-limited provider's window in this process, shared by its task-queue worker and the streamed calls to it.
+  const slots = new Map<string, ProviderSlotSupplier>();
+  for (const [name, provider] of Object.entries(config.providers)) {
+    const supplier = providerSlotSupplier(provider);
+    if (supplier) slots.set(name, supplier);
+  }
+  const streamedLimits = opts.streams && slots.size > 0 ? { interceptors: { activity: [() => ({ inbound: streamedCallLimiter(slots) })] } } : {};
   workers.push(
     await Worker.create({
       ...common,
@@ -90,6 +103,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
         acquireProbe: activities.acquireProbe,
       },
       maxConcurrentLocalActivityExecutions: LOCAL_HOUSEKEEPING_SLOTS + localCallSlots,
+      ...streamedLimits,
     }),
   );
   for (const [name, provider] of Object.entries(config.providers)) {
@@ -98,7 +112,20 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
         ...common,
         taskQueue: providerTaskQueue(name),
         activities: { callProvider: activities.callProvider },
-        ...providerWorkerOptions(provider),
+        ...providerWorkerOptions(provider, slots.get(name)),
+      }),
+    );
+  }
+  if (opts.streams) {
+    // Hedged streamed calls: activities (a hedge timer must fire while one streams) that still run
+    // in this process, where the API streams them. Each provider is capped by its permits.
+    workers.push(
+      await Worker.create({
+        ...common,
+        taskQueue: opts.streams.processQueue,
+        activities: { callProvider: activities.callProvider },
+        maxConcurrentActivityTaskExecutions: localCallSlots,
+        ...streamedLimits,
       }),
     );
   }

@@ -11,6 +11,7 @@ import { KEEL_SEARCH_ATTRIBUTES } from '../../src/core/search-attributes.js';
 import { ensureTemporalCli } from '../../src/temporal/cli.js';
 import { createKeelWorkers, healthSource } from '../../src/worker/workers.js';
 import { AnswerBoard } from '../../src/channels/answer-board.js';
+import { StreamBoard } from '../../src/channels/stream-board.js';
 import { bundleWorkflows } from '../../src/worker/workflow-bundle.js';
 
 /**
@@ -50,6 +51,8 @@ export interface KeelUnderTest {
   api: RunningApi;
   url: string;
   workers: Worker[];
+  /** The process's stream board (shared API and worker only). */
+  streams?: StreamBoard;
   stop(): Promise<void>;
 }
 
@@ -66,17 +69,29 @@ export async function startKeel(env: TestWorkflowEnvironment, yaml: string, opts
   const connection = await NativeConnection.connect({ address });
   // As `npm start` runs them: one connection, eager starts, early answers (unless `shared: false`).
   const answers = new AnswerBoard();
-  const { workers, health } = await createKeelWorkers({ connection, config, workflowBundle: await workflowBundle(config.codec), answers, ...(opts.identity && { identity: opts.identity }) });
+  const shared = opts.shared !== false;
+  const board = shared ? new StreamBoard(config.streaming) : undefined;
+  const streams = board && { board, processQueue: `${taskQueue}-process` };
+  const { workers, health } = await createKeelWorkers({
+    connection,
+    config,
+    workflowBundle: await workflowBundle(config.codec),
+    answers,
+    ...(streams && { streams }),
+    ...(opts.identity && { identity: opts.identity }),
+  });
   const running = Promise.all(workers.map((w) => w.run()));
-  if (opts.shared !== false) await health.warmUp();
+  if (shared) await health.warmUp();
   const port = opts.port ?? 0;
-  const api = opts.shared === false ? await startApi(config, { address, port }) : await startApi(config, { connection, local: { answers, health: healthSource(health) }, port });
+  const api = !streams ? await startApi(config, { address, port }) : await startApi(config, { connection, local: { answers, streams, health: healthSource(health) }, port });
   return {
     config,
     api,
     url: api.url,
     workers,
+    ...(board && { streams: board }),
     async stop() {
+      board?.close();
       await api.close();
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
       await running;

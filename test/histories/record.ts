@@ -22,7 +22,7 @@ import { until } from '../helpers/http.js';
 import { startKeel, startTemporal } from '../helpers/temporal.js';
 
 const OUT_DIR = dirname(fileURLToPath(import.meta.url));
-const SCENARIOS = ['fallback', 'race', 'hedge', 'failed', 'batch', 'provider-health', 'keyed', 'keyed-batch', 'virtual-key'];
+const SCENARIOS = ['fallback', 'race', 'hedge', 'failed', 'batch', 'provider-health', 'keyed', 'keyed-batch', 'virtual-key', 'stream', 'stream-hedge'];
 const named = process.argv.slice(2);
 for (const n of named) if (!SCENARIOS.includes(n)) throw new Error(`unknown scenario '${n}'; the scenarios are ${SCENARIOS.join(', ')}`);
 const IDENTITY = 'keel-history-recorder';
@@ -51,6 +51,8 @@ defaults:
   hedge: { delayMs: 300, maxShare: 1 }
 health: { publishIntervalMs: 300, refreshIntervalMs: 300 }
 batches: { window: 2, childrenPerRun: 10, flushSize: 2 }
+# The recorded scenarios were recorded on the task-queue call path (before local calls existed); a
+# streamed request's calls run in the API's process whatever the path (docs/STREAMING.md).
 providers:
   a: { type: openai, baseURL: ${a.url}, callPath: queue, models: { keyed: { pricing: { input: 1, output: 2 } }, keyed-batch: { pricing: { input: 1, output: 2 } } } }
   b: { type: anthropic, baseURL: ${b.url}, callPath: queue }
@@ -62,6 +64,8 @@ models:
   hedged: { targets: [a/hedge, b/hedge], mode: hedge }
   failing: { targets: [a/fail, b/fail] }
   batched: { targets: [a/batch] }
+  streamed: { targets: [a/stream, b/stream], mode: race }
+  streamed-hedge: { targets: [a/shedge, b/shedge], mode: hedge }
 `,
   { identity: IDENTITY },
 );
@@ -78,6 +82,10 @@ b.setBehaviour('fail', { default: { kind: 'error', status: 529, code: 'overloade
 a.setBehaviour('batch', { default: { kind: 'ok' } });
 a.setBehaviour('keyed', { default: { kind: 'ok' } });
 a.setBehaviour('keyed-batch', { default: { kind: 'ok' } });
+a.setBehaviour('stream', { default: { kind: 'ok', latencyMs: 3000 } });
+b.setBehaviour('stream', { default: { kind: 'ok' }, stream: { chunkDelayMs: 20 } });
+a.setBehaviour('shedge', { default: { kind: 'ok', latencyMs: 3000 } });
+b.setBehaviour('shedge', { default: { kind: 'ok' }, stream: { chunkDelayMs: 20 } });
 
 const events = (h: History) => h.events ?? [];
 const count = (h: History, type: proto.temporal.api.enums.v1.EventType) => events(h).filter((e) => e.eventType === type).length;
@@ -117,6 +125,13 @@ async function ask(model: string, key: string, sdk = client, keyId?: string): Pr
   return requestIdForKey(key, keyId);
 }
 
+/** A streamed request, read to its end by the official client. */
+async function askStream(model: string, key: string): Promise<string> {
+  const stream = await client.chat.completions.create({ model, stream: true, messages: [{ role: 'user', content: `a ${model} request` }] }, { headers: { 'Idempotency-Key': key } });
+  for await (const chunk of stream) void chunk;
+  return requestIdForKey(key);
+}
+
 try {
   const run = Date.now();
   const recorded: Record<string, History> = {};
@@ -133,6 +148,16 @@ try {
   assert.equal(count(recorded.hedge, EventType.EVENT_TYPE_TIMER_FIRED), 1, 'hedge: the delay passed');
   assert.equal(count(recorded.hedge, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED), 2, 'hedge: the second target started');
   assert.equal(count(recorded.hedge, EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED), 1, 'hedge: the slow primary cancelled');
+
+  // Streamed (docs/STREAMING.md): a race of two local calls, the loser told it lost; and a hedge whose
+  // calls ran on the process's own queue while the hedge timer fired.
+  recorded.stream = await closedHistory(await askStream('streamed', `stream-${run}`));
+  const markers = events(recorded.stream).filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity');
+  assert.equal(markers.length, 2, 'stream: both targets called locally');
+  assert.equal(count(recorded.stream, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED), 0, 'stream: no task-queue call');
+  recorded['stream-hedge'] = await closedHistory(await askStream('streamed-hedge', `stream-hedge-${run}`));
+  assert.equal(count(recorded['stream-hedge'], EventType.EVENT_TYPE_TIMER_FIRED), 1, 'stream-hedge: the delay passed');
+  assert.equal(count(recorded['stream-hedge'], EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED), 2, 'stream-hedge: the primary lost, the hedge answered');
 
   const failedKey = `failed-${run}`;
   await assert.rejects(ask('failing', failedKey), (err: unknown) => err instanceof OpenAI.APIError && err.status === 503);

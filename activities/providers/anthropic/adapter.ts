@@ -6,6 +6,7 @@ import type {
   ContentBlockParam,
   ImageBlockParam,
   Message,
+  RawMessageStreamEvent,
   MessageCreateParamsNonStreaming,
   MessageParam,
   Tool,
@@ -33,7 +34,7 @@ import {
   unsupported,
   unwrapJsonFence,
 } from '../common.js';
-import type { ChatCompletion, ChatRequest, ProviderAdapter } from '../types.js';
+import type { AdapterStreamEvent, ChatCompletion, ChatRequest, ProviderAdapter } from '../types.js';
 
 /** Anthropic requires max_tokens; OpenAI's default is "as much as fits", this is a safe middle. */
 export const ANTHROPIC_DEFAULT_MAX_TOKENS = 4096;
@@ -265,5 +266,67 @@ export function createAnthropicAdapter(opts: { baseURL: string; apiKey?: string 
       const jsonMode = request.response_format?.type === 'json_object' || request.response_format?.type === 'json_schema';
       return fromAnthropicResponse(answer, upstreamModel, { jsonMode });
     },
+    async *stream(request, upstreamModel, signal) {
+      const body = anthropicRequestBody(request, upstreamModel);
+      const events = await client.messages.create({ ...body, stream: true }, { signal });
+      yield* fromAnthropicEvents(events);
+    },
   };
+}
+
+/**
+ * Messages stream events as adapter events: text deltas, tool_use blocks (numbered from 0) and their
+ * input_json deltas; thinking blocks are left out, as in a complete answer. A JSON answer's code
+ * fence is not removed here: the client has the text as it came.
+ */
+export async function* fromAnthropicEvents(events: AsyncIterable<RawMessageStreamEvent>): AsyncGenerator<AdapterStreamEvent> {
+  const tools = new Map<number, { index: number; args: boolean }>();
+  let promptTokens = 0;
+  let cached = 0;
+  let outputTokens = 0;
+  for await (const ev of events) {
+    switch (ev.type) {
+      case 'message_start': {
+        yield { type: 'start', ...(ev.message.id && { id: ev.message.id }) };
+        const u = ev.message.usage;
+        cached = u?.cache_read_input_tokens ?? 0;
+        promptTokens = (u?.input_tokens ?? 0) + cached + (u?.cache_creation_input_tokens ?? 0);
+        outputTokens = u?.output_tokens ?? 0;
+        break;
+      }
+      case 'content_block_start': {
+        const block = ev.content_block;
+        if (block.type === 'text' && block.text) yield { type: 'piece', piece: { choice: 0, kind: 'text', text: block.text } };
+        if (block.type === 'tool_use') {
+          const index = tools.size;
+          tools.set(ev.index, { index, args: false });
+          yield { type: 'piece', piece: { choice: 0, kind: 'tool', index, id: block.id, name: block.name, text: '' } };
+        }
+        break;
+      }
+      case 'content_block_delta': {
+        const d = ev.delta;
+        if (d.type === 'text_delta' && d.text) yield { type: 'piece', piece: { choice: 0, kind: 'text', text: d.text } };
+        const tool = tools.get(ev.index);
+        if (d.type === 'input_json_delta' && tool && d.partial_json) {
+          tool.args = true;
+          yield { type: 'piece', piece: { choice: 0, kind: 'tool', index: tool.index, text: d.partial_json } };
+        }
+        break;
+      }
+      case 'content_block_stop': {
+        // A tool called without input streams none; a complete answer shows it as {}.
+        const tool = tools.get(ev.index);
+        if (tool && !tool.args) yield { type: 'piece', piece: { choice: 0, kind: 'tool', index: tool.index, text: '{}' } };
+        break;
+      }
+      case 'message_delta':
+        if (ev.delta.stop_reason) yield { type: 'finish', choice: 0, reason: FINISH[ev.delta.stop_reason] ?? 'stop' };
+        outputTokens = ev.usage?.output_tokens ?? outputTokens;
+        break;
+      case 'message_stop':
+        yield { type: 'usage', usage: makeUsage(promptTokens, outputTokens, cached ? { prompt_tokens_details: { cached_tokens: cached } } : {}) };
+        break;
+    }
+  }
 }

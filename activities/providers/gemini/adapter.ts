@@ -33,7 +33,7 @@ import {
   translating,
   unsupported,
 } from '../common.js';
-import { ProviderCallError, type ChatCompletion, type ChatRequest, type ProviderAdapter } from '../types.js';
+import { ProviderCallError, type AdapterStreamEvent, type ChatCompletion, type ChatRequest, type ProviderAdapter } from '../types.js';
 
 /**
  * Gemini 3 rejects a replayed functionCall part without the thought signature it was issued
@@ -224,13 +224,66 @@ function finishReason(reason: string | undefined, hasToolCalls: boolean): ChatCo
   return hasToolCalls ? 'tool_calls' : 'stop';
 }
 
-export function fromGeminiResponse(answer: GeminiAnswer, upstreamModel: string): ChatCompletion {
-  if (!isRecord(answer)) throw new ProviderCallError('bad_response', 'gemini answer is not a JSON object');
+function refuseBlocked(answer: GeminiAnswer): void {
   const block = answer.promptFeedback?.blockReason;
   if (block) {
     const detail = answer.promptFeedback?.blockReasonMessage;
     throw new ProviderCallError('content_filtered', `gemini blocked the prompt (${block})${detail ? `: ${detail}` : ''}`, undefined, block);
   }
+}
+
+function geminiUsage(u: GeminiAnswer['usageMetadata']): ChatCompletion['usage'] & object {
+  const prompt = (u?.promptTokenCount ?? 0) + (u?.toolUsePromptTokenCount ?? 0);
+  const thoughts = u?.thoughtsTokenCount ?? 0;
+  // Thinking tokens are billed as output, which is what OpenAI's reasoning_tokens report too.
+  return makeUsage(prompt, (u?.candidatesTokenCount ?? 0) + thoughts, {
+    ...(thoughts && { completion_tokens_details: { reasoning_tokens: thoughts } }),
+    ...(u?.cachedContentTokenCount && { prompt_tokens_details: { cached_tokens: u.cachedContentTokenCount } }),
+  });
+}
+
+/**
+ * streamGenerateContent's answers as adapter events: each candidate's text as it comes, function
+ * calls whole (Gemini does not stream their arguments), finish reasons, the last usage seen.
+ */
+export async function* fromGeminiStream(answers: AsyncIterable<GeminiAnswer>): AsyncGenerator<AdapterStreamEvent> {
+  let started = false;
+  let usage: GeminiAnswer['usageMetadata'];
+  let candidates = 0;
+  const toolsOf = new Map<number, number>();
+  for await (const answer of answers) {
+    if (!isRecord(answer)) throw new ProviderCallError('bad_response', 'gemini stream chunk is not a JSON object');
+    if (!started) {
+      started = true;
+      yield { type: 'start', ...(answer.responseId && { id: answer.responseId }) };
+    }
+    refuseBlocked(answer);
+    candidates += answer.candidates?.length ?? 0;
+    for (const [i, c] of (answer.candidates ?? []).entries()) {
+      const choice = c.index ?? i;
+      for (const part of c.content?.parts ?? []) {
+        if (part.thought) continue;
+        if (typeof part.text === 'string' && part.text) yield { type: 'piece', piece: { choice, kind: 'text', text: part.text } };
+        if (part.functionCall) {
+          const index = toolsOf.get(choice) ?? 0;
+          toolsOf.set(choice, index + 1);
+          yield {
+            type: 'piece',
+            piece: { choice, kind: 'tool', index, id: part.functionCall.id || newToolCallId(), name: part.functionCall.name ?? '', text: JSON.stringify(part.functionCall.args ?? {}) },
+          };
+        }
+      }
+      if (c.finishReason) yield { type: 'finish', choice, reason: finishReason(c.finishReason, (toolsOf.get(choice) ?? 0) > 0) };
+    }
+    if (answer.usageMetadata) usage = answer.usageMetadata;
+  }
+  if (candidates === 0) throw new ProviderCallError('content_filtered', 'gemini returned no candidates', undefined, 'NO_CANDIDATES');
+  yield { type: 'usage', usage: geminiUsage(usage) };
+}
+
+export function fromGeminiResponse(answer: GeminiAnswer, upstreamModel: string): ChatCompletion {
+  if (!isRecord(answer)) throw new ProviderCallError('bad_response', 'gemini answer is not a JSON object');
+  refuseBlocked(answer);
   const candidates = answer.candidates ?? [];
   if (candidates.length === 0) throw new ProviderCallError('content_filtered', 'gemini returned no candidates', undefined, 'NO_CANDIDATES');
 
@@ -261,15 +314,7 @@ export function fromGeminiResponse(answer: GeminiAnswer, upstreamModel: string):
     };
   });
 
-  const u = answer.usageMetadata;
-  const prompt = (u?.promptTokenCount ?? 0) + (u?.toolUsePromptTokenCount ?? 0);
-  const thoughts = u?.thoughtsTokenCount ?? 0;
-  // Thinking tokens are billed as output, which is what OpenAI's reasoning_tokens report too.
-  const usage = makeUsage(prompt, (u?.candidatesTokenCount ?? 0) + thoughts, {
-    ...(thoughts && { completion_tokens_details: { reasoning_tokens: thoughts } }),
-    ...(u?.cachedContentTokenCount && { prompt_tokens_details: { cached_tokens: u.cachedContentTokenCount } }),
-  });
-  return makeCompletion(upstreamModel, choices, usage, answer.responseId || undefined);
+  return makeCompletion(upstreamModel, choices, geminiUsage(answer.usageMetadata), answer.responseId || undefined);
 }
 
 /** A base URL may carry the API version (".../v1beta"); the SDK wants them apart. */
@@ -294,6 +339,11 @@ export function createGeminiAdapter(opts: { baseURL: string; apiKey?: string }):
       const params = geminiRequestBody(request, upstreamModel);
       const answer = await client.models.generateContent({ ...params, config: { ...params.config, abortSignal: signal } });
       return fromGeminiResponse(answer, upstreamModel);
+    },
+    async *stream(request, upstreamModel, signal) {
+      const params = geminiRequestBody(request, upstreamModel);
+      const answers = await client.models.generateContentStream({ ...params, config: { ...params.config, abortSignal: signal } });
+      yield* fromGeminiStream(answers);
     },
   };
 }

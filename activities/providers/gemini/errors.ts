@@ -22,6 +22,8 @@ function isExhaustedQuota(f: HttpFailure): boolean {
 }
 
 function parseJson(text: string): unknown {
+  // An error inside a stream comes as "got status: UNAVAILABLE. {json}".
+  text = text.replace(/^got status: [A-Z_]*\. /, '');
   if (!text.startsWith('{')) return undefined;
   try {
     return JSON.parse(text);

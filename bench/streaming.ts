@@ -1,0 +1,187 @@
+// Streaming through Keel vs straight to the provider (docs/STREAMING.md): a fake OpenAI provider that
+// streams 200 chunks 10 ms apart; sequential streamed requests with the official `openai` SDK, in
+// interleaved rounds, through Keel (API and worker in one process, as `npm start` and `npm run
+// gateway` run it) and directly. Per request: time to first token (TTFT), total time, and each
+// chunk's lateness — when the client read it minus when the fake wrote it (the fake records every
+// write; everything runs in this process, on one clock). Goals (issue #10): added TTFT ≤ 15 ms at
+// p50, added total ≤ 20 ms, and no chunk held back (batched) by more than 20 ms.
+//
+// LiteLLM and Portkey join the same run when bench/gateways/{litellm,portkey}.ts (the gateway
+// benchmark's installers) are in the tree: they are loaded if present, installed on first use, and
+// pointed at the same fake. Without them the run says so and measures Keel against direct.
+//
+//   npx tsx bench/streaming.ts [N=40] [CHUNKS=200] [CHUNK_MS=10] [ONLY=keel,litellm,portkey]
+// Writes bench/results/streaming.json.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
+import { startKeel, startTemporal } from '../test/helpers/temporal.js';
+import { machine, percentile, summarize, writeResults } from './stats.js';
+
+const N = Number(process.env.N ?? 40);
+const WARMUP = Number(process.env.WARMUP ?? 3);
+const CHUNKS = Number(process.env.CHUNKS ?? 200);
+const CHUNK_MS = Number(process.env.CHUNK_MS ?? 10);
+const ONLY = (process.env.ONLY ?? 'keel,litellm,portkey').split(',');
+const ROUNDS = 4;
+const now = () => performance.timeOrigin + performance.now();
+
+interface Target {
+  id: string;
+  label: string;
+  client: OpenAI;
+  model: string;
+  headers?: Record<string, string>;
+}
+
+interface Sample {
+  ttft: number;
+  total: number;
+  /** Per content chunk: read by the client minus written by the fake. */
+  lateness: number[];
+}
+
+/** What the gateway benchmark's installers export (bench/gateways/*.ts, on another branch until merged). */
+interface Peer {
+  name: string;
+  baseURL: string;
+  model: string;
+  headers: Record<string, string>;
+  apiKey: string;
+  version: string;
+  child: { stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void> };
+}
+interface PeerInstaller {
+  id: string;
+  label: (version: string) => string;
+  load(): Promise<{ ensure(log: (line: string) => void): Promise<string>; start(fakeUrl: string, workDir: string): Promise<Peer> } | undefined>;
+}
+
+const log = (line: string) => console.error(`bench: ${line}`);
+
+// The module paths are computed so that this file type-checks without them.
+async function optionalModule(name: string): Promise<Record<string, unknown> | undefined> {
+  const url = new URL(`./gateways/${name}.ts`, import.meta.url).href;
+  return (import(url) as Promise<Record<string, unknown>>).catch(() => undefined);
+}
+
+const PEERS: PeerInstaller[] = [
+  {
+    id: 'litellm',
+    label: (v) => `LiteLLM proxy ${v}`,
+    async load() {
+      const m = await optionalModule('litellm');
+      if (!m) return undefined;
+      return {
+        ensure: m.ensureLiteLLM as (log: (line: string) => void) => Promise<string>,
+        start: m.startLiteLLM as (fakeUrl: string, workDir: string) => Promise<Peer>,
+      };
+    },
+  },
+  {
+    id: 'portkey',
+    label: (v) => `Portkey gateway ${v}`,
+    async load() {
+      const m = await optionalModule('portkey');
+      if (!m) return undefined;
+      return { ensure: m.ensurePortkey as (log: (line: string) => void) => Promise<string>, start: (fakeUrl: string) => (m.startPortkey as (u: string) => Promise<Peer>)(fakeUrl) };
+    },
+  },
+];
+
+async function once(fake: FakeProvider, t: Target): Promise<Sample> {
+  const before = fake.calls().length;
+  const started = now();
+  const arrivals: number[] = [];
+  const stream = await t.client.chat.completions.create(
+    { model: t.model, stream: true, messages: [{ role: 'user', content: 'Hello' }] },
+    t.headers ? { headers: t.headers } : undefined,
+  );
+  for await (const chunk of stream) if (chunk.choices[0]?.delta.content) arrivals.push(now());
+  const total = now() - started;
+  const call = fake.calls()[before];
+  if (!call || call.chunkTimes.length !== CHUNKS || arrivals.length !== CHUNKS) {
+    throw new Error(`${t.id}: expected ${CHUNKS} chunks, the fake wrote ${call?.chunkTimes.length} and the client read ${arrivals.length}`);
+  }
+  return { ttft: arrivals[0] - started, total, lateness: arrivals.map((at, i) => at - call.chunkTimes[i]) };
+}
+
+function report(samples: Sample[]) {
+  const lateness = samples.flatMap((s) => s.lateness).sort((a, b) => a - b);
+  const round = (x: number) => Math.round(x * 100) / 100;
+  return {
+    ttft: summarize(samples.map((s) => s.ttft)),
+    total: summarize(samples.map((s) => s.total)),
+    chunkLatenessMs: { p50: round(percentile(lateness, 50)), p99: round(percentile(lateness, 99)), max: round(lateness.at(-1)!) },
+  };
+}
+
+const env = await startTemporal();
+const fake = await startFakeProvider({ type: 'openai' });
+const text = Array.from({ length: CHUNKS }, (_, i) => `tok${i}`).join(' ');
+fake.setBehaviour('*', { default: { kind: 'ok', content: text }, stream: { chunks: CHUNKS, chunkDelayMs: CHUNK_MS } });
+const keel = await startKeel(env, `providers:\n  a: { type: openai, baseURL: ${fake.url} }\nmodels:\n  chat: { targets: [a/m] }\n`);
+const work = mkdtempSync(join(tmpdir(), 'keel-bench-streaming-'));
+const peers: Peer[] = [];
+const unavailable: Record<string, string> = {};
+try {
+  const targets: Target[] = [{ id: 'direct', label: 'direct (openai SDK → fake)', client: new OpenAI({ baseURL: fake.url, apiKey: 'x', maxRetries: 0 }), model: 'm' }];
+  if (ONLY.includes('keel')) targets.push({ id: 'keel', label: 'Keel (API + worker in one process)', client: new OpenAI({ baseURL: `${keel.url}/v1`, apiKey: 'x', maxRetries: 0 }), model: 'chat' });
+  for (const p of PEERS.filter((p) => ONLY.includes(p.id))) {
+    const installer = await p.load();
+    if (!installer) {
+      unavailable[p.id] = 'bench/gateways is not in this tree (the gateway benchmark adds it): not measured';
+      continue;
+    }
+    try {
+      const version = await installer.ensure(log);
+      const peer = await installer.start(fake.url, work);
+      peers.push(peer);
+      targets.push({ id: p.id, label: p.label(version), client: new OpenAI({ baseURL: peer.baseURL, apiKey: peer.apiKey, maxRetries: 0 }), model: peer.model, headers: peer.headers });
+    } catch (err) {
+      unavailable[p.id] = (err as Error).message.slice(0, 500);
+    }
+  }
+  for (const [id, why] of Object.entries(unavailable)) log(`${id}: ${why}`);
+
+  const samples = new Map<string, Sample[]>(targets.map((t) => [t.id, []]));
+  for (const t of targets) for (let i = 0; i < WARMUP; i++) await once(fake, t);
+  // Interleaved rounds: drift in machine load hits every target alike.
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const t of targets) for (let i = 0; i < Math.ceil(N / ROUNDS); i++) samples.get(t.id)!.push(await once(fake, t));
+    log(`round ${round + 1}/${ROUNDS} done`);
+  }
+  const direct = report(samples.get('direct')!);
+  const results: Record<string, unknown> = {
+    machine: machine(),
+    loadAverageAtEnd: loadavg().map((x) => +x.toFixed(2)),
+    requestsPerTarget: N,
+    stream: { chunks: CHUNKS, chunkDelayMs: CHUNK_MS },
+    goals: 'added TTFT p50 <= 15 ms, added total p50 <= 20 ms, chunk lateness (p99 over direct) <= 20 ms',
+    unavailable,
+    targets: Object.fromEntries(
+      targets.map((t) => {
+        const r = report(samples.get(t.id)!);
+        const added =
+          t.id === 'direct'
+            ? undefined
+            : {
+                ttftP50: +(r.ttft.p50 - direct.ttft.p50).toFixed(2),
+                totalP50: +(r.total.p50 - direct.total.p50).toFixed(2),
+                chunkLatenessP99: +(r.chunkLatenessMs.p99 - direct.chunkLatenessMs.p99).toFixed(2),
+              };
+        return [t.id, { label: t.label, ...r, ...(added && { addedMs: added }) }];
+      }),
+    ),
+  };
+  console.log(JSON.stringify(results, null, 2));
+  console.log(`written to ${writeResults('streaming', results)}`);
+} finally {
+  for (const p of peers) await p.child.stop().catch(() => undefined);
+  await keel.stop();
+  await fake.close();
+  await env.teardown();
+  rmSync(work, { recursive: true, force: true });
+}
