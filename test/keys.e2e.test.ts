@@ -275,6 +275,33 @@ describe('exact budgets across two API processes', () => {
     assert.equal((await ask(1, secret)).res.status, 200, 'the budget is free again');
   });
 
+  test('a streamed request is charged from its final usage, and a budget refuses the stream before any provider call', async () => {
+    const { id, secret } = await createKey({ budget: { usd: 0.0015, period: 'total' } });
+    const sdk = new OpenAI({ baseURL: `${apiUrls[1]}/v1`, apiKey: secret, maxRetries: 0 });
+    const before = fake.calls('m').length;
+    const stream = await sdk.chat.completions.create({ model: 'chat', max_tokens: 600, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'Hello' }] });
+    let usage: (OpenAI.CompletionUsage & { cost?: number }) | undefined;
+    let text = '';
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? '';
+      if (chunk.usage) usage = chunk.usage;
+    }
+    assert.equal(text.length > 0, true);
+    assert.equal(usage?.completion_tokens, 600);
+    assert.equal(usage?.cost, 0.0006);
+    const view = await until('the streamed request to settle', async () => {
+      const { json } = await call(0, 'GET', `/v1/keys/${id}`, ADMIN);
+      return json.spend.requests === 1 && json.budget.reserved_usd === 0 ? json : undefined;
+    });
+    assert.equal(view.budget.spent_usd, 0.0006, 'charged what the stream used, not zero and not the reservation');
+    // $0.0009 left: a streamed worst case of $0.001 does not fit, and is refused as an HTTP error.
+    await assert.rejects(
+      sdk.chat.completions.create({ model: 'chat', max_tokens: 1_000, stream: true, messages: [{ role: 'user', content: 'Hello' }] }),
+      (err: unknown) => err instanceof OpenAI.APIError && err.status === 429 && (err.error as { code?: string })?.code === 'budget_exceeded',
+    );
+    assert.equal(fake.calls('m').length - before, 1);
+  });
+
   test('TPM: the worst case counts at admission, across both APIs', async () => {
     // One request's worst case is max_tokens 1000 plus the prompt bound (~1,100): two do not fit 3,000.
     const { secret } = await createKey({ tpm: 3_000 });

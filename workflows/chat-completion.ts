@@ -389,7 +389,11 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
             ...(cost !== undefined && { cost }),
             ...(input.key && { key: keyInfo(input.key, charge(input.key, cost, out.completion.usage).nanos) }),
           },
-          ...(input.stream && { stream: { ...(out.layout && { layout: out.layout }), includeUsage: input.stream.includeUsage } }),
+          // A streamed request started by an API without a worker in its process has no stream spec:
+          // its answer is streamed from this record, with the usage chunk if the client asked for it.
+          ...((input.stream || input.request.stream === true) && {
+            stream: { ...(out.layout && { layout: out.layout }), includeUsage: input.stream?.includeUsage ?? input.request.stream_options?.include_usage === true },
+          }),
         };
         answers.settled({ ok: true, result });
         return result;
