@@ -64,7 +64,7 @@ export const StreamSchema = z
   })
   .strict();
 export type StreamSettings = z.infer<typeof StreamSchema>;
-export { DEFAULT_STREAM } from '../core/stream-chunks.js';
+export { DEFAULT_STREAM } from './stream-defaults.js';
 
 const TargetRef = z
   .string()

@@ -1,7 +1,7 @@
 // Pure, deterministic planning: request + routing config -> ordered targets and a mode.
 // Runs inside workflows (so: no I/O, no clock) and in the API to reject bad requests up front.
 import type { AnswerMode, CallPath, RetrySettings, RoutingConfig, RoutingMode, StreamSettings, TimeoutSettings, ProviderType } from '../config/schema.js';
-import { DEFAULT_STREAM } from './stream-chunks.js';
+import { DEFAULT_STREAM } from '../config/stream-defaults.js';
 import { FEATURES, unsupportedBy, type Feature, type FeatureUse } from './capabilities.js';
 import type { KeelOptions, ProviderPrefs } from './chat-request.js';
 import type { RoutingHealth } from './health-types.js';

@@ -6,13 +6,6 @@
 import type { ChatCompletion, ChatCompletionChunk } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
 
-/**
- * The stall limit and what a break after the first token leads to, unless the model or request says
- * otherwise. Half a minute without a chunk mid-answer is long for any provider; a slow first token
- * (a reasoning step) is bounded by the attempt timeout instead.
- */
-export const DEFAULT_STREAM: { idleTimeoutMs: number; recovery: 'none' | 'continue' } = { idleTimeoutMs: 30_000, recovery: 'none' };
-
 /** One piece of a streamed answer: a choice's text or refusal, or a piece of one tool call's arguments. */
 export type StreamPiece =
   | { choice: number; kind: 'text'; text: string }
