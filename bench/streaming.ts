@@ -6,9 +6,9 @@
 // write; everything runs in this process, on one clock). Goals (issue #10): added TTFT ≤ 15 ms at
 // p50, added total ≤ 20 ms, and no chunk held back (batched) by more than 20 ms.
 //
-// LiteLLM and Portkey join the same run when bench/gateways/{litellm,portkey}.ts (the gateway
-// benchmark's installers) are in the tree: they are loaded if present, installed on first use, and
-// pointed at the same fake. Without them the run says so and measures Keel against direct.
+// LiteLLM and Portkey join the same run, installed on first use by the gateway benchmark's
+// installers (bench/gateways) and pointed at the same fake; one that cannot be installed or started
+// is named in the results as not measured.
 //
 //   npx tsx bench/streaming.ts [N=40] [CHUNKS=200] [CHUNK_MS=10] [ONLY=keel,litellm,portkey]
 // Writes bench/results/streaming.json.
@@ -19,6 +19,8 @@ import OpenAI from 'openai';
 import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
 import { startKeel, startTemporal } from '../test/helpers/temporal.js';
 import { machine, percentile, summarize, writeResults } from './stats.js';
+import { ensureLiteLLM, startLiteLLM, type RunningPeer } from './gateways/litellm.js';
+import { ensurePortkey, startPortkey } from './gateways/portkey.js';
 
 const N = Number(process.env.N ?? 40);
 const WARMUP = Number(process.env.WARMUP ?? 3);
@@ -43,52 +45,19 @@ interface Sample {
   lateness: number[];
 }
 
-/** What the gateway benchmark's installers export (bench/gateways/*.ts, on another branch until merged). */
-interface Peer {
-  name: string;
-  baseURL: string;
-  model: string;
-  headers: Record<string, string>;
-  apiKey: string;
-  version: string;
-  child: { stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void> };
-}
 interface PeerInstaller {
   id: string;
   label: (version: string) => string;
-  load(): Promise<{ ensure(log: (line: string) => void): Promise<string>; start(fakeUrl: string, workDir: string): Promise<Peer> } | undefined>;
+  ensure(log: (line: string) => void): Promise<string>;
+  start(fakeUrl: string, workDir: string): Promise<RunningPeer>;
 }
 
 const log = (line: string) => console.error(`bench: ${line}`);
 
-// The module paths are computed so that this file type-checks without them.
-async function optionalModule(name: string): Promise<Record<string, unknown> | undefined> {
-  const url = new URL(`./gateways/${name}.ts`, import.meta.url).href;
-  return (import(url) as Promise<Record<string, unknown>>).catch(() => undefined);
-}
-
+// The gateway benchmark's installers (bench/gateways): the same peers, pinned, in the same folder.
 const PEERS: PeerInstaller[] = [
-  {
-    id: 'litellm',
-    label: (v) => `LiteLLM proxy ${v}`,
-    async load() {
-      const m = await optionalModule('litellm');
-      if (!m) return undefined;
-      return {
-        ensure: m.ensureLiteLLM as (log: (line: string) => void) => Promise<string>,
-        start: m.startLiteLLM as (fakeUrl: string, workDir: string) => Promise<Peer>,
-      };
-    },
-  },
-  {
-    id: 'portkey',
-    label: (v) => `Portkey gateway ${v}`,
-    async load() {
-      const m = await optionalModule('portkey');
-      if (!m) return undefined;
-      return { ensure: m.ensurePortkey as (log: (line: string) => void) => Promise<string>, start: (fakeUrl: string) => (m.startPortkey as (u: string) => Promise<Peer>)(fakeUrl) };
-    },
-  },
+  { id: 'litellm', label: (v) => `LiteLLM proxy ${v}`, ensure: ensureLiteLLM, start: startLiteLLM },
+  { id: 'portkey', label: (v) => `Portkey gateway ${v}`, ensure: ensurePortkey, start: (fakeUrl) => startPortkey(fakeUrl) },
 ];
 
 async function once(fake: FakeProvider, t: Target): Promise<Sample> {
@@ -124,20 +93,15 @@ const text = Array.from({ length: CHUNKS }, (_, i) => `tok${i}`).join(' ');
 fake.setBehaviour('*', { default: { kind: 'ok', content: text }, stream: { chunks: CHUNKS, chunkDelayMs: CHUNK_MS } });
 const keel = await startKeel(env, `providers:\n  a: { type: openai, baseURL: ${fake.url} }\nmodels:\n  chat: { targets: [a/m] }\n`);
 const work = mkdtempSync(join(tmpdir(), 'keel-bench-streaming-'));
-const peers: Peer[] = [];
+const peers: RunningPeer[] = [];
 const unavailable: Record<string, string> = {};
 try {
   const targets: Target[] = [{ id: 'direct', label: 'direct (openai SDK → fake)', client: new OpenAI({ baseURL: fake.url, apiKey: 'x', maxRetries: 0 }), model: 'm' }];
   if (ONLY.includes('keel')) targets.push({ id: 'keel', label: 'Keel (API + worker in one process)', client: new OpenAI({ baseURL: `${keel.url}/v1`, apiKey: 'x', maxRetries: 0 }), model: 'chat' });
   for (const p of PEERS.filter((p) => ONLY.includes(p.id))) {
-    const installer = await p.load();
-    if (!installer) {
-      unavailable[p.id] = 'bench/gateways is not in this tree (the gateway benchmark adds it): not measured';
-      continue;
-    }
     try {
-      const version = await installer.ensure(log);
-      const peer = await installer.start(fake.url, work);
+      const version = await p.ensure(log);
+      const peer = await p.start(fake.url, work);
       peers.push(peer);
       targets.push({ id: p.id, label: p.label(version), client: new OpenAI({ baseURL: peer.baseURL, apiKey: peer.apiKey, maxRetries: 0 }), model: peer.model, headers: peer.headers });
     } catch (err) {

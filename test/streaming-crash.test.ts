@@ -4,7 +4,7 @@
 // another worker finishes them, and each client resumes by request id from the last chunk it had,
 // through an API in another process, and gets the rest of the recorded answer and [DONE].
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import OpenAI from 'openai';
 import { startApi, type RunningApi } from '../src/api/server.js';
 import { parseConfig } from '../src/config/load.js';
 import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
-import { freePort } from './helpers/processes.js';
+import { freePort, spawnEntry } from './helpers/processes.js';
 import { ensurePythonOpenAI, pythonStream } from './helpers/python-openai.js';
 import { contentOf, readSse } from './helpers/sse.js';
 import { startTemporal } from './helpers/temporal.js';
@@ -30,24 +30,8 @@ let configPath: string;
 const children: ChildProcess[] = [];
 const taskQueue = `keel-stream-crash-${process.pid}`;
 
-async function spawnRole(entry: string, ready: RegExp, extraEnv: Record<string, string> = {}): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
-    env: { ...process.env, KEEL_CONFIG: configPath, TEMPORAL_ADDRESS: env.address, KEEL_TASK_QUEUE: taskQueue, ...extraEnv },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(child);
-  let out = '';
-  child.stdout!.on('data', (b: Buffer) => {
-    out = (out + b.toString()).slice(-4_000);
-  });
-  const until = Date.now() + 120_000;
-  while (!ready.test(out)) {
-    if (child.exitCode !== null) throw new Error(`${entry} exited at start:\n${out}`);
-    if (Date.now() > until) throw new Error(`${entry} not ready within 120 s:\n${out}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return child;
-}
+const spawnRole = (entry: string, ready: RegExp, extraEnv: Record<string, string> = {}): Promise<ChildProcess> =>
+  spawnEntry(entry, ready, { KEEL_CONFIG: configPath, TEMPORAL_ADDRESS: env.address, KEEL_TASK_QUEUE: taskQueue, ...extraEnv }, children);
 
 before(async () => {
   await ensurePythonOpenAI();

@@ -1,7 +1,7 @@
 // A worker killed with SIGKILL mid-request: the request completes once a worker is back, and
 // its result is fetchable by request ID. The worker runs as its own process, as in production.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { parseConfig } from '../src/config/load.js';
 import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
 import { requestIdForKey } from '../src/services/request-service.js';
 import { startTemporal } from './helpers/temporal.js';
-import { freePort } from './helpers/processes.js';
+import { freePort, spawnEntry } from './helpers/processes.js';
 import { codecEnv, codecYaml } from './helpers/codec.js';
 
 let env: TestWorkflowEnvironment;
@@ -24,25 +24,8 @@ const workers: ChildProcess[] = [];
 const taskQueue = `keel-crash-${process.pid}`;
 const EventType = proto.temporal.api.enums.v1.EventType;
 
-/** Spawns an entry point and resolves once it prints its ready line (a stale poller of a killed worker would fool /healthz). */
-async function spawnRole(entry: string, ready: RegExp, extraEnv: Record<string, string> = {}): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
-    env: { ...process.env, KEEL_CONFIG: configPath, TEMPORAL_ADDRESS: env.address, KEEL_TASK_QUEUE: taskQueue, ...extraEnv },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  workers.push(child);
-  let out = '';
-  child.stdout!.on('data', (b: Buffer) => {
-    out = (out + b.toString()).slice(-4_000);
-  });
-  const until = Date.now() + 120_000;
-  while (!ready.test(out)) {
-    if (child.exitCode !== null) throw new Error(`${entry} exited at start:\n${out}`);
-    if (Date.now() > until) throw new Error(`${entry} not ready within 120 s:\n${out}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return child;
-}
+const spawnRole = (entry: string, ready: RegExp, extraEnv: Record<string, string> = {}): Promise<ChildProcess> =>
+  spawnEntry(entry, ready, { KEEL_CONFIG: configPath, TEMPORAL_ADDRESS: env.address, KEEL_TASK_QUEUE: taskQueue, ...extraEnv }, workers);
 
 const startWorker = () => spawnRole('src/bin/worker.ts', /keel worker polling/);
 

@@ -8,6 +8,27 @@ import { WORKER_PROCESS_ENV } from '../../src/worker/process-env.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
+/**
+ * Spawns an entry point (`src/bin/…`) with `env` added, and resolves once it prints its ready line
+ * (a stale poller of a killed worker would fool /healthz). The child is pushed to `into` at once,
+ * so a test's cleanup kills it even when it never becomes ready.
+ */
+export async function spawnEntry(entry: string, ready: RegExp, env: NodeJS.ProcessEnv, into: ChildProcess[], timeoutMs = 120_000): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  into.push(child);
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => {
+    out = (out + b.toString()).slice(-4_000);
+  });
+  const until = Date.now() + timeoutMs;
+  while (!ready.test(out)) {
+    if (child.exitCode !== null) throw new Error(`${entry} exited at start:\n${out}`);
+    if (Date.now() > until) throw new Error(`${entry} not ready within ${timeoutMs / 1000} s:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return child;
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
