@@ -2,13 +2,13 @@
 import type { KeelConfig } from '../src/config/schema.js';
 import type { HealthAgent } from '../src/worker/health-agent.js';
 import type { RoutingHealth } from '../src/core/health-types.js';
-import { createCallProvider } from './provider-call/call-provider.js';
+import { createCallProvider, type CallObservers } from './provider-call/call-provider.js';
 import { createDeliverWebhook } from './webhook/deliver.js';
 import { takeHedge } from './provider-call/hedge-budget.js';
 
-export function createActivities(config: KeelConfig, health?: HealthAgent) {
+export function createActivities(config: KeelConfig, health?: HealthAgent, observers: CallObservers = {}) {
   return {
-    callProvider: createCallProvider(config, health),
+    callProvider: createCallProvider(config, health, observers),
     /** Runs on the request task queue: POSTs an async job's signed webhook. */
     deliverWebhook: createDeliverWebhook(config),
     /** Runs as a local activity: the hedge budget is this worker's, read without a server round trip. */

@@ -21,7 +21,7 @@ import { ERROR_POLICY, isErrorClass, type ErrorClass } from '../src/core/error-c
 import { PlanError, isLocalCall, targetKey, type Plan, type Target } from '../src/core/routing.js';
 import { usageCost, withUsageCost } from '../src/core/cost.js';
 import { planWithHealth } from './health-plan.js';
-import { requestStatusQuery, type KeelSinks, type RequestWorkflow } from '../src/core/contract.js';
+import { requestStatusQuery, type KeelSinks, type RequestMetrics, type RequestWorkflow } from '../src/core/contract.js';
 import { CANCELLED_ERROR, failureError } from '../src/core/openai-error.js';
 import { KeelErrorClass, KeelProvider, KeelStatus } from '../src/core/search-attributes.js';
 import { providerTaskQueue } from '../src/core/task-queues.js';
@@ -45,7 +45,7 @@ const { hedgeAllowed } = proxyLocalActivities<KeelActivities>({
   retry: { maximumAttempts: 1 },
 });
 
-const { answers } = proxySinks<KeelSinks>();
+const { answers, metrics } = proxySinks<KeelSinks>();
 
 type Settled =
   | { target: Target; ok: true; out: ProviderCallOutput }
@@ -173,8 +173,42 @@ export const chatCompletionWorkflow: RequestWorkflow = async (input: ChatWorkflo
   return result;
 };
 
-/** The request itself; `extra` is merged into the status query (webhook state, outcome while delivering). */
+/** The request and its metrics: the outcome is handed to the worker's metrics sink once it is known. */
 async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatusView>): Promise<ChatWorkflowResult> {
+  const asked = input.request.model ?? input.request.models?.[0];
+  const m: RequestMetrics = {
+    // Configured names only: a label value never comes from free client text.
+    model: asked !== undefined && input.routing.models[asked] ? asked : 'other',
+    mode: input.routing.models[asked ?? '']?.mode ?? input.routing.defaults.mode,
+    outcome: 'failed',
+    durationMs: 0,
+    fallbacks: [],
+    hedgesFired: 0,
+    hedgeWon: false,
+    batch: input.batchId !== undefined,
+  };
+  const startedAt = Date.now();
+  try {
+    const result = await runTargets(input, extra, m);
+    m.outcome = 'succeeded';
+    m.provider = result.keel.provider;
+    m.targetModel = result.keel.model;
+    const usage = result.completion.usage;
+    if (usage) m.usage = { input: usage.prompt_tokens ?? 0, output: usage.completion_tokens ?? 0 };
+    if (result.keel.cost !== undefined) m.cost = result.keel.cost;
+    return result;
+  } catch (err) {
+    if (isCancellation(err)) m.outcome = 'cancelled';
+    else if (err instanceof ApplicationFailure && isErrorClass(err.type)) m.errorClass = err.type;
+    throw err;
+  } finally {
+    m.durationMs = Date.now() - startedAt;
+    metrics.requestEnded(m);
+  }
+}
+
+/** The request itself; `extra` is merged into the status query (webhook state, outcome while delivering). */
+async function runTargets(input: ChatWorkflowInput, extra: Partial<RequestStatusView>, m: RequestMetrics): Promise<ChatWorkflowResult> {
   const startedAt = Date.now();
   let plan: Plan;
   try {
@@ -185,6 +219,7 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
     }
     throw err;
   }
+  m.mode = plan.mode;
   const requestId = workflowInfo().workflowId;
   const deadline = startedAt + plan.timeouts.requestMs;
   const attempts: AttemptRecord[] = [];
@@ -202,7 +237,11 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
   }));
 
   const queue = [...plan.targets];
+  /** Targets started by a hedge (for the hedges-won count). */
+  const hedged = new Set<string>();
+  let hedging = false;
   const launch = (target: Target) => {
+    if (hedging) hedged.add(targetKey(target));
     const scope = new CancellationScope();
     const call = providerCall(target, plan, deadline);
     const settled = scope
@@ -241,6 +280,7 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
   try {
     for (;;) {
       while (running.size < width && queue.length > 0 && Date.now() < deadline) launch(queue.shift()!);
+      hedging = false;
       if (running.size === 0) break;
       if (plan.mode === 'hedge' && queue.length > 0 && !hedgeTimer) {
         hedgeScope = new CancellationScope();
@@ -251,7 +291,11 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
       if (next === 'hedge') {
         hedgeTimer = undefined;
         // The cap keeps hedging from doubling the load when a provider is slow for everyone.
-        if (await hedgeAllowed(plan.hedge.maxShare)) width += 1;
+        if (await hedgeAllowed(plan.hedge.maxShare)) {
+          width += 1;
+          m.hedgesFired += 1;
+          hedging = true;
+        }
         continue;
       }
       running.delete(targetKey(next.target));
@@ -259,6 +303,7 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
         hedgeScope?.cancel();
         cancelRunning();
         attempts.push(...next.out.attempts);
+        m.hedgeWon = hedged.has(targetKey(next.target));
         state = 'succeeded';
         upsertSearchAttributes([
           { key: KeelProvider, value: next.target.provider },
@@ -281,6 +326,8 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
       }
       attempts.push(...next.failure.attempts);
       lastFailure = next.failure;
+      m.provider = next.target.provider;
+      m.targetModel = next.target.model;
       upsertSearchAttributes([{ key: KeelProvider, value: next.target.provider }]);
       const policy = ERROR_POLICY[next.failure.errorClass as ErrorClass] ?? ERROR_POLICY.bad_response;
       if (policy.fallback === 'no') break;
@@ -290,6 +337,8 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
         const larger = queue.filter((t) => t.contextWindow !== undefined && (limit === undefined || t.contextWindow > limit));
         queue.splice(0, queue.length, ...larger);
       }
+      // A fallback: this target is given up on and another one is (or is still) on its way.
+      if (queue.length > 0 || running.size > 0) m.fallbacks.push({ provider: next.target.provider, model: next.target.model, errorClass: next.failure.errorClass });
       // A failure frees a slot: hedge/race go on with the next target at once.
       hedgeScope?.cancel();
       hedgeTimer = undefined;

@@ -14,6 +14,9 @@ import { noteProviderCall } from './hedge-budget.js';
 import { createAdapter } from '../providers/index.js';
 import type { ChatRequest } from '../providers/types.js';
 import { backoffDelayMs } from './retry-delay.js';
+import { SpanKind, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
+import { usageCost } from '../../src/core/cost.js';
+import type { KeelMetrics } from '../../src/observability/metrics.js';
 
 const HEARTBEAT_EVERY_MS = 300;
 
@@ -46,7 +49,17 @@ function noteHealth(health: HealthAgent | undefined, input: ProviderCallInput, r
   if (input.probe) health.publishSoon();
 }
 
-export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
+/** How a worker observes provider calls: metrics per attempt, a span per call to the provider. */
+export interface CallObservers {
+  metrics?: KeelMetrics;
+  tracer?: Tracer;
+}
+
+/** `gen_ai.provider.name` (OpenTelemetry GenAI conventions) of each wire format. */
+const GENAI_PROVIDER = { openai: 'openai', anthropic: 'anthropic', gemini: 'gcp.gemini' } as const;
+
+export function createCallProvider(config: KeelConfig, health?: HealthAgent, observers: CallObservers = {}) {
+  const { metrics, tracer } = observers;
   const secrets = Object.values(config.providers)
     .map((p) => p.apiKey)
     .filter((k): k is string => typeof k === 'string' && k.length > 0);
@@ -83,6 +96,23 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
     record.startedAt = Date.now();
     noteProviderCall(record.startedAt);
     log.keep(prior);
+    const callPath = ctx.info.isLocal ? 'local' : 'queue';
+    const observed = { provider: input.provider, providerType: provider.type, model: input.model, callPath, seconds: 0 } as const;
+    // The call to the provider, as a child of the activity's span (GenAI client span conventions).
+    // Labels and counts only: never the prompt, the completion or a key.
+    const span: Span | undefined = tracer?.startSpan(`chat ${input.model}`, {
+      kind: SpanKind.CLIENT,
+      attributes: {
+        'gen_ai.operation.name': 'chat',
+        'gen_ai.provider.name': GENAI_PROVIDER[provider.type],
+        'gen_ai.request.model': input.model,
+        'server.address': new URL(provider.baseURL).hostname,
+        'keel.provider': input.provider,
+        'keel.attempt': attempt,
+        'keel.call_path': callPath,
+        'keel.request_id': input.requestId,
+      },
+    });
     // Heartbeats are how a cancellation (race loser, client cancel) reaches a running call on a
     // task queue; a local call is cancelled in-process.
     const beat = ctx.info.isLocal ? undefined : setInterval(() => log.keep(prior), HEARTBEAT_EVERY_MS);
@@ -92,6 +122,21 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
       record.durationMs = Date.now() - record.startedAt;
       noteHealth(health, input, record, undefined, completion.usage?.completion_tokens);
       log.close();
+      const usage = completion.usage;
+      const cost = usageCost(usage, input.provider, input.model, config.routing);
+      metrics?.providerCall({
+        ...observed,
+        outcome: 'success',
+        seconds: record.durationMs / 1000,
+        retrying: false,
+        responseModel: completion.model,
+        ...(usage && { inputTokens: usage.prompt_tokens, outputTokens: usage.completion_tokens }),
+        ...(cost !== undefined && { cost }),
+      });
+      span?.setAttributes({
+        'gen_ai.response.model': completion.model,
+        ...(usage && { 'gen_ai.usage.input_tokens': usage.prompt_tokens, 'gen_ai.usage.output_tokens': usage.completion_tokens }),
+      });
       return { completion, attempts: [...prior, record] };
     } catch (err) {
       record.durationMs = Date.now() - record.startedAt;
@@ -99,6 +144,8 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
         // A lost race is no verdict on the target; running out of time is.
         if (ctx.cancellationDetails?.timedOut) noteHealth(health, input, record, 'timeout');
         log.close();
+        metrics?.providerCall({ ...observed, outcome: 'cancelled', seconds: record.durationMs / 1000, retrying: false });
+        span?.setAttribute('keel.cancelled', true);
         throw err instanceof CancelledFailure ? err : new CancelledFailure('provider call cancelled');
       }
       const info = classifyError(err, provider.type, secrets);
@@ -116,6 +163,10 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
       const attempts = [...prior, record];
       if (delay === undefined) log.close();
       else log.keep(attempts);
+      metrics?.providerCall({ ...observed, outcome: 'error', errorClass: info.errorClass, seconds: record.durationMs / 1000, retrying: delay !== undefined });
+      // The class and status only: the message may quote the provider's answer.
+      span?.setAttributes({ 'error.type': info.errorClass, ...(info.status !== undefined && { 'http.response.status_code': info.status }) });
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: info.errorClass });
       throw ApplicationFailure.create({
         type: info.errorClass,
         message: `${record.target} attempt ${attempt}: ${info.message}`,
@@ -127,6 +178,7 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent) {
         details: [{ errorClass: info.errorClass, status: info.status, message: info.message, attempts }],
       });
     } finally {
+      span?.end();
       clearInterval(beat);
       release?.();
     }

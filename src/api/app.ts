@@ -14,18 +14,28 @@ import { openBatchStore } from '../store/batch-store.js';
 import { batchesRouter } from './batches.js';
 import { BatchService } from '../services/batch-service.js';
 import { filesRouter } from './files.js';
+import type { KeelMetrics } from '../observability/metrics.js';
+import type { MetricsEndpoint } from '../observability/metrics-endpoint.js';
+import type { KeelTracing } from '../observability/tracing.js';
+import { metricsRouter, observeHttp } from './telemetry.js';
 
 export interface ApiDeps {
   client: Client;
   config: KeelConfig;
   local?: LocalWorkers;
+  metrics: KeelMetrics;
+  /** GET /metrics; absent when metrics are turned off. */
+  metricsEndpoint?: MetricsEndpoint;
+  tracing?: KeelTracing;
 }
 
-export function createApp({ client, config, local }: ApiDeps): Express {
+export function createApp({ client, config, local, metrics, metricsEndpoint, tracing }: ApiDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   const requests = new RequestService(client, config, local);
+  const observe = observeHttp(metrics, tracing);
+  app.use(observe.start);
 
   // Every response carries a request id; routes that start a workflow use it as the workflow ID.
   app.use((_req, res, next) => {
@@ -35,11 +45,13 @@ export function createApp({ client, config, local }: ApiDeps): Express {
   });
   // Over-limit bodies are refused from Content-Length, before anything is read or started.
   app.use(express.json({ limit: config.bodyLimitBytes, type: (req) => !String(req.headers['content-type'] ?? '').startsWith('multipart/') }));
+  app.use(observe.resume);
+  if (metricsEndpoint) app.use(metricsRouter(metricsEndpoint));
 
   app.get('/v1/models', (_req, res) => {
     res.json({ object: 'list', data: listModels(config.routing).map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.owned_by })) });
   });
-  app.use(chatCompletionsRouter(requests));
+  app.use(chatCompletionsRouter(requests, metrics));
   app.use(requestsRouter(requests));
   app.use(healthRouter(client, config));
   app.use(providersRouter(client, config));

@@ -6,6 +6,8 @@ import type { ChatWorkflowResult } from '../core/request-types.js';
 import { PlanError } from '../core/routing.js';
 import { ApiError, invalidRequest } from '../core/openai-error.js';
 import { fromZodError, sendError } from './errors.js';
+import type { KeelMetrics } from '../observability/metrics.js';
+import { keyLabel } from './telemetry.js';
 
 export function idempotencyKey(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
@@ -25,9 +27,10 @@ export function sendCompletion(res: Response, result: ChatWorkflowResult, uiUrl:
   res.json({ ...result.completion, keel: { ...result.keel, ui_url: uiUrl } });
 }
 
-export function chatCompletionsRouter(requests: RequestService): Router {
+export function chatCompletionsRouter(requests: RequestService, metrics?: KeelMetrics): Router {
   const router = Router();
   router.post('/v1/chat/completions', async (req, res) => {
+    const received = performance.now();
     const parsed = ChatRequestSchema.safeParse(req.body);
     if (!parsed.success) throw fromZodError(parsed.error);
     if (parsed.data.stream === true) {
@@ -45,6 +48,17 @@ export function chatCompletionsRouter(requests: RequestService): Router {
     res.setHeader('x-keel-ui-url', uiUrl);
     const outcome = await requests.outcome(started);
     if (outcome.answeredAt) res.setHeader('x-keel-answer', outcome.answeredAt);
+    const attempts = outcome.ok ? outcome.result.keel.attempts : (outcome.failure?.attempts ?? []);
+    metrics?.chatCompletion({
+      // Planned, so a configured model: never free client text as a label.
+      model: started.plan.requestedModel,
+      provider: outcome.ok ? outcome.result.keel.provider : (attempts.at(-1)?.provider ?? ''),
+      outcome: outcome.ok ? 'succeeded' : 'failed',
+      ...(!outcome.ok && { errorClass: outcome.failure?.errorClass ?? outcome.error.code ?? 'unknown' }),
+      answeredAt: outcome.answeredAt ?? '',
+      key: keyLabel(res),
+      seconds: (performance.now() - received) / 1000,
+    });
     if (outcome.ok) return sendCompletion(res, outcome.result, uiUrl);
     if (outcome.failure) res.setHeader('x-keel-attempts', String(outcome.failure.attempts.length));
     // The failed request's id and UI link travel in the error body too (GET /v1/requests/:id, replay).

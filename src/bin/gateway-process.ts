@@ -8,6 +8,9 @@ import { AnswerBoard } from '../channels/answer-board.js';
 import type { KeelConfig } from '../config/schema.js';
 import { createKeelWorkers, healthSource, runKeelWorkers } from '../worker/workers.js';
 import { bundleWorkflows } from '../worker/workflow-bundle.js';
+import type { InstalledRuntime } from '../worker/temporal-runtime.js';
+import { KeelMetrics } from '../observability/metrics.js';
+import { KeelTracing } from '../observability/tracing.js';
 
 export class GatewayProcess {
   connection: NativeConnection | undefined;
@@ -15,19 +18,34 @@ export class GatewayProcess {
   /** Settles when every worker has stopped; rejects when one fails. */
   running: Promise<void> | undefined;
   api: RunningApi | undefined;
+  /** One set of metrics for the process: the API's /metrics shows the workers' too. */
+  readonly metrics = new KeelMetrics();
+  readonly tracing: KeelTracing | undefined;
 
-  constructor(private readonly config: KeelConfig) {}
+  /** `runtime`: what installRuntime() set up (where the Temporal SDK's metrics are read). */
+  constructor(
+    private readonly config: KeelConfig,
+    private readonly runtime: InstalledRuntime = {},
+  ) {
+    this.tracing = KeelTracing.start(config.telemetry.tracing, 'gateway');
+  }
 
   /** `checkpoint` is called between steps and throws to stop starting (Ctrl-C during start-up). */
   async start(address: string, checkpoint: () => void = () => undefined): Promise<RunningApi> {
     this.connection = await NativeConnection.connect({ address });
-    const workflowBundle = await bundleWorkflows();
+    const workflowBundle = await bundleWorkflows({ tracing: this.tracing !== undefined });
     checkpoint();
     const answers = new AnswerBoard();
-    const keel = await createKeelWorkers({ connection: this.connection, config: this.config, workflowBundle, answers });
+    const observe = { metrics: this.metrics, ...(this.tracing && { tracing: this.tracing }) };
+    const keel = await createKeelWorkers({ connection: this.connection, config: this.config, workflowBundle, answers, ...observe });
     this.workers = keel.workers;
     this.running = runKeelWorkers(this.workers);
-    this.api = await startApi(this.config, { connection: this.connection, local: { answers, health: healthSource(keel.health) } });
+    this.api = await startApi(this.config, {
+      connection: this.connection,
+      local: { answers, health: healthSource(keel.health) },
+      ...observe,
+      ...(this.runtime.temporalMetricsUrl && { temporalMetricsUrl: this.runtime.temporalMetricsUrl }),
+    });
     checkpoint();
     return this.api;
   }
@@ -37,6 +55,7 @@ export class GatewayProcess {
     // The Temporal runtime shuts the workers down on the same signal; wait for their calls to finish.
     for (const w of this.workers) if (w.getState() === 'RUNNING') w.shutdown();
     await this.running?.catch(() => undefined);
+    await this.tracing?.shutdown().catch(() => undefined);
     await this.connection?.close();
   }
 }

@@ -8,7 +8,7 @@ import { dataDir, loadConfigOrExit } from '../config/load.js';
 import { GatewayProcess } from './gateway-process.js';
 
 const loaded = loadConfigOrExit();
-installRuntime();
+const runtime = await installRuntime({ metrics: loaded.telemetry.metrics.enabled && loaded.telemetry.metrics.temporal });
 const data = resolve(dataDir());
 
 // What has been started so far: Ctrl-C during start-up, or a start-up failure, stops exactly that.
@@ -75,7 +75,7 @@ try {
   }
 
   checkpoint();
-  gateway = new GatewayProcess(config);
+  gateway = new GatewayProcess(config, runtime);
   const api = await gateway.start(address, checkpoint);
   gateway.running?.catch((err) => {
     console.error(`keel: a worker failed: ${(err as Error).stack ?? err}`);

@@ -9,11 +9,14 @@ import {
   DEFAULT_BREAKER,
   DEFAULT_HEDGE,
   DEFAULT_LIMITS,
+  DEFAULT_METRICS_PORT,
   DEFAULT_RETRY,
   DEFAULT_TIMEOUTS,
   DEFAULT_WEBHOOK_RETRY,
   type KeelConfig,
+  type RawConfig,
   type RoutingConfig,
+  type TelemetrySettings,
 } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = 'keel.config.yaml';
@@ -93,6 +96,7 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
     },
     temporalAddress: env.TEMPORAL_ADDRESS ?? raw.temporal?.address ?? '127.0.0.1:7233',
     batches: { ...DEFAULT_BATCHES, ...raw.batches },
+    telemetry: telemetrySettings(raw, env),
     webhooks: {
       ...(raw.webhooks?.secret && { secret: raw.webhooks.secret }),
       allowPrivate: raw.webhooks?.allowPrivate ?? false,
@@ -100,6 +104,24 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
       timeoutMs: raw.webhooks?.timeoutMs ?? 10_000,
       retry: { ...DEFAULT_WEBHOOK_RETRY, ...raw.webhooks?.retry },
     },
+  };
+}
+
+/** OTLP/HTTP traces URL: the signal's own variable as is, else the base endpoint + /v1/traces. */
+function tracesUrl(raw: RawConfig, env: NodeJS.ProcessEnv): string | undefined {
+  if (env.OTEL_SDK_DISABLED === 'true' || env.OTEL_TRACES_EXPORTER === 'none') return undefined;
+  if (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT || raw.telemetry?.tracing?.endpoint;
+  return base ? `${base.replace(/\/$/, '')}/v1/traces` : undefined;
+}
+
+function telemetrySettings(raw: RawConfig, env: NodeJS.ProcessEnv): TelemetrySettings {
+  const port = Number(env.KEEL_METRICS_PORT ?? raw.telemetry?.metrics?.port ?? DEFAULT_METRICS_PORT);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`KEEL_METRICS_PORT: not a valid port: ${env.KEEL_METRICS_PORT}`);
+  const url = tracesUrl(raw, env);
+  return {
+    metrics: { enabled: raw.telemetry?.metrics?.enabled ?? true, port, temporal: raw.telemetry?.metrics?.temporal ?? true },
+    tracing: { ...(url && { tracesUrl: url }), serviceName: env.OTEL_SERVICE_NAME || raw.telemetry?.tracing?.serviceName || 'keel' },
   };
 }
 

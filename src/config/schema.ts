@@ -212,6 +212,33 @@ export const HealthSchema = z
   })
   .strict();
 
+// Metrics and traces (docs/OPERATIONS.md).
+export const TelemetrySchema = z
+  .object({
+    metrics: z
+      .object({
+        // Serve Prometheus metrics: the API at /metrics on its own port, a worker on `port`.
+        enabled: z.boolean().optional(),
+        // The worker role's metrics port (KEEL_METRICS_PORT); 0 picks a free one. Default 9464.
+        port: z.number().int().min(0).max(65535).optional(),
+        // Include the Temporal SDK's own metrics (its Runtime's Prometheus exporter) in /metrics.
+        temporal: z.boolean().optional(),
+      })
+      .strict()
+      .optional(),
+    tracing: z
+      .object({
+        // OTLP/HTTP endpoint (the collector's base URL, e.g. http://collector:4318; traces go to
+        // <endpoint>/v1/traces). OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT
+        // win over it. Unset: no tracing.
+        endpoint: z.string().url().optional(),
+        serviceName: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
 export const ConfigSchema = z
   .object({
     server: z
@@ -256,6 +283,7 @@ export const ConfigSchema = z
     models: z.record(z.string(), ModelEntrySchema).default({}),
     health: HealthSchema.optional(),
     webhooks: WebhooksSchema.optional(),
+    telemetry: TelemetrySchema.optional(),
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -324,7 +352,29 @@ export interface KeelConfig {
   temporalAddress: string;
   webhooks: WebhookSettings;
   batches: BatchSettings;
+  telemetry: TelemetrySettings;
 }
+
+export interface MetricsSettings {
+  enabled: boolean;
+  /** The worker role's own metrics server (the API serves /metrics on its port). */
+  port: number;
+  /** Append the Temporal SDK's metrics (the Runtime's Prometheus exporter) to /metrics. */
+  temporal: boolean;
+}
+
+export interface TracingSettings {
+  /** Where OTLP/HTTP JSON spans are POSTed; undefined: tracing is off. */
+  tracesUrl?: string;
+  serviceName: string;
+}
+
+export interface TelemetrySettings {
+  metrics: MetricsSettings;
+  tracing: TracingSettings;
+}
+
+export const DEFAULT_METRICS_PORT = 9464;
 
 export interface WebhookSettings {
   /** Undefined: webhooks are refused at submit time. */

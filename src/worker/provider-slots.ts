@@ -51,7 +51,12 @@ export function rateShare(ratePerSecond: number, workers: number, guardMs = RATE
   return share >= 1 ? { perWindow: Math.floor(share), windowMs: 1000 + guardMs } : { perWindow: 1, windowMs: 1000 / share + guardMs };
 }
 
-export function providerWorkerOptions(provider: ProviderConfig): Partial<WorkerOptions> {
+export interface ProviderWorkerHooks {
+  /** A call starts waiting for its turn to send; the returned function is called when it may. */
+  onWait?: () => () => void;
+}
+
+export function providerWorkerOptions(provider: ProviderConfig, hooks: ProviderWorkerHooks = {}): Partial<WorkerOptions> {
   const concurrency = provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY;
   if (provider.rateLimitPerSecond === undefined) return { maxConcurrentActivityTaskExecutions: concurrency };
   const slots = new ProviderSlotSupplier({ maxConcurrent: concurrency, leadMs: RATE_POLL_LEAD_MS, ...rateShare(provider.rateLimitPerSecond, provider.rateLimitWorkers ?? 1) });
@@ -64,7 +69,7 @@ export function providerWorkerOptions(provider: ProviderConfig): Partial<WorkerO
       localActivityTaskSlotSupplier: { type: 'fixed-size', numSlots: 1 },
       nexusTaskSlotSupplier: { type: 'fixed-size', numSlots: 1 },
     },
-    interceptors: { activity: [() => ({ inbound: sendTracker(slots) })] },
+    interceptors: { activity: [() => ({ inbound: sendTracker(slots, hooks) })] },
   };
 }
 
@@ -95,14 +100,19 @@ function watchRequests(): void {
   });
 }
 
-function sendTracker(slots: ProviderSlotSupplier): ActivityInboundCallsInterceptor {
+function sendTracker(slots: ProviderSlotSupplier, hooks: ProviderWorkerHooks): ActivityInboundCallsInterceptor {
   watchRequests();
   return {
     async execute(input, next) {
       const call: Call = { slots, sent: false };
       slots.callStarted();
       try {
-        await slots.sendTurn();
+        const waited = hooks.onWait?.();
+        try {
+          await slots.sendTurn();
+        } finally {
+          waited?.();
+        }
         return await currentCall.run(call, () => next(input));
       } finally {
         // No request seen (failed before it, or a client that is not fetch): counted as sent now,

@@ -11,6 +11,10 @@ import type { InjectedSinks } from '@temporalio/worker';
 import type { AnswerBoard } from '../channels/answer-board.js';
 import type { KeelSinks } from '../core/contract.js';
 import type { RoutingHealth } from '../core/health-types.js';
+import { KEY_SEARCH_ATTRIBUTE, KeelMetrics } from '../observability/metrics.js';
+import type { KeelTracing } from '../observability/tracing.js';
+import { tracingClientInterceptors, tracingWorkerParts } from '../observability/temporal-tracing.js';
+import type { WorkflowInfo } from '@temporalio/workflow';
 
 /** Local-activity slots for the health reads, probes and hedge checks beside provider calls. */
 const LOCAL_HOUSEKEEPING_SLOTS = 100;
@@ -24,19 +28,33 @@ export interface KeelWorkersOptions {
   identity?: string;
   /** An API in this process waits here for outcomes (the `early` answer path). */
   answers?: AnswerBoard;
+  /** Where this process's metrics are recorded (shared with an API in the same process). */
+  metrics?: KeelMetrics;
+  /** Traces: the workflow bundle must have been built with `bundleWorkflows({ tracing: true })`. */
+  tracing?: KeelTracing;
 }
 
 export interface KeelWorkers {
   workers: Worker[];
   /** This process's link to provider health (an API in the same process reads it too). */
   health: HealthAgent;
+  metrics: KeelMetrics;
+}
+
+/** The request's key id, from the search attribute the key work sets at start ('' without one). */
+function keyOf(info: WorkflowInfo): string {
+  const pair = info.typedSearchAttributes?.getAll().find((p) => p.key.name === KEY_SEARCH_ATTRIBUTE);
+  return typeof pair?.value === 'string' ? pair.value : '';
 }
 
 export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelWorkers> {
   const { connection, config } = opts;
   const workers: Worker[] = [];
+  const metrics = opts.metrics ?? new KeelMetrics({ processMetrics: false });
+  const traced = tracingClientInterceptors(opts.tracing);
+  const tracing = tracingWorkerParts(opts.tracing);
   const health = new HealthAgent({
-    client: new Client({ connection, namespace: config.namespace }),
+    client: new Client({ connection, namespace: config.namespace, ...traced }),
     workflowId: providerHealthWorkflowId(config.taskQueue),
     taskQueue: config.taskQueue,
     settings: config.health,
@@ -44,7 +62,8 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
     // The request worker's state stands for the set: once it stops, publish the rest and stop.
     stopWhen: () => workers.length > 0 && !['INITIALIZED', 'RUNNING'].includes(workers[0].getState()),
   });
-  const activities = createActivities(config, health);
+  metrics.watchHealth(() => health.current());
+  const activities = createActivities(config, health, { metrics, ...(opts.tracing && { tracer: opts.tracing.tracer }) });
   const common = { connection, namespace: config.namespace, ...(opts.identity && { identity: opts.identity }) };
   const sinks: InjectedSinks<KeelSinks> = {
     answers: {
@@ -54,7 +73,16 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
         callDuringReplay: false,
       },
     },
+    metrics: {
+      requestEnded: {
+        fn: (info, request) => metrics.requestEnded(request, keyOf(info)),
+        // Counted once, by the worker that ran it; a replay (a restarted worker) counts nothing again.
+        callDuringReplay: false,
+      },
+    },
   };
+  const workflowSinks = { ...sinks, ...tracing.sinks };
+  const activityInterceptors = tracing.activity;
   const localCallSlots = Object.values(config.routing.providers).filter((p) => p.callPath === 'local').length > 0
     ? Object.entries(config.providers).reduce((n, [name, p]) => n + (config.routing.providers[name].callPath === 'local' ? (p.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY) : 0), 0)
     : 0;
@@ -63,7 +91,8 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
       ...common,
       taskQueue: config.taskQueue,
       workflowBundle: opts.workflowBundle,
-      sinks,
+      sinks: workflowSinks,
+      interceptors: { activity: activityInterceptors },
       // Local activities run where the workflow runs: the health reads and probes, and provider
       // calls on the local path (each provider capped by its own permits, activities/provider-call/local-gate.ts).
       activities: {
@@ -77,12 +106,15 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
     }),
   );
   for (const [name, provider] of Object.entries(config.providers)) {
+    const slots = providerWorkerOptions(provider, { onWait: () => metrics.rateLimitWait(name) });
     workers.push(
       await Worker.create({
         ...common,
         taskQueue: providerTaskQueue(name),
         activities: { callProvider: activities.callProvider },
-        ...providerWorkerOptions(provider),
+        ...slots,
+        // The trace's activity span first, so it covers the wait for a rate-limit turn too.
+        interceptors: { activity: [...activityInterceptors, ...(slots.interceptors?.activity ?? [])] },
       }),
     );
   }
@@ -98,12 +130,14 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
       // One thread is enough for the few batch runs a worker drives; each thread holds a V8 heap.
       workflowThreadPoolSize: 1,
       maxCachedWorkflows: 20,
+      sinks: workflowSinks,
+      interceptors: { activity: activityInterceptors },
       // Batch activities read children's outcomes through a client on the worker's own connection.
-      activities: createBatchActivities(config, new Client({ connection, namespace: config.namespace }), openBatchStore()),
+      activities: createBatchActivities(config, new Client({ connection, namespace: config.namespace, ...traced }), openBatchStore()),
     }),
   );
   health.start();
-  return { workers, health };
+  return { workers, health, metrics };
 }
 
 /** The worker's cached health snapshot, for an API in the same process to fold into request inputs. */

@@ -6,15 +6,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { WORKFLOW_TRACING_INTERCEPTORS } from '../observability/temporal-tracing.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
 const BUILDER = fileURLToPath(new URL('./workflow-bundle-build.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-export async function bundleWorkflows(): Promise<WorkflowBundleWithSourceMap> {
+/**
+ * `tracing`: compile Temporal's OpenTelemetry workflow interceptors into the bundle (a bundle is
+ * built for one tracing setting: without them, workflow code spends nothing on spans).
+ */
+export async function bundleWorkflows(opts: { tracing?: boolean } = {}): Promise<WorkflowBundleWithSourceMap> {
   const out = mkdtempSync(join(tmpdir(), 'keel-bundle-'));
   try {
-    const child = spawn(process.execPath, ['--import', 'tsx', BUILDER, WORKFLOWS_PATH, out], { cwd: ROOT, stdio: ['ignore', 'inherit', 'pipe'] });
+    const env = { ...process.env, KEEL_BUNDLE_INTERCEPTORS: opts.tracing ? WORKFLOW_TRACING_INTERCEPTORS : '' };
+    const child = spawn(process.execPath, ['--import', 'tsx', BUILDER, WORKFLOWS_PATH, out], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => {
       stderr = (stderr + b.toString()).slice(-10_000);

@@ -11,6 +11,8 @@ import { ensureTemporalCli } from '../../src/temporal/cli.js';
 import { createKeelWorkers, healthSource } from '../../src/worker/workers.js';
 import { AnswerBoard } from '../../src/channels/answer-board.js';
 import { bundleWorkflows } from '../../src/worker/workflow-bundle.js';
+import { KeelMetrics } from '../../src/observability/metrics.js';
+import type { KeelTracing } from '../../src/observability/tracing.js';
 
 /** `dynamicConfig`: dev-server dynamic config values, e.g. `{ 'matching.numTaskqueueReadPartitions': 1 }`. */
 export async function startTemporal(opts: { dynamicConfig?: Record<string, string | number> } = {}): Promise<TestWorkflowEnvironment> {
@@ -31,32 +33,59 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
   return bundle;
 }
 
+let tracingBundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+/** The bundle with Temporal's OpenTelemetry workflow interceptors compiled in. */
+export function tracingWorkflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  tracingBundle ??= bundleWorkflows({ tracing: true });
+  return tracingBundle;
+}
+
 export interface KeelUnderTest {
   config: KeelConfig;
   api: RunningApi;
   url: string;
   workers: Worker[];
+  /** The metrics the workers record (and the API too, unless `shared: false`). */
+  metrics: KeelMetrics;
   stop(): Promise<void>;
 }
 
 let counter = 0;
 
 /** Starts workers and the API for `yaml` (each call gets its own task queue, so tests do not share workers). */
-export async function startKeel(env: TestWorkflowEnvironment, yaml: string, opts: { env?: NodeJS.ProcessEnv; api?: boolean; shared?: boolean; identity?: string } = {}): Promise<KeelUnderTest> {
+export async function startKeel(
+  env: TestWorkflowEnvironment,
+  yaml: string,
+  opts: { env?: NodeJS.ProcessEnv; api?: boolean; shared?: boolean; identity?: string; tracing?: KeelTracing; temporalMetricsUrl?: string } = {},
+): Promise<KeelUnderTest> {
   const taskQueue = `keel-test-${process.pid}-${++counter}`;
   const config = parseConfig(yaml, { ...opts.env, KEEL_TASK_QUEUE: taskQueue, PORT: '0' }, 'test config');
   const address = env.address;
   const connection = await NativeConnection.connect({ address });
   // As `npm start` runs them: one connection, eager starts, early answers (unless `shared: false`).
   const answers = new AnswerBoard();
-  const { workers, health } = await createKeelWorkers({ connection, config, workflowBundle: await workflowBundle(), answers, ...(opts.identity && { identity: opts.identity }) });
+  const tracing = opts.tracing ? { tracing: opts.tracing } : {};
+  const { workers, health, metrics } = await createKeelWorkers({
+    connection,
+    config,
+    workflowBundle: await (opts.tracing ? tracingWorkflowBundle() : workflowBundle()),
+    answers,
+    metrics: new KeelMetrics({ processMetrics: false }),
+    ...tracing,
+    ...(opts.identity && { identity: opts.identity }),
+  });
   const running = Promise.all(workers.map((w) => w.run()));
-  const api = opts.shared === false ? await startApi(config, { address, port: 0 }) : await startApi(config, { connection, local: { answers, health: healthSource(health) }, port: 0 });
+  const temporalMetrics = opts.temporalMetricsUrl ? { temporalMetricsUrl: opts.temporalMetricsUrl } : {};
+  const api =
+    opts.shared === false
+      ? await startApi(config, { address, port: 0, metrics: new KeelMetrics({ processMetrics: false }), ...tracing })
+      : await startApi(config, { connection, local: { answers, health: healthSource(health) }, port: 0, metrics, ...tracing, ...temporalMetrics });
   return {
     config,
     api,
     url: api.url,
     workers,
+    metrics,
     async stop() {
       await api.close();
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
