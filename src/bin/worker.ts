@@ -17,7 +17,14 @@ const tracing = KeelTracing.start(config.telemetry.tracing, 'worker');
 const metrics = new KeelMetrics();
 const connection = await NativeConnection.connect({ address: config.temporalAddress });
 const { workers } = await createKeelWorkers({ connection, config, workflowBundle: await bundleWorkflows({ tracing: tracing !== undefined }), metrics, ...(tracing && { tracing }) });
-const metricsServer = metricsSettings.enabled ? await startMetricsServer(new MetricsEndpoint(metrics, runtime.temporalMetricsUrl), config.host, metricsSettings.port) : undefined;
+// Metrics are for watching the worker, not for running it: a port already taken is reported and
+// the worker runs on without them.
+const metricsServer = metricsSettings.enabled
+  ? await startMetricsServer(new MetricsEndpoint(metrics, runtime.temporalMetricsUrl), config.host, metricsSettings.port).catch((err: Error) => {
+      console.error(`keel worker: no /metrics: cannot listen on ${config.host}:${metricsSettings.port} (${err.message}); set KEEL_METRICS_PORT (0: any free port)`);
+      return undefined;
+    })
+  : undefined;
 console.log(
   `keel worker polling ${config.taskQueue} and ${Object.keys(config.providers).length} provider queue(s)` +
     `${metricsServer ? `; metrics on ${metricsServer.url}` : ''}${tracing ? `; traces to ${tracing.url}` : ''}`,

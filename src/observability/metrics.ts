@@ -185,7 +185,7 @@ export class KeelMetrics {
   // ---- Rate limits (src/worker/provider-slots.ts) -------------------------------------------
   private readonly rateWait = new Histogram({
     name: 'keel_rate_limit_wait_seconds',
-    help: "Time a provider call on a rate-limited provider's queue waited for its turn to send.",
+    help: 'Time from scheduling a call on a rate-limited provider to its turn to send: held at the server, by the worker\'s polling and for its send turn.',
     labelNames: ['provider'] as const,
     buckets: WAIT_BUCKETS,
     registers: [this.registry],
@@ -310,13 +310,16 @@ export class KeelMetrics {
     this.genaiFirstChunk.observe({ gen_ai_operation_name: 'chat', gen_ai_provider_name: GENAI_PROVIDER[o.providerType], gen_ai_request_model: o.model, provider: o.provider }, o.seconds);
   }
 
-  /** A call is waiting for its turn under `provider`'s rate limit; the returned function ends the wait. */
-  rateLimitWait(provider: string): () => void {
-    const started = performance.now();
+  /**
+   * A call on `provider`'s rate-limited queue, scheduled at `scheduledAtMs` (the server's clock),
+   * starts waiting for its turn to send; the returned function ends the wait.
+   */
+  rateLimitWait(provider: string, scheduledAtMs: number): () => void {
     this.rateWaiting.inc({ provider });
     return () => {
       this.rateWaiting.dec({ provider });
-      this.rateWait.observe({ provider }, (performance.now() - started) / 1000);
+      // Clocks of the server and this worker may differ a little: never a negative wait.
+      this.rateWait.observe({ provider }, Math.max(0, Date.now() - scheduledAtMs) / 1000);
     };
   }
 

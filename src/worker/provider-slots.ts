@@ -52,8 +52,12 @@ export function rateShare(ratePerSecond: number, workers: number, guardMs = RATE
 }
 
 export interface ProviderWorkerHooks {
-  /** A call starts waiting for its turn to send; the returned function is called when it may. */
-  onWait?: () => () => void;
+  /**
+   * A call starts waiting for its turn to send; the returned function is called when it may.
+   * `scheduledAtMs`: when its attempt was scheduled (the server's clock), so the wait can include
+   * the time its task was held back at the server and by this worker's polling.
+   */
+  onWait?: (scheduledAtMs: number) => () => void;
 }
 
 export function providerWorkerOptions(provider: ProviderConfig, hooks: ProviderWorkerHooks = {}): Partial<WorkerOptions> {
@@ -69,7 +73,7 @@ export function providerWorkerOptions(provider: ProviderConfig, hooks: ProviderW
       localActivityTaskSlotSupplier: { type: 'fixed-size', numSlots: 1 },
       nexusTaskSlotSupplier: { type: 'fixed-size', numSlots: 1 },
     },
-    interceptors: { activity: [() => ({ inbound: sendTracker(slots, hooks) })] },
+    interceptors: { activity: [(ctx) => ({ inbound: sendTracker(slots, hooks, ctx.info.currentAttemptScheduledTimestampMs) })] },
   };
 }
 
@@ -100,14 +104,14 @@ function watchRequests(): void {
   });
 }
 
-function sendTracker(slots: ProviderSlotSupplier, hooks: ProviderWorkerHooks): ActivityInboundCallsInterceptor {
+function sendTracker(slots: ProviderSlotSupplier, hooks: ProviderWorkerHooks, scheduledAtMs: number): ActivityInboundCallsInterceptor {
   watchRequests();
   return {
     async execute(input, next) {
       const call: Call = { slots, sent: false };
       slots.callStarted();
       try {
-        const waited = hooks.onWait?.();
+        const waited = hooks.onWait?.(scheduledAtMs);
         try {
           await slots.sendTurn();
         } finally {

@@ -29,8 +29,9 @@ export async function installRuntime(
     }),
     ...(bindAddress && {
       telemetryOptions: {
-        // Counters end in _total and durations are in seconds, as Prometheus names them elsewhere.
-        metrics: { prometheus: { bindAddress, countersTotalSuffix: true, unitSuffix: true, useSecondsForDurations: true } },
+        // Temporal's own names and units (latencies in ms), so its documentation and published
+        // SDK dashboards apply as they are.
+        metrics: { prometheus: { bindAddress } },
       },
     }),
   });

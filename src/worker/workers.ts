@@ -43,8 +43,10 @@ export interface KeelWorkers {
 
 /** The request's key id, from the search attribute the key work sets at start ('' without one). */
 function keyOf(info: WorkflowInfo): string {
-  const pair = info.typedSearchAttributes?.getAll().find((p) => p.key.name === KEY_SEARCH_ATTRIBUTE);
-  return typeof pair?.value === 'string' ? pair.value : '';
+  // A sink gets the info copied out of the workflow sandbox: the typed attributes arrive as a plain
+  // object without their methods, the untyped record as it is.
+  const value = (info.searchAttributes as Record<string, unknown[] | undefined> | undefined)?.[KEY_SEARCH_ATTRIBUTE]?.[0];
+  return typeof value === 'string' ? value : '';
 }
 
 export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelWorkers> {
@@ -106,7 +108,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
     }),
   );
   for (const [name, provider] of Object.entries(config.providers)) {
-    const slots = providerWorkerOptions(provider, { onWait: () => metrics.rateLimitWait(name) });
+    const slots = providerWorkerOptions(provider, { onWait: (scheduledAt) => metrics.rateLimitWait(name, scheduledAt) });
     workers.push(
       await Worker.create({
         ...common,

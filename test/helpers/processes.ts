@@ -33,6 +33,8 @@ export interface RoleEnv {
   temporalAddress: string;
   dataDir: string;
   port?: number;
+  /** More environment for the process (e.g. KEEL_TASK_QUEUE, KEEL_METRICS_PORT). */
+  extraEnv?: Record<string, string>;
 }
 
 /** Starts `src/bin/worker.ts` or `src/bin/api.ts`; resolves once it prints its ready line. */
@@ -47,6 +49,9 @@ export async function startRole(role: 'worker' | 'api', env: RoleEnv, timeoutMs 
       // The worker runs as `npm run worker` runs it.
       ...(role === 'worker' && { ...WORKER_PROCESS_ENV, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${WORKER_PROCESS_ENV.NODE_OPTIONS}`.trim() }),
       ...(env.port !== undefined && { PORT: String(env.port) }),
+      // A worker's metrics on any free port: other test runs on this machine may hold 9464.
+      ...(role === 'worker' && { KEEL_METRICS_PORT: '0' }),
+      ...env.extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

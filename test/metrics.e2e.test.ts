@@ -1,0 +1,266 @@
+// Prometheus metrics (docs/OPERATIONS.md), as an operator's Prometheus reads them: /metrics is
+// scraped over HTTP and parsed with a Prometheus text-format parser, and each value is checked
+// against the requests this test sent and what Keel answered them (attempt logs, costs, usage):
+// Keel on a real dev server with fake providers that answer, fail, hang and are rate limited, and
+// the worker role as its own process (`src/bin/worker.ts`) with its own /metrics.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
+import { startApi } from '../src/api/server.js';
+import { parseConfig } from '../src/config/load.js';
+import { KeelMetrics } from '../src/observability/metrics.js';
+import { installRuntime } from '../src/worker/temporal-runtime.js';
+import { callJson, until, type Json } from './helpers/http.js';
+import { freePort, startRole } from './helpers/processes.js';
+import { scrape, type Scrape } from './helpers/prometheus.js';
+import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
+
+let env: TestWorkflowEnvironment;
+let keel: KeelUnderTest;
+let good: FakeProvider;
+let down: FakeProvider;
+let slow: FakeProvider;
+
+const yaml = () => `
+defaults:
+  retry: { maxAttempts: 2, initialIntervalMs: 50, backoffCoefficient: 1, maximumIntervalMs: 50, jitter: 0 }
+health:
+  publishIntervalMs: 200
+  refreshIntervalMs: 200
+  breaker: { failureCount: 4, minCalls: 1000, cooldownMs: 600000 }
+providers:
+  good: { type: openai, baseURL: ${good.url}, models: { m: { pricing: { input: 1.5, output: 2 } } } }
+  down: { type: openai, baseURL: ${down.url} }
+  slow: { type: anthropic, baseURL: ${slow.url} }
+  queued: { type: openai, baseURL: ${good.url}, callPath: queue }
+  limited: { type: openai, baseURL: ${good.url}, rateLimitPerSecond: 2 }
+models:
+  chat: { targets: [good/m] }
+  chain: { targets: [down/m, good/m] }
+  broken: { targets: [down/x] }
+  hedged: { targets: [slow/m, queued/m], mode: hedge, hedge: { delayMs: 200, maxShare: 1 } }
+  limited: { targets: [limited/m] }
+`;
+
+before(async () => {
+  // The Temporal SDK's metrics come from this process's Runtime: installed before anything uses it.
+  const runtime = await installRuntime({ metrics: true });
+  env = await startTemporal();
+  good = await startFakeProvider({ type: 'openai' });
+  down = await startFakeProvider({ type: 'openai', behaviours: { '*': { default: { kind: 'error', status: 503, message: 'overloaded' } } } });
+  slow = await startFakeProvider({ type: 'anthropic', behaviours: { '*': { latency: { baseMs: 5_000 } } } });
+  keel = await startKeel(env, yaml(), { temporalMetricsUrl: runtime.temporalMetricsUrl! });
+});
+
+after(async () => {
+  await keel?.stop();
+  await Promise.all([good?.close(), down?.close(), slow?.close()]);
+  await env?.teardown();
+});
+
+const metricsUrl = () => `${keel.url}/metrics`;
+
+function ask(model: string, base = keel.url) {
+  return callJson(base, 'POST', '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'Hello' }] });
+}
+
+type Attempt = { provider: string; model: string; outcome: string; errorClass?: string; retryInMs?: number };
+
+/** The attempt log Keel answered with (a completion's `keel.attempts`, or the error body's). */
+function attemptsOf(json: Json): Attempt[] {
+  return json.keel.attempts as Attempt[];
+}
+
+/** `after - before` for a counter or gauge. */
+function delta(before: Scrape, after: Scrape, name: string, labels: Record<string, string>): number {
+  return +(after.value(name, labels) - before.value(name, labels)).toFixed(9);
+}
+
+describe('GET /metrics on the API (a gateway: the API and its workers share the metrics)', () => {
+  test('successful requests: counts, durations, tokens and cost match what the client was answered', async () => {
+    const before = await scrape(metricsUrl());
+    const answers: Json[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { res, json } = await ask('chat');
+      assert.equal(res.status, 200, JSON.stringify(json));
+      assert.equal(res.headers.get('x-keel-answer'), 'early');
+      answers.push(json);
+    }
+    const input = answers.reduce((n, a) => n + a.usage.prompt_tokens, 0);
+    const output = answers.reduce((n, a) => n + a.usage.completion_tokens, 0);
+    const cost = answers.reduce((n, a) => n + a.usage.cost, 0);
+    assert.ok(input > 0 && output > 0 && cost > 0);
+    // The workflow's sink runs as its answer is handed over: read until it has counted all three.
+    const after = await until('three requests counted', async () => {
+      const s = await scrape(metricsUrl());
+      return delta(before, s, 'keel_requests_total', { model: 'chat' }) >= 3 ? s : undefined;
+    });
+
+    assert.equal(delta(before, after, 'keel_chat_completions_total', { model: 'chat', provider: 'good', outcome: 'succeeded', error_class: '', answered_at: 'early', key: '' }), 3);
+    assert.equal(after.histogram('keel_chat_completion_duration_seconds', { model: 'chat' }).count - before.histogram('keel_chat_completion_duration_seconds', { model: 'chat' }).count, 3);
+    assert.equal(delta(before, after, 'keel_requests_total', { model: 'chat', provider: 'good', outcome: 'succeeded', error_class: '', mode: 'fallback', source: 'api', key: '' }), 3);
+    assert.equal(delta(before, after, 'keel_provider_attempts_total', { provider: 'good', model: 'm', call_path: 'local', outcome: 'success', error_class: '' }), 3);
+    const genai = { gen_ai_operation_name: 'chat', gen_ai_provider_name: 'openai', gen_ai_request_model: 'm', provider: 'good' };
+    assert.equal(after.histogram('gen_ai_client_operation_duration_seconds', genai).count - before.histogram('gen_ai_client_operation_duration_seconds', genai).count, 3);
+    // Tokens: per provider call (the GenAI histogram) and per answer (keel_request_tokens_total).
+    const tokens = (s: Scrape, type: string) => s.histogram('gen_ai_client_token_usage', { ...genai, gen_ai_token_type: type }).sum;
+    assert.equal(tokens(after, 'input') - tokens(before, 'input'), input);
+    assert.equal(tokens(after, 'output') - tokens(before, 'output'), output);
+    assert.equal(delta(before, after, 'keel_request_tokens_total', { model: 'chat', provider: 'good', type: 'input' }), input);
+    assert.equal(delta(before, after, 'keel_request_tokens_total', { model: 'chat', provider: 'good', type: 'output' }), output);
+    // Cost: usage.cost of the answers, to the micro-dollar.
+    assert.ok(Math.abs(delta(before, after, 'keel_request_cost_usd_total', { model: 'chat', provider: 'good', key: '' }) - cost) < 1e-9);
+    assert.ok(Math.abs(delta(before, after, 'keel_provider_cost_usd_total', { provider: 'good', model: 'm' }) - cost) < 1e-9);
+    // The HTTP view: by route pattern and status.
+    assert.equal(after.histogram('keel_http_request_duration_seconds', { method: 'POST', route: '/v1/chat/completions', status: '200' }).count - before.histogram('keel_http_request_duration_seconds', { method: 'POST', route: '/v1/chat/completions', status: '200' }).count, 3);
+  });
+
+  test('retries, fallbacks, a failed request and an open breaker match the attempt logs', async () => {
+    const before = await scrape(metricsUrl());
+    const chain: Json[] = [];
+    for (let i = 0; i < 2; i++) {
+      const { res, json } = await ask('chain');
+      assert.equal(res.status, 200, JSON.stringify(json));
+      chain.push(json);
+    }
+    const broken = await ask('broken');
+    assert.equal(broken.res.status, 503, JSON.stringify(broken.json));
+    const logs = [...chain, broken.json].flatMap(attemptsOf);
+    const downErrors = (model: string) => logs.filter((a) => a.provider === 'down' && a.model === model && a.outcome === 'error');
+    assert.equal(downErrors('m').length, 4, JSON.stringify(logs));
+    assert.equal(downErrors('x').length, 2);
+
+    const after = await until('three requests counted', async () => {
+      const s = await scrape(metricsUrl());
+      return delta(before, s, 'keel_requests_total', {}) >= 3 ? s : undefined;
+    });
+    for (const model of ['m', 'x']) {
+      const errors = downErrors(model);
+      assert.equal(delta(before, after, 'keel_provider_attempts_total', { provider: 'down', model, outcome: 'error', error_class: 'unavailable' }), errors.length);
+      assert.equal(delta(before, after, 'keel_provider_retries_total', { provider: 'down', model, error_class: 'unavailable' }), errors.filter((a) => a.retryInMs !== undefined).length);
+    }
+    // Each chain request gave down/m up and was answered by good/m.
+    assert.equal(delta(before, after, 'keel_fallbacks_total', { model: 'chain', provider: 'down', target_model: 'm', error_class: 'unavailable' }), 2);
+    assert.equal(delta(before, after, 'keel_requests_total', { model: 'chain', provider: 'good', outcome: 'succeeded' }), 2);
+    // The failed request: its last target and error class, as the client was told.
+    assert.equal(broken.json.error.code, 'unavailable');
+    assert.equal(delta(before, after, 'keel_requests_total', { model: 'broken', provider: 'down', outcome: 'failed', error_class: 'unavailable' }), 1);
+    assert.equal(delta(before, after, 'keel_fallbacks_total', { model: 'broken' }), 0);
+    assert.equal(delta(before, after, 'keel_chat_completions_total', { model: 'broken', provider: 'down', outcome: 'failed', error_class: 'unavailable' }), 1);
+    assert.equal(after.histogram('gen_ai_client_operation_duration_seconds', { provider: 'down', error_type: 'unavailable' }).count - before.histogram('gen_ai_client_operation_duration_seconds', { provider: 'down', error_type: 'unavailable' }).count, 6);
+
+    // Four failures of down/m open its breaker (failureCount: 4); down/x had two and stays closed.
+    const open = await until('down/m breaker open in /metrics', async () => {
+      const s = await scrape(metricsUrl());
+      return s.value('keel_circuit_breaker_state', { provider: 'down', model: 'm', state: 'open' }) === 1 ? s : undefined;
+    });
+    assert.equal(open.value('keel_circuit_breaker_state', { provider: 'down', model: 'm', state: 'closed' }), 0);
+    assert.equal(open.value('keel_circuit_breaker_opened', { provider: 'down', model: 'm' }), 1);
+    assert.equal(open.value('keel_circuit_breaker_state', { provider: 'down', model: 'x', state: 'closed' }), 1);
+  });
+
+  test('a hedge fired and won; the hedged call is counted as cancelled', async () => {
+    const before = await scrape(metricsUrl());
+    const { res, json } = await ask('hedged');
+    assert.equal(res.status, 200, JSON.stringify(json));
+    assert.equal(json.keel.provider, 'queued');
+    const after = await until('the hedge counted and the slow call cancelled', async () => {
+      const s = await scrape(metricsUrl());
+      return delta(before, s, 'keel_hedges_won_total', {}) >= 1 && delta(before, s, 'keel_provider_attempts_total', { provider: 'slow', outcome: 'cancelled' }) >= 1 ? s : undefined;
+    });
+    assert.equal(delta(before, after, 'keel_hedges_fired_total', { model: 'hedged' }), 1);
+    assert.equal(delta(before, after, 'keel_hedges_won_total', { model: 'hedged', provider: 'queued' }), 1);
+    assert.equal(delta(before, after, 'keel_requests_total', { model: 'hedged', provider: 'queued', outcome: 'succeeded', mode: 'hedge' }), 1);
+    assert.equal(delta(before, after, 'keel_provider_attempts_total', { provider: 'queued', model: 'm', call_path: 'queue', outcome: 'success' }), 1);
+    assert.equal(delta(before, after, 'keel_provider_attempts_total', { provider: 'slow', model: 'm', call_path: 'queue', outcome: 'cancelled' }), 1);
+  });
+
+  test('rate-limit waits: every call on a limited provider is timed, and 5 calls at 2/s wait seconds in all', async () => {
+    const before = await scrape(metricsUrl());
+    const answers = await Promise.all(Array.from({ length: 5 }, () => ask('limited')));
+    for (const { res, json } of answers) assert.equal(res.status, 200, JSON.stringify(json));
+    const after = await scrape(metricsUrl());
+    const wait = (s: Scrape) => s.histogram('keel_rate_limit_wait_seconds', { provider: 'limited' });
+    assert.equal(wait(after).count - wait(before).count, 5);
+    // At most 2 calls a second: the third and fourth wait about a second, the fifth about two.
+    const waited = wait(after).sum - wait(before).sum;
+    assert.ok(waited >= 2.5, `waited ${waited} s in all`);
+    assert.equal(after.value('keel_rate_limit_waiting', { provider: 'limited' }), 0);
+  });
+
+  test("the Temporal SDK's metrics are in the same scrape (the Runtime's Prometheus exporter)", async () => {
+    const s = await until('workflow completions counted by the SDK', async () => {
+      const now = await scrape(metricsUrl());
+      return now.value('temporal_workflow_completed', { task_queue: keel.config.taskQueue, workflow_type: 'chatCompletionWorkflow' }) >= 7 ? now : undefined;
+    });
+    assert.equal(s.value('keel_temporal_metrics_up'), 1);
+    // 3 chat + 2 chain + 1 hedged + 5 limited succeeded; the broken one failed.
+    assert.equal(s.value('temporal_workflow_completed', { task_queue: keel.config.taskQueue, workflow_type: 'chatCompletionWorkflow' }), 11);
+    assert.equal(s.value('temporal_workflow_failed', { task_queue: keel.config.taskQueue, workflow_type: 'chatCompletionWorkflow' }), 1);
+    assert.ok(s.families.has('temporal_activity_schedule_to_start_latency'), 'activity schedule-to-start latency');
+    // No family is declared twice across Keel's and the SDK's parts.
+    const declared = [...s.text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]);
+    assert.equal(new Set(declared).size, declared.length);
+  });
+
+  test('labels: no request id, and budget gauges appear once the key work sets them', async () => {
+    const s = await scrape(metricsUrl());
+    for (const [name, family] of s.families) {
+      for (const labels of family.metrics.map((m) => m.labels ?? {})) {
+        for (const v of Object.values(labels)) assert.doesNotMatch(v, /^req-/, `${name} carries a request id`);
+      }
+    }
+    assert.ok(s.labelSets('keel_requests_total').every((l) => l.key === ''), 'no key on requests yet');
+    keel.metrics.setKeyBudget('key-team-a', { remainingUsd: 12.5, limitUsd: 50 });
+    const withBudget = await scrape(metricsUrl());
+    assert.equal(withBudget.value('keel_key_budget_remaining_usd', { key: 'key-team-a' }), 12.5);
+    assert.equal(withBudget.value('keel_key_budget_limit_usd', { key: 'key-team-a' }), 50);
+    keel.metrics.forgetKey('key-team-a');
+    assert.equal((await scrape(metricsUrl())).labelSets('keel_key_budget_remaining_usd').length, 0);
+  });
+});
+
+describe('the worker role: its own /metrics port (npm run worker), the API alone', () => {
+  test("requests run by a worker process are counted on the worker's /metrics, with the SDK's metrics", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'keel-metrics-'));
+    const taskQueue = `keel-metrics-worker-${process.pid}`;
+    const workerYaml = `providers:\n  good: { type: openai, baseURL: ${good.url} }\nmodels:\n  chat: { targets: [good/m] }\n`;
+    writeFileSync(join(dir, 'keel.yaml'), workerYaml);
+    const metricsPort = await freePort();
+    const worker = await startRole('worker', { configPath: join(dir, 'keel.yaml'), temporalAddress: env.address, dataDir: dir, extraEnv: { KEEL_METRICS_PORT: String(metricsPort), KEEL_TASK_QUEUE: taskQueue } });
+    const config = parseConfig(workerYaml, { KEEL_TASK_QUEUE: taskQueue, PORT: '0' }, 'test config');
+    const api = await startApi(config, { address: env.address, port: 0, metrics: new KeelMetrics({ processMetrics: false }) });
+    try {
+      assert.match(worker.output(), new RegExp(`metrics on http://127\\.0\\.0\\.1:${metricsPort}/metrics`));
+      const workerMetrics = `http://127.0.0.1:${metricsPort}/metrics`;
+      for (let i = 0; i < 2; i++) {
+        const { res, json } = await ask('chat', api.url);
+        assert.equal(res.status, 200, JSON.stringify(json));
+        // The API alone waits for the recorded outcome (docs/REQUESTS.md).
+        assert.equal(res.headers.get('x-keel-answer'), 'recorded');
+      }
+      const s = await until('the worker counted both requests', async () => {
+        const now = await scrape(workerMetrics);
+        return now.value('keel_requests_total', { model: 'chat' }) >= 2 ? now : undefined;
+      });
+      assert.equal(s.value('keel_requests_total', { model: 'chat', provider: 'good', outcome: 'succeeded' }), 2);
+      assert.equal(s.value('keel_provider_attempts_total', { provider: 'good', model: 'm', call_path: 'local', outcome: 'success' }), 2);
+      assert.equal(s.value('keel_temporal_metrics_up'), 1);
+      assert.equal(s.value('temporal_workflow_completed', { task_queue: taskQueue, workflow_type: 'chatCompletionWorkflow' }), 2);
+      assert.ok(s.families.has('process_resident_memory_bytes'), "the process's own metrics");
+      // The API alone: its own view, nothing of a worker's.
+      const a = await scrape(`${api.url}/metrics`);
+      assert.equal(a.value('keel_chat_completions_total', { model: 'chat', provider: 'good', outcome: 'succeeded', answered_at: 'recorded' }), 2);
+      assert.equal(a.value('keel_requests_total'), 0);
+      assert.ok(![...a.families.keys()].some((n) => n.startsWith('temporal_')));
+    } finally {
+      await api.close();
+      await worker.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
