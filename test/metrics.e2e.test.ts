@@ -4,7 +4,7 @@
 // Keel on a real dev server with fake providers that answer, fail, hang and are rate limited, and
 // the worker role as its own process (`src/bin/worker.ts`) with its own /metrics.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,7 +16,8 @@ import { KeelMetrics } from '../src/observability/metrics.js';
 import { installRuntime } from '../src/worker/temporal-runtime.js';
 import { callJson, until, type Json } from './helpers/http.js';
 import { freePort, startRole } from './helpers/processes.js';
-import { scrape, type Scrape } from './helpers/prometheus.js';
+import { declaredFamilies, scrape, type Scrape } from './helpers/prometheus.js';
+import { parse as parseYaml } from 'yaml';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
 
 let env: TestWorkflowEnvironment;
@@ -221,6 +222,41 @@ describe('GET /metrics on the API (a gateway: the API and its workers share the 
     assert.equal(withBudget.value('keel_key_budget_limit_usd', { key: 'key-team-a' }), 50);
     keel.metrics.forgetKey('key-team-a');
     assert.equal((await scrape(metricsUrl())).labelSets('keel_key_budget_remaining_usd').length, 0);
+  });
+});
+
+describe('the Grafana dashboard and the alert rules (deploy/)', () => {
+  /** Metric names in PromQL expressions (Keel's, the GenAI ones, the SDK's, the process's). */
+  function metricNames(expr: string): string[] {
+    return [...expr.matchAll(/\b(?:keel|gen_ai|temporal|process|nodejs)_[a-z0-9_]+/g)].map((m) => m[0]);
+  }
+  /** The family a series name belongs to (a histogram's _bucket, _sum and _count). */
+  function family(name: string, declared: Set<string>): string | undefined {
+    if (declared.has(name)) return name;
+    const base = name.replace(/_(bucket|sum|count)$/, '');
+    return declared.has(base) ? base : undefined;
+  }
+
+  test('every metric the dashboard and the alerts query is one /metrics declares, after the requests above', async () => {
+    // The families the scrape declares; Temporal's appear once the SDK has observed them (the
+    // requests of the tests above ran every kind: local and queue activities, a failed workflow).
+    const text = (await scrape(metricsUrl())).text;
+    const declared = declaredFamilies(text);
+    const dashboard = JSON.parse(readFileSync(new URL('../deploy/grafana/keel-dashboard.json', import.meta.url), 'utf8')) as { panels: { type: string; title: string; targets?: { expr: string }[] }[] };
+    const exprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ where: `dashboard panel '${p.title}'`, expr: t.expr })));
+    assert.ok(exprs.length >= 20, 'the dashboard has its panels');
+    const rules = parseYaml(readFileSync(new URL('../deploy/prometheus/keel-alerts.yml', import.meta.url), 'utf8')) as { groups: { rules: { alert: string; expr: string }[] }[] };
+    const alerts = rules.groups.flatMap((g) => g.rules.map((r) => ({ where: `alert ${r.alert}`, expr: r.expr })));
+    assert.ok(['KeelCircuitBreakerOpen', 'KeelKeyBudgetNearLimit', 'KeelModelErrorRateHigh'].every((a) => alerts.some((r) => r.where === `alert ${a}`)));
+    const unknown: string[] = [];
+    for (const { where, expr } of [...exprs, ...alerts]) {
+      const names = metricNames(expr);
+      assert.ok(names.length > 0, `${where} queries no metric: ${expr}`);
+      for (const n of names) if (!family(n, declared)) unknown.push(`${where}: ${n}`);
+    }
+    assert.deepEqual(unknown, []);
+    // A misspelt name is caught (the check is not vacuous).
+    assert.equal(family('keel_request_total', declared), undefined);
   });
 });
 
