@@ -226,9 +226,10 @@ describe('GET /metrics on the API (a gateway: the API and its workers share the 
 });
 
 describe('the Grafana dashboard and the alert rules (deploy/)', () => {
-  /** Metric names in PromQL expressions (Keel's, the GenAI ones, the SDK's, the process's). */
+  /** Metric names in a PromQL expression (Keel's, the GenAI ones, the SDK's, the process's): label matchers and grouping clauses, which name labels, left out. */
   function metricNames(expr: string): string[] {
-    return [...expr.matchAll(/\b(?:keel|gen_ai|temporal|process|nodejs)_[a-z0-9_]+/g)].map((m) => m[0]);
+    const selectors = expr.replace(/\{[^}]*\}/g, '').replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, '');
+    return [...selectors.matchAll(/\b(?:keel|gen_ai|temporal|process|nodejs)_[a-z0-9_]+/g)].map((m) => m[0]);
   }
   /** The family a series name belongs to (a histogram's _bucket, _sum and _count). */
   function family(name: string, declared: Set<string>): string | undefined {
