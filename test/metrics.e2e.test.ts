@@ -155,9 +155,11 @@ describe('GET /metrics on the API (a gateway: the API and its workers share the 
     assert.equal(after.histogram('gen_ai_client_operation_duration_seconds', { provider: 'down', error_type: 'unavailable' }).count - before.histogram('gen_ai_client_operation_duration_seconds', { provider: 'down', error_type: 'unavailable' }).count, 6);
 
     // Four failures of down/m open its breaker (failureCount: 4); down/x had two and stays closed.
-    const open = await until('down/m breaker open in /metrics', async () => {
+    // Health is published and read back every 200 ms: wait until this worker's snapshot has both targets.
+    const open = await until('down/m breaker open and down/x known in /metrics', async () => {
       const s = await scrape(metricsUrl());
-      return s.value('keel_circuit_breaker_state', { provider: 'down', model: 'm', state: 'open' }) === 1 ? s : undefined;
+      const known = s.labelSets('keel_circuit_breaker_state').some((l) => l.provider === 'down' && l.model === 'x');
+      return known && s.value('keel_circuit_breaker_state', { provider: 'down', model: 'm', state: 'open' }) === 1 ? s : undefined;
     });
     assert.equal(open.value('keel_circuit_breaker_state', { provider: 'down', model: 'm', state: 'closed' }), 0);
     assert.equal(open.value('keel_circuit_breaker_opened', { provider: 'down', model: 'm' }), 1);

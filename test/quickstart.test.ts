@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { parse, stringify } from 'yaml';
+import { scrape } from './helpers/prometheus.js';
 import { callJson, until, type Json } from './helpers/http.js';
 import { freePort } from './helpers/processes.js';
 
@@ -213,6 +214,19 @@ describe('quick start: npm start, a chat completion, npm run batch, Ctrl-C', () 
       assert.equal(res.headers.get('x-keel-provider'), name);
       assert.equal(json.choices[0].message.content, `[${model}] Hi ${name}`);
     }
+  });
+
+  test("GET /metrics: the API's and the worker's metrics, and the Temporal SDK's, in one scrape", async () => {
+    const sent = 1 + fakeProviders.length;
+    // Each part counts a request as its step is done (the SDK once the completion is sent): read until all have.
+    const s = await until('the requests above counted', async () => {
+      const now = await scrape(`${apiUrl}/metrics`);
+      const counted = now.value('keel_requests_total', { outcome: 'succeeded' }) >= sent && now.value('temporal_workflow_completed', { workflow_type: 'chatCompletionWorkflow' }) >= sent;
+      return counted ? now : undefined;
+    });
+    assert.equal(s.value('keel_requests_total', { outcome: 'succeeded' }), sent);
+    assert.equal(s.value('keel_chat_completions_total', { outcome: 'succeeded', answered_at: 'early' }), sent);
+    assert.equal(s.value('keel_temporal_metrics_up'), 1);
   });
 
   test('npm run batch: progress lines, status completed, every line answered once, the bad line in the error file', async () => {
