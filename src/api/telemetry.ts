@@ -23,8 +23,8 @@ export function observeHttp(metrics: KeelMetrics, tracing: KeelTracing | undefin
   const start: RequestHandler = (req, res, next) => {
     const started = performance.now();
     const inFlight = metrics.httpStarted();
-    // Scrapes come every few seconds: timing them is enough, a trace each would be noise.
-    const traced = tracing && req.path !== '/metrics';
+    // Scrapes and health probes come every few seconds: timing them is enough, a trace each would be noise.
+    const traced = tracing && req.path !== '/metrics' && req.path !== '/healthz';
     const parent = traced ? propagation.extract(ROOT_CONTEXT, req.headers) : ROOT_CONTEXT;
     // Method and path only: no headers (Authorization carries a key), no query, no body.
     const span = traced
