@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
-import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
+import { recordedDescription, startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
 import { WORKFLOW_TYPES } from '../src/core/contract.js';
 
 const KEYS = { ALPHA_KEY: 'alpha-test-secret-7f3a9', BETA_KEY: 'beta-test-secret-91c2', GAMMA_KEY: 'gamma-test-secret-55e1' };
@@ -80,7 +80,7 @@ describe('the happy path, for each provider wire format', () => {
       assert.equal(response.headers.get('x-keel-provider'), provider);
       assert.equal(fake().calls().length, 1);
       assert.equal(fake().calls()[0].authorized, true);
-      const description = await env.client.workflow.getHandle(requestId).describe();
+      const description = await recordedDescription(env, requestId);
       assert.equal(description.type, WORKFLOW_TYPES.request);
       assert.equal(description.status.name, 'COMPLETED');
     });
@@ -169,7 +169,7 @@ describe('errors in OpenAI shape with the right status', () => {
     assert.equal(res.status, 503);
     assert.equal(json.error?.code, 'unavailable');
     assert.equal(json.keel?.attempts.length, 4, 'two attempts on each of the two targets');
-    const description = await env.client.workflow.getHandle(res.headers.get('x-request-id')!).describe();
+    const description = await recordedDescription(env, res.headers.get('x-request-id')!);
     assert.equal(description.status.name, 'FAILED');
   });
 

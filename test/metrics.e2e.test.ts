@@ -4,6 +4,7 @@
 // Keel on a real dev server with fake providers that answer, fail, hang and are rate limited, and
 // the worker role as its own process (`src/bin/worker.ts`) with its own /metrics.
 import assert from 'node:assert/strict';
+import { WORKFLOW_TYPES } from '../src/core/contract.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -198,20 +199,30 @@ describe('GET /metrics on the API (a gateway: the API and its workers share the 
   test("the Temporal SDK's metrics are in the same scrape (the Runtime's Prometheus exporter)", async () => {
     const s = await until('workflow completions counted by the SDK', async () => {
       const now = await scrape(metricsUrl());
-      return now.value('temporal_workflow_completed', { task_queue: keel.config.taskQueue, workflow_type: 'chatCompletionWorkflow' }) >= 7 ? now : undefined;
+      return now.value('temporal_workflow_completed', { task_queue: keel.config.taskQueue, workflow_type: WORKFLOW_TYPES.request }) >= 7 ? now : undefined;
     });
     assert.equal(s.value('keel_temporal_metrics_up'), 1);
     // 3 chat + 2 chain + 1 hedged + 5 limited succeeded; the broken one failed.
-    assert.equal(s.value('temporal_workflow_completed', { task_queue: keel.config.taskQueue, workflow_type: 'chatCompletionWorkflow' }), 11);
-    assert.equal(s.value('temporal_workflow_failed', { task_queue: keel.config.taskQueue, workflow_type: 'chatCompletionWorkflow' }), 1);
+    assert.equal(s.value('temporal_workflow_completed', { task_queue: keel.config.taskQueue, workflow_type: WORKFLOW_TYPES.request }), 11);
+    assert.equal(s.value('temporal_workflow_failed', { task_queue: keel.config.taskQueue, workflow_type: WORKFLOW_TYPES.request }), 1);
     assert.ok(s.families.has('temporal_activity_schedule_to_start_latency'), 'activity schedule-to-start latency');
     // No family is declared twice across Keel's and the SDK's parts.
     const declared = [...s.text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]);
     assert.equal(new Set(declared).size, declared.length);
   });
 
-  test('labels: no request id, and budget gauges appear once the key work sets them', async () => {
-    const s = await scrape(metricsUrl());
+  test('labels: no request id, no free client text, and budget gauges appear once the key work sets them', async () => {
+    // A client may name any upstream model of a configured provider: such a name is no label.
+    const free = `free-text-model-${process.pid}`;
+    const direct = await ask(`good/${free}`);
+    assert.equal(direct.res.status, 200, JSON.stringify(direct.json));
+    const s = await until('the direct request counted', async () => {
+      const now = await scrape(metricsUrl());
+      return now.value('keel_requests_total', { model: 'other', provider: 'good' }) >= 1 ? now : undefined;
+    });
+    assert.ok(!s.text.includes(free), 'the free-text model name is in /metrics');
+    assert.equal(s.value('keel_provider_attempts_total', { provider: 'good', model: 'other', outcome: 'success' }), 1);
+    assert.equal(s.value('keel_chat_completions_total', { model: 'other', provider: 'good' }), 1);
     for (const [name, family] of s.families) {
       for (const labels of family.metrics.map((m) => m.labels ?? {})) {
         for (const v of Object.values(labels)) assert.doesNotMatch(v, /^req-/, `${name} carries a request id`);
@@ -289,7 +300,7 @@ describe('the worker role: its own /metrics port (npm run worker), the API alone
       assert.equal(s.value('keel_requests_total', { model: 'chat', provider: 'good', outcome: 'succeeded' }), 2);
       assert.equal(s.value('keel_provider_attempts_total', { provider: 'good', model: 'm', call_path: 'local', outcome: 'success' }), 2);
       assert.equal(s.value('keel_temporal_metrics_up'), 1);
-      assert.equal(s.value('temporal_workflow_completed', { task_queue: taskQueue, workflow_type: 'chatCompletionWorkflow' }), 2);
+      assert.equal(s.value('temporal_workflow_completed', { task_queue: taskQueue, workflow_type: WORKFLOW_TYPES.request }), 2);
       assert.ok(s.families.has('process_resident_memory_bytes'), "the process's own metrics");
       // The API alone: its own view, nothing of a worker's.
       const a = await scrape(`${api.url}/metrics`);

@@ -3,6 +3,7 @@
 // keel.config.yaml moved to free loopback ports, a chat completion, `npm run batch -- file.jsonl`
 // (src/bin/batch.ts) against it, and Ctrl-C (SIGINT) stopping everything it started.
 import assert from 'node:assert/strict';
+import { WORKFLOW_TYPES } from '../src/core/contract.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -221,7 +222,7 @@ describe('quick start: npm start, a chat completion, npm run batch, Ctrl-C', () 
     // Each part counts a request as its step is done (the SDK once the completion is sent): read until all have.
     const s = await until('the requests above counted', async () => {
       const now = await scrape(`${apiUrl}/metrics`);
-      const counted = now.value('keel_requests_total', { outcome: 'succeeded' }) >= sent && now.value('temporal_workflow_completed', { workflow_type: 'chatCompletionWorkflow' }) >= sent;
+      const counted = now.value('keel_requests_total', { outcome: 'succeeded' }) >= sent && now.value('temporal_workflow_completed', { workflow_type: WORKFLOW_TYPES.request }) >= sent;
       return counted ? now : undefined;
     });
     assert.equal(s.value('keel_requests_total', { outcome: 'succeeded' }), sent);

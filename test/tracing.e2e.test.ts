@@ -6,6 +6,7 @@
 // the way OpenAI does) and a gateway key sent by the client appear in no history, log line, metric
 // or span.
 import assert from 'node:assert/strict';
+import { WORKFLOW_TYPES } from '../src/core/contract.js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -26,6 +27,8 @@ interface OtlpSpan {
   attributes?: { key: string; value: Record<string, unknown> }[];
 }
 
+const START_WORKFLOW = `StartWorkflow:${WORKFLOW_TYPES.request}`;
+const RUN_WORKFLOW = `RunWorkflow:${WORKFLOW_TYPES.request}`;
 const SPAN_KIND_SERVER = 2;
 const SPAN_KIND_CLIENT = 3;
 
@@ -172,7 +175,7 @@ describe('one trace per request, from the caller through the workflow to the pro
     const tp = traceparent();
     const { res, json } = await ask('chat', tp.header);
     assert.equal(res.status, 200, JSON.stringify(json));
-    const chain = ['chat m', 'RunActivity:callProvider', 'StartActivity:callProvider', 'RunWorkflow:chatCompletionWorkflow', 'StartWorkflow:chatCompletionWorkflow', 'POST /v1/chat/completions'];
+    const chain = ['chat m', 'RunActivity:callProvider', 'StartActivity:callProvider', RUN_WORKFLOW, START_WORKFLOW, 'POST /v1/chat/completions'];
     const spans = await spansOf(tp.traceId, chain);
     assert.ok(spans.every((s) => s.traceId === tp.traceId));
     assertChain(spans, chain, tp.parent);
@@ -193,7 +196,7 @@ describe('one trace per request, from the caller through the workflow to the pro
     const tp = traceparent();
     const { res, json } = await ask('queued', tp.header);
     assert.equal(res.status, 200, JSON.stringify(json));
-    const chain = ['chat m', 'RunActivity:callProvider', 'StartActivity:callProvider', 'RunWorkflow:chatCompletionWorkflow', 'StartWorkflow:chatCompletionWorkflow', 'POST /v1/chat/completions'];
+    const chain = ['chat m', 'RunActivity:callProvider', 'StartActivity:callProvider', RUN_WORKFLOW, START_WORKFLOW, 'POST /v1/chat/completions'];
     const spans = await spansOf(tp.traceId, chain);
     assertChain(spans, chain, tp.parent);
     assert.equal(attr(spans.find((s) => s.name === 'chat m')!, 'keel.call_path'), 'queue');
@@ -210,7 +213,7 @@ describe('one trace per request, from the caller through the workflow to the pro
     });
     assert.equal(server.parentSpanId ?? '', '');
     assert.ok(!before.has(server.traceId));
-    await spansOf(server.traceId, ['RunWorkflow:chatCompletionWorkflow', 'chat m']);
+    await spansOf(server.traceId, [RUN_WORKFLOW, 'chat m']);
   });
 });
 
@@ -221,7 +224,7 @@ describe('no secret in histories, logs, metrics or traces', () => {
     // The leaky provider refused the key (auth): the request fell back and was answered.
     assert.equal(res.status, 200, JSON.stringify(json));
     assert.equal(json.keel.attempts[0].errorClass, 'auth');
-    await spansOf(tp.traceId, ['RunWorkflow:chatCompletionWorkflow', 'chat m']);
+    await spansOf(tp.traceId, [RUN_WORKFLOW, 'chat m']);
     await tracing.flush();
 
     const places: Record<string, string> = {

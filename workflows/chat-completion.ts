@@ -20,6 +20,7 @@ import type { KeelActivities } from '../activities/index.js';
 import { ERROR_POLICY, isErrorClass, type ErrorClass } from '../src/core/error-classes.js';
 import { PlanError, isLocalCall, targetKey, type Plan, type Target } from '../src/core/routing.js';
 import { usageCost, withUsageCost } from '../src/core/cost.js';
+import { modelLabel, upstreamModelLabel } from '../src/core/metric-labels.js';
 import { planWithHealth } from './health-plan.js';
 import { requestStatusQuery, type KeelSinks, type RequestMetrics, type RequestWorkflow } from '../src/core/contract.js';
 import { CANCELLED_ERROR, failureError } from '../src/core/openai-error.js';
@@ -177,8 +178,8 @@ export const chatCompletionWorkflow: RequestWorkflow = async (input: ChatWorkflo
 async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatusView>): Promise<ChatWorkflowResult> {
   const asked = input.request.model ?? input.request.models?.[0];
   const m: RequestMetrics = {
-    // Configured names only: a label value never comes from free client text.
-    model: asked !== undefined && input.routing.models[asked] ? asked : 'other',
+    // Names the configuration knows: a label value never comes from free client text.
+    model: modelLabel(asked, input.routing),
     mode: input.routing.models[asked ?? '']?.mode ?? input.routing.defaults.mode,
     outcome: 'failed',
     durationMs: 0,
@@ -338,7 +339,9 @@ async function runTargets(input: ChatWorkflowInput, extra: Partial<RequestStatus
         queue.splice(0, queue.length, ...larger);
       }
       // A fallback: this target is given up on and another one is (or is still) on its way.
-      if (queue.length > 0 || running.size > 0) m.fallbacks.push({ provider: next.target.provider, model: next.target.model, errorClass: next.failure.errorClass });
+      if (queue.length > 0 || running.size > 0) {
+        m.fallbacks.push({ provider: next.target.provider, model: upstreamModelLabel(next.target.provider, next.target.model, input.routing), errorClass: next.failure.errorClass });
+      }
       // A failure frees a slot: hedge/race go on with the next target at once.
       hedgeScope?.cancel();
       hedgeTimer = undefined;

@@ -16,6 +16,7 @@ import type { ChatRequest } from '../providers/types.js';
 import { backoffDelayMs } from './retry-delay.js';
 import { SpanKind, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import { usageCost } from '../../src/core/cost.js';
+import { OTHER, upstreamModelLabel } from '../../src/core/metric-labels.js';
 import type { KeelMetrics } from '../../src/observability/metrics.js';
 
 const HEARTBEAT_EVERY_MS = 300;
@@ -97,7 +98,9 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent, obs
     noteProviderCall(record.startedAt);
     log.keep(prior);
     const callPath = ctx.info.isLocal ? 'local' : 'queue';
-    const observed = { provider: input.provider, providerType: provider.type, model: input.model, callPath, seconds: 0 } as const;
+    // Labels: an upstream model the configuration does not name is 'other' (a client may send any).
+    const modelLabel = upstreamModelLabel(input.provider, input.model, config.routing);
+    const observed = { provider: input.provider, providerType: provider.type, model: modelLabel, callPath, seconds: 0 } as const;
     // The call to the provider, as a child of the activity's span (GenAI client span conventions).
     // Labels and counts only: never the prompt, the completion or a key.
     const span: Span | undefined = tracer?.startSpan(`chat ${input.model}`, {
@@ -129,7 +132,8 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent, obs
         outcome: 'success',
         seconds: record.durationMs / 1000,
         retrying: false,
-        responseModel: completion.model,
+        // A provider may echo the requested name back: no more bounded than the request's.
+        responseModel: modelLabel === OTHER ? OTHER : completion.model,
         ...(usage && { inputTokens: usage.prompt_tokens, outputTokens: usage.completion_tokens }),
         ...(cost !== undefined && { cost }),
       });

@@ -8,6 +8,7 @@ import { ApiError, invalidRequest } from '../core/openai-error.js';
 import { fromZodError, sendError } from './errors.js';
 import type { KeelMetrics } from '../observability/metrics.js';
 import { keyLabel } from './telemetry.js';
+import { modelLabel } from '../core/metric-labels.js';
 
 export function idempotencyKey(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
@@ -50,8 +51,8 @@ export function chatCompletionsRouter(requests: RequestService, metrics?: KeelMe
     if (outcome.answeredAt) res.setHeader('x-keel-answer', outcome.answeredAt);
     const attempts = outcome.ok ? outcome.result.keel.attempts : (outcome.failure?.attempts ?? []);
     metrics?.chatCompletion({
-      // Planned, so a configured model: never free client text as a label.
-      model: started.plan.requestedModel,
+      // A name the configuration knows: never free client text as a label.
+      model: modelLabel(started.plan.requestedModel, requests.config.routing),
       provider: outcome.ok ? outcome.result.keel.provider : (attempts.at(-1)?.provider ?? ''),
       outcome: outcome.ok ? 'succeeded' : 'failed',
       ...(!outcome.ok && { errorClass: outcome.failure?.errorClass ?? outcome.error.code ?? 'unknown' }),

@@ -54,7 +54,7 @@ export interface KeelSinks extends Sinks {
  * sees (fallbacks, hedges) and its outcome. Labels only: no request id, no prompt, no secret.
  */
 export interface RequestMetrics {
-  /** The configured model asked for ('other' when the request named none of them). */
+  /** The model asked for, as the configuration knows it ('other' otherwise: src/core/metric-labels.ts). */
   model: string;
   mode: RoutingMode;
   outcome: 'succeeded' | 'failed' | 'cancelled';
@@ -63,7 +63,7 @@ export interface RequestMetrics {
   provider?: string;
   targetModel?: string;
   durationMs: number;
-  /** Each target given up on before the next one was tried. */
+  /** Each target given up on before the next one was tried (an upstream model the configuration does not name: 'other'). */
   fallbacks: { provider: string; model: string; errorClass: ErrorClass }[];
   hedgesFired: number;
   /** The answer came from a call started by a hedge. */

@@ -7,7 +7,8 @@
 // spells them: `gen_ai.client.operation.duration` in seconds is
 // `gen_ai_client_operation_duration_seconds`), `keel_*` for the rest.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { ProviderType } from '../config/schema.js';
+import type { ProviderType, RoutingConfig } from '../config/schema.js';
+import { upstreamModelLabel } from '../core/metric-labels.js';
 import type { BreakerStateName, HealthSnapshot } from '../core/health-types.js';
 import type { RequestMetrics } from '../core/contract.js';
 
@@ -218,7 +219,7 @@ export class KeelMetrics {
   });
 
   /** Where the breaker gauges read from (the worker's cached health snapshot); set by the worker. */
-  private healthSources: (() => HealthSnapshot | undefined)[] = [];
+  private healthSources: HealthSource[] = [];
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     // Read at scrape time from the worker's cached snapshot: no extra query to the health workflow.
@@ -230,11 +231,21 @@ export class KeelMetrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const snapshot of latest(sources())) {
+        // Targets the configuration does not name share the model label 'other': each of its
+        // states is 1 when any of them is in it.
+        const states = new Map<string, { provider: string; model: string; in: Set<BreakerStateName> }>();
+        for (const { snapshot, routing } of latest(sources())) {
           for (const t of Object.values(snapshot.targets)) {
             const state = t.breaker.state === 'open' && t.breaker.retryAt !== undefined && Date.now() >= t.breaker.retryAt ? 'half_open' : t.breaker.state;
-            for (const s of BREAKER_STATES) this.set({ provider: t.provider, model: t.model, state: s }, s === state ? 1 : 0);
+            const model = upstreamModelLabel(t.provider, t.model, routing);
+            const key = `${t.provider}/${model}`;
+            const entry = states.get(key) ?? { provider: t.provider, model, in: new Set<BreakerStateName>() };
+            entry.in.add(state);
+            states.set(key, entry);
           }
+        }
+        for (const { provider, model, in: current } of states.values()) {
+          for (const s of BREAKER_STATES) this.set({ provider, model, state: s }, current.has(s) ? 1 : 0);
         }
       },
     });
@@ -245,15 +256,24 @@ export class KeelMetrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const snapshot of latest(sources())) for (const t of Object.values(snapshot.targets)) this.set({ provider: t.provider, model: t.model }, t.breaker.opened);
+        const opened = new Map<string, { provider: string; model: string; n: number }>();
+        for (const { snapshot, routing } of latest(sources())) {
+          for (const t of Object.values(snapshot.targets)) {
+            const model = upstreamModelLabel(t.provider, t.model, routing);
+            const entry = opened.get(`${t.provider}/${model}`) ?? { provider: t.provider, model, n: 0 };
+            entry.n += t.breaker.opened;
+            opened.set(`${t.provider}/${model}`, entry);
+          }
+        }
+        for (const { provider, model, n } of opened.values()) this.set({ provider, model }, n);
       },
     });
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
-  /** The breaker gauges read this worker's cached health snapshot at scrape time. */
-  watchHealth(source: () => HealthSnapshot | undefined): void {
-    this.healthSources.push(source);
+  /** The breaker gauges read this worker's cached health snapshot at scrape time; `routing` bounds the model labels. */
+  watchHealth(snapshot: () => HealthSnapshot | undefined, routing: RoutingConfig): void {
+    this.healthSources.push({ snapshot, routing });
   }
 
   // ---- Recording -----------------------------------------------------------------------------
@@ -346,7 +366,15 @@ export class KeelMetrics {
   }
 }
 
+interface HealthSource {
+  snapshot: () => HealthSnapshot | undefined;
+  routing: RoutingConfig;
+}
+
 /** Each source's snapshot; several health agents in one registry (tests) each report their own. */
-function latest(sources: (() => HealthSnapshot | undefined)[]): HealthSnapshot[] {
-  return sources.map((s) => s()).filter((s): s is HealthSnapshot => s !== undefined);
+function latest(sources: HealthSource[]): { snapshot: HealthSnapshot; routing: RoutingConfig }[] {
+  return sources.flatMap((s) => {
+    const snapshot = s.snapshot();
+    return snapshot ? [{ snapshot, routing: s.routing }] : [];
+  });
 }

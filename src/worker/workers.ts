@@ -64,7 +64,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
     // The request worker's state stands for the set: once it stops, publish the rest and stop.
     stopWhen: () => workers.length > 0 && !['INITIALIZED', 'RUNNING'].includes(workers[0].getState()),
   });
-  metrics.watchHealth(() => health.current());
+  metrics.watchHealth(() => health.current(), config.routing);
   const activities = createActivities(config, health, { metrics, ...(opts.tracing && { tracer: opts.tracing.tracer }) });
   const common = { connection, namespace: config.namespace, ...(opts.identity && { identity: opts.identity }) };
   const sinks: InjectedSinks<KeelSinks> = {

@@ -94,3 +94,18 @@ export async function startKeel(
     },
   };
 }
+
+/**
+ * A request's description once its outcome is recorded. An `early` answer (docs/REQUESTS.md)
+ * reaches the client while the workflow task that records it is on its way to the server: the
+ * request shows RUNNING for those few milliseconds.
+ */
+export async function recordedDescription(env: TestWorkflowEnvironment, requestId: string, timeoutMs = 10_000) {
+  const handle = env.client.workflow.getHandle(requestId);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const d = await handle.describe();
+    if (d.status.name !== 'RUNNING' || Date.now() > deadline) return d;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
