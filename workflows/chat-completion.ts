@@ -180,7 +180,7 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
   const m: RequestMetrics = {
     // Names the configuration knows: a label value never comes from free client text.
     model: modelLabel(asked, input.routing),
-    mode: input.routing.models[asked ?? '']?.mode ?? input.routing.defaults.mode,
+    mode: (asked !== undefined && Object.hasOwn(input.routing.models, asked) ? input.routing.models[asked].mode : undefined) ?? input.routing.defaults.mode,
     outcome: 'failed',
     durationMs: 0,
     fallbacks: [],

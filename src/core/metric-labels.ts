@@ -24,7 +24,8 @@ function knownTargets(routing: RoutingConfig): Set<string> {
 /** A requested model: a configured model name, a known `provider/model` target, else `other`. */
 export function modelLabel(name: string | undefined, routing: RoutingConfig): string {
   if (name === undefined) return OTHER;
-  if (routing.models[name] || knownTargets(routing).has(name)) return name;
+  // Own names only: `constructor` names no model.
+  if (Object.hasOwn(routing.models, name) || knownTargets(routing).has(name)) return name;
   return OTHER;
 }
 
