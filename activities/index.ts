@@ -1,12 +1,12 @@
 // Everything a Keel worker registers as activities. Workflows import only the type.
 import type { KeelConfig } from '../src/config/schema.js';
-import type { HealthAgent } from '../src/worker/health-agent.js';
+import type { HealthLink } from './health-link.js';
 import type { RoutingHealth } from '../src/core/health-types.js';
 import { createCallProvider, type CallObservers } from './provider-call/call-provider.js';
 import { createDeliverWebhook } from './webhook/deliver.js';
 import { takeHedge } from './provider-call/hedge-budget.js';
 
-export function createActivities(config: KeelConfig, health?: HealthAgent, observers: CallObservers = {}) {
+export function createActivities(config: KeelConfig, health?: HealthLink, observers: CallObservers = {}) {
   return {
     callProvider: createCallProvider(config, health, observers),
     /** Runs on the request task queue: POSTs an async job's signed webhook. */
@@ -17,6 +17,7 @@ export function createActivities(config: KeelConfig, health?: HealthAgent, obser
     },
     /** Local activity: the worker's cached health snapshot, recorded as a marker so replay sees the same plan. */
     async readHealth(targets: string[]): Promise<RoutingHealth | null> {
+      await health?.ready();
       return health?.current() ? health.routingHealth(targets) : null;
     },
     /** Local activity: asks the health workflow for a half-open target's single probe. */

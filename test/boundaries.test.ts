@@ -46,7 +46,7 @@ describe('import rules', () => {
     ['src/config/schema.ts', "import { join } from 'node:path';\nexport const x = join;\n", 'node:path'],
     ['src/services/x.ts', "import { sendError } from '../api/errors.js';\nexport const x = sendError;\n", 'api/errors'],
     ['activities/x.ts', "import { RequestService } from '../src/services/request-service.js';\nexport const x = RequestService;\n", 'services'],
-    ['activities/x.ts', "import { HealthAgent } from '../src/worker/health-agent.js';\nexport const x = HealthAgent;\n", 'worker'],
+    ['activities/x.ts', "import type { HealthAgent } from '../src/worker/health-agent.js';\nexport type X = HealthAgent;\n", 'worker (not even a type)'],
     ['src/api/x.ts', "import { Client } from '@temporalio/client';\nexport const x = Client;\n", '@temporalio/client'],
     ['src/worker/x.ts', "import { RequestService } from '../services/request-service.js';\nexport const x = RequestService;\n", 'services'],
   ];
@@ -61,7 +61,6 @@ describe('import rules', () => {
   test('type-only imports across a boundary are allowed where the rule says so', () => {
     const run = lint({
       'workflows/x.ts': "import type { KeelActivities } from '../activities/index.js';\nimport type { Client } from '@temporalio/client';\nexport type X = [KeelActivities, Client];\n",
-      'activities/y.ts': "import type { HealthAgent } from '../src/worker/health-agent.js';\nexport type Y = HealthAgent;\n",
     });
     assert.equal(run.status, 0, run.output);
   });

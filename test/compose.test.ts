@@ -12,6 +12,7 @@
 // Run: node --import tsx --test test/compose.test.ts
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -19,7 +20,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { parseConfig } from '../src/config/load.js';
+import { authProblem, parseConfig } from '../src/config/load.js';
 import { devServerDynamicConfigArgs } from '../src/temporal/dev-server.js';
 import { clusterDynamicConfigYaml, DEV_SERVER_DYNAMIC_CONFIG, singlePartitionQueues } from '../src/temporal/dynamic-config.js';
 import { TEMPORAL_DATABASES } from '../src/temporal/schema.js';
@@ -258,6 +259,10 @@ test('every Compose variable is a documented knob with a default (a shell $var m
     'TEMPORAL_NAMESPACE',
     'KEEL_NAMESPACE_RETENTION',
     'TEMPORAL_UI_URL',
+    'KEEL_CODEC_KEY',
+    'KEEL_CODEC_KEY_ID',
+    'KEEL_CODEC_TOKEN',
+    'KEEL_ADMIN_KEY',
   ]);
   const refs: string[] = [];
   const walk = (node: unknown): void => {
@@ -405,7 +410,8 @@ test('the temporal service runs deploy/temporal/config.yaml and dynamicconfig.ya
 });
 
 test('deploy/temporal/dynamicconfig.yaml is what Keel generates for deploy/keel.production.yaml', () => {
-  const prod = parseConfig(readFileSync(PROD_CONFIG_PATH, 'utf8'), {}, PROD_CONFIG_PATH);
+  // The secrets it requires (the codec's key and token) do not change the providers.
+  const prod = parseConfig(readFileSync(PROD_CONFIG_PATH, 'utf8'), { KEEL_CODEC_KEY: Buffer.alloc(32, 7).toString('base64'), KEEL_CODEC_TOKEN: 'compose-test-codec-server-token' }, PROD_CONFIG_PATH);
   const expected = clusterDynamicConfigYaml(Object.keys(prod.providers));
   assert.equal(readFileSync(DYNAMIC_CONFIG_FILE, 'utf8'), expected, 'regenerate: KEEL_CONFIG=deploy/keel.production.yaml npm run setup -- --dynamic-config deploy/temporal/dynamicconfig.yaml');
   const doc = parseYaml(expected) as Dict;
@@ -417,7 +423,7 @@ test('deploy/temporal/dynamicconfig.yaml is what Keel generates for deploy/keel.
   const printed = spawnSync(process.execPath, ['--import', 'tsx', 'src/bin/setup.ts', '--dynamic-config', '-'], {
     cwd: ROOT,
     encoding: 'utf8',
-    env: { ...process.env, KEEL_CONFIG: PROD_CONFIG_PATH },
+    env: { ...process.env, KEEL_CONFIG: PROD_CONFIG_PATH, KEEL_CODEC_KEY: Buffer.alloc(32, 7).toString('base64'), KEEL_CODEC_TOKEN: 'compose-test-codec-server-token' },
   });
   assert.equal(printed.status, 0, printed.stderr);
   assert.equal(printed.stdout, expected);
@@ -487,17 +493,39 @@ test('no literal API keys: provider keys only come from ${...} references', () =
   let seen = 0;
   for (const [name, svc] of Object.entries(raw.services as Record<string, Dict>)) {
     for (const [key, value] of Object.entries(envOf(svc))) {
-      if (!/(API_KEY|TOKEN|SECRET)$/.test(key)) continue;
+      // A setting named like a secret but holding none (a boolean).
+      if (!/(API_KEY|ADMIN_KEY|TOKEN|SECRET)$/.test(key) || key === 'TEMPORAL_CODEC_PASS_ACCESS_TOKEN') continue;
       seen++;
       assert.match(value, /^\$\{[A-Z][A-Z0-9_]*(:?-[^}]*)?\}$/, `${name}.${key} is a \${...} reference`);
       assert.ok(value.startsWith(`\${${key}`), `${name}.${key} passes through the variable of the same name`);
     }
   }
-  assert.ok(seen >= 6, 'api and worker both receive the three provider keys');
+  assert.ok(seen >= 7, 'api and worker both receive the three provider keys, the api the admin key');
   for (const svc of ['api', 'worker']) {
     const env = envOf(raw.services[svc]);
     for (const key of ['OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'GEMINI_API_KEY']) assert.ok(key in env, `${svc} gets ${key}`);
   }
+});
+
+test('gateway keys: the api requires KEEL_ADMIN_KEY, passed through to it alone; the production config refuses to run open', () => {
+  const raw = loadComposeRaw();
+  assert.equal(envOf(raw.services.api).KEEL_ADMIN_KEY, '${KEEL_ADMIN_KEY:-}');
+  assert.equal(envOf(raw.services.worker).KEEL_ADMIN_KEY, undefined, 'workers never hold the admin key');
+  assert.equal(envOf(raw.services['temporal-setup']).KEEL_ADMIN_KEY, undefined);
+  const text = readFileSync(PROD_CONFIG_PATH, 'utf8');
+  const keys = { OPENAI_API_KEY: '', ANTHROPIC_API_KEY: '', GEMINI_API_KEY: '', KEEL_CODEC_KEY: Buffer.alloc(32, 7).toString('base64'), KEEL_CODEC_TOKEN: 'compose-test-codec-server-token' };
+  // Without the key a worker still starts; the API does not.
+  const open = parseConfig(text, keys, PROD_CONFIG_PATH);
+  assert.equal(open.auth.adminKey, undefined);
+  assert.match(authProblem(open) ?? '', /KEEL_ADMIN_KEY/);
+  const api = spawnSync(process.execPath, ['--import', 'tsx', 'src/bin/api.ts'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...keys, KEEL_CONFIG: PROD_CONFIG_PATH, KEEL_ADMIN_KEY: '', PORT: '0' } });
+  assert.equal(api.status, 1, api.stdout + api.stderr);
+  assert.match(api.stderr, /auth\.required is set but auth\.adminKey is empty: set KEEL_ADMIN_KEY/);
+  const closed = parseConfig(text, { ...keys, KEEL_ADMIN_KEY: 'a-long-enough-admin-key' }, PROD_CONFIG_PATH);
+  assert.equal(closed.auth.adminKey, 'a-long-enough-admin-key');
+  assert.equal(authProblem(closed), undefined);
+  assert.deepEqual(closed.auth.openPaths, ['/healthz', '/status']);
+  assert.throws(() => parseConfig(text, { ...keys, KEEL_ADMIN_KEY: 'short' }), /auth\.adminKey: must be at least 16 characters/);
 });
 
 test('deploy/keel.production.yaml parses, keeps keys in ${...} and is accepted by Keel', () => {
@@ -515,14 +543,25 @@ test('deploy/keel.production.yaml parses, keeps keys in ${...} and is accepted b
   ]);
   assert.equal(doc.temporal.taskQueue, 'keel-requests');
 
-  const env = { OPENAI_API_KEY: 'k-openai', ANTHROPIC_API_KEY: 'k-anthropic', GEMINI_API_KEY: 'k-gemini' };
+  // Encryption at rest is on in production, with the key and the codec server's token from the environment.
+  const codec = { KEEL_CODEC_KEY: randomBytes(32).toString('base64'), KEEL_CODEC_TOKEN: randomBytes(24).toString('base64url') };
+  const env = { OPENAI_API_KEY: 'k-openai', ANTHROPIC_API_KEY: 'k-anthropic', GEMINI_API_KEY: 'k-gemini', ...codec };
   const cfg = parseConfig(text, env, PROD_CONFIG_PATH);
+  assert.equal(cfg.codec.enabled, true);
+  assert.deepEqual(cfg.codec.keys.map((k) => k.id), ['k1']);
+  assert.deepEqual(cfg.codec.server.corsOrigins, ['http://localhost:8080']);
+  assert.throws(() => parseConfig(text, { ...env, KEEL_CODEC_KEY: '' }), /KEEL_CODEC_KEY is not set/);
+  for (const svc of ['api', 'worker']) {
+    const e = envOf(loadComposeRaw().services[svc]);
+    for (const key of ['KEEL_CODEC_KEY', 'KEEL_CODEC_KEY_ID', 'KEEL_CODEC_TOKEN']) assert.ok(key in e, `${svc} gets ${key}`);
+  }
+  assert.equal(envOf(loadComposeRaw().services['temporal-ui']).TEMPORAL_CODEC_ENDPOINT, 'http://localhost:3000/codec');
   assert.equal(cfg.providers.openai.apiKey, 'k-openai');
   assert.equal(cfg.providers.gemini.apiKey, 'k-gemini');
   assert.equal(cfg.namespace, 'default');
   assert.equal(cfg.taskQueue, 'keel-requests');
   // Compose passes unset keys as empty strings; Keel must still start.
-  assert.doesNotThrow(() => parseConfig(text, { OPENAI_API_KEY: '', ANTHROPIC_API_KEY: '', GEMINI_API_KEY: '' }));
+  assert.doesNotThrow(() => parseConfig(text, { OPENAI_API_KEY: '', ANTHROPIC_API_KEY: '', GEMINI_API_KEY: '', ...codec }));
 });
 
 test('Dockerfile: node:20-slim, production install, non-root, API by default; .dockerignore', () => {

@@ -281,7 +281,7 @@ describe('the worker role: its own /metrics port (npm run worker), the API alone
     const workerYaml = `providers:\n  good: { type: openai, baseURL: ${good.url} }\nmodels:\n  chat: { targets: [good/m] }\n`;
     writeFileSync(join(dir, 'keel.yaml'), workerYaml);
     const metricsPort = await freePort();
-    const worker = await startRole('worker', { configPath: join(dir, 'keel.yaml'), temporalAddress: env.address, dataDir: dir, extraEnv: { KEEL_METRICS_PORT: String(metricsPort), KEEL_TASK_QUEUE: taskQueue } });
+    const worker = await startRole('worker', { configPath: join(dir, 'keel.yaml'), temporalAddress: env.address, dataDir: dir, env: { KEEL_METRICS_PORT: String(metricsPort), KEEL_TASK_QUEUE: taskQueue } });
     const config = parseConfig(workerYaml, { KEEL_TASK_QUEUE: taskQueue, PORT: '0' }, 'test config');
     const api = await startApi(config, { address: env.address, port: 0, metrics: new KeelMetrics({ processMetrics: false }) });
     try {

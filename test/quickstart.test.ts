@@ -46,7 +46,7 @@ let batchCli: ChildProcess | undefined;
 /** A child environment with nothing from the caller's shell that would point Keel elsewhere. */
 function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'KEEL_TASK_QUEUE', 'HOST', 'PORT', 'KEEL_URL', 'KEEL_CONFIG', 'KEEL_DATA_DIR', 'NODE_TEST_CONTEXT']) delete env[k];
+  for (const k of ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'KEEL_TASK_QUEUE', 'HOST', 'PORT', 'KEEL_URL', 'KEEL_CONFIG', 'KEEL_DATA_DIR', 'KEEL_ADMIN_KEY', 'NODE_TEST_CONTEXT']) delete env[k];
   return { ...env, ...extra };
 }
 

@@ -20,8 +20,8 @@ Runtime.install({ logger: new DefaultLogger('ERROR') });
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HISTORIES = join(ROOT, 'test', 'histories');
 /** The scenarios recorded so far; a new one is added here and by the recorder. */
-const SCENARIOS = ['batch', 'failed', 'fallback', 'hedge', 'provider-health', 'race'];
-const REQUEST_SCENARIOS = ['failed', 'fallback', 'hedge', 'race'];
+const SCENARIOS = ['batch', 'failed', 'fallback', 'hedge', 'keyed', 'keyed-batch', 'provider-health', 'race', 'virtual-key'];
+const REQUEST_SCENARIOS = ['failed', 'fallback', 'hedge', 'keyed', 'race'];
 
 function recorded(names?: string[]) {
   return readdirSync(HISTORIES)

@@ -14,6 +14,7 @@ import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
 import { requestIdForKey } from '../src/services/request-service.js';
 import { startTemporal } from './helpers/temporal.js';
 import { freePort } from './helpers/processes.js';
+import { codecEnv, codecYaml } from './helpers/codec.js';
 
 let env: TestWorkflowEnvironment;
 let fake: FakeProvider;
@@ -58,10 +59,10 @@ providers:
 models:
   chat-local: { targets: [a/m] }
   chat-queue: { targets: [q/mq] }
-`;
+${codecYaml}`;
   configPath = join(mkdtempSync(join(tmpdir(), 'keel-crash-')), 'keel.yaml');
   writeFileSync(configPath, yaml);
-  api = await startApi(parseConfig(yaml, { KEEL_TASK_QUEUE: taskQueue }), { address: env.address, port: 0 });
+  api = await startApi(parseConfig(yaml, { ...codecEnv(), KEEL_TASK_QUEUE: taskQueue }), { address: env.address, port: 0 });
 });
 
 after(async () => {
@@ -101,13 +102,19 @@ for (const path of ['queue', 'local'] as const) {
       assert.equal(body.choices[0].message.content, `[${model}] survive this`);
       assert.equal(fake.calls(model).length, 2, 'the lost call is retried once, not duplicated');
       assert.ok(fake.calls(model)[0].aborted, "the killed worker's connection was dropped");
-      assert.deepEqual(body.keel.attempts.at(-1), { ...body.keel.attempts.at(-1), attempt: path === 'queue' ? 2 : 1, outcome: 'success' });
+      const last = body.keel.attempts.at(-1)!;
+      assert.equal(last.outcome, 'success');
+      // A queued retry is attempt 2, or 3 when the server handed attempt 2 to the dead worker's
+      // last poll before it noticed the connection was gone (that attempt never reached the
+      // provider: the fake's call count above says so).
+      if (path === 'queue') assert.ok(last.attempt === 2 || last.attempt === 3, `attempt ${last.attempt}`);
+      else assert.equal(last.attempt, 1);
 
       const id = requestIdForKey(key);
       const status = (await (await fetch(`${api.url}/v1/requests/${id}`)).json()) as { status: string; result: { choices: unknown[] } };
       assert.equal(status.status, 'succeeded');
       assert.equal(status.result.choices.length, 1);
-      const events = (await env.client.workflow.getHandle(id).fetchHistory()).events ?? [];
+      const events = (await api.client.workflow.getHandle(id).fetchHistory()).events ?? [];
       const timedOut = events.filter((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT).length;
       const activityTimedOut = events.filter((e) => e.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT).length;
       if (path === 'local') assert.equal(timedOut, 1, 'the dead worker\'s workflow task timed out once');
@@ -146,7 +153,7 @@ test('SIGKILL of a gateway (API + worker in one process) mid-request: a new gate
   const second = await spawnGateway();
   try {
     const id = requestIdForKey(key);
-    const result = (await env.client.workflow.getHandle(id).result()) as { completion: { choices: { message: { content: string } }[] } };
+    const result = (await api.client.workflow.getHandle(id).result()) as { completion: { choices: { message: { content: string } }[] } };
     assert.equal(result.completion.choices[0].message.content, '[m] survive this');
     assert.equal(fake.calls('m').length, 2, 'the lost call is made once more, not duplicated');
     // The client retries its POST with the same Idempotency-Key and gets the recorded answer.

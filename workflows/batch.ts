@@ -13,6 +13,7 @@ import {
   executeChild,
   getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -22,9 +23,13 @@ import type { BatchActivities } from '../activities/batch/index.js';
 import { childWorkflowId, keys } from '../src/core/batch-keys.js';
 import type { BatchCursor, BatchItem, BatchWorkflowInput, RecordItem, RequestCounts } from '../src/core/batch-types.js';
 import type { ChatRequestBody } from '../src/core/chat-request.js';
-import { KeelBatchId, KeelModel, KeelStatus } from '../src/core/search-attributes.js';
+import { KeelBatchId, KeelKey, KeelModel, KeelStatus } from '../src/core/search-attributes.js';
 import { chatCompletionWorkflow } from './chat-completion.js';
-import { routingFor } from '../src/core/routing.js';
+import { planRequest, routingFor } from '../src/core/routing.js';
+import { requestFeatures } from '../src/core/capabilities.js';
+import { worstCase } from '../src/core/key-cost.js';
+import type { ReserveItem } from '../src/core/keys.js';
+import type { RequestKey } from '../src/core/request-types.js';
 import { cancelBatchSignal, type BatchWorkflow } from '../src/core/contract.js';
 
 const retry = { maximumAttempts: 200, initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s' };
@@ -34,6 +39,10 @@ const store = proxyActivities<BatchActivities>({ startToCloseTimeout: '30m', hea
 const recorder = proxyActivities<BatchActivities>({ startToCloseTimeout: '2h', heartbeatTimeout: '10s', retry });
 
 const PAGE_ITEMS = 500;
+/** Lines reserved against the batch's key per Update. */
+const RESERVE_GROUP = 200;
+/** A line's reservation outlives its request's deadline by this much (as an API request's does). */
+const RESERVATION_MARGIN_MS = 60_000;
 const PAGE_BYTES = 1_000_000;
 const FLUSH_EVERY_MS = 2_000;
 
@@ -65,7 +74,7 @@ async function begin(input: BatchWorkflowInput, cancelled: () => boolean): Promi
     const { counts } = await store.prepareRetry({ batchId, round });
     return { source: keys.retry(batchId, round), offset: 0, counts, seq: 0, cancelRequested: cancelled() };
   }
-  const v = await store.validateBatchInput({ batchId, inputFileId: input.inputFileId, endpoint: input.endpoint, maxLines: input.maxLines });
+  const v = await store.validateBatchInput({ batchId, inputFileId: input.inputFileId, endpoint: input.endpoint, maxLines: input.maxLines, ...(input.key && { key: input.key }) });
   if (v.fatal) {
     await store.updateBatch({ batchId, patch: { status: 'failed', errors: { object: 'list', data: v.fatal }, request_counts: { total: v.total, completed: 0, failed: 0 } }, stamp: 'failed_at' });
     return undefined;
@@ -95,8 +104,12 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
   });
   let tick: Promise<void> | undefined;
   let ticked = false;
+  // A keyed batch waits when its key refuses a line for now: until a rate limit's window has room,
+  // or until one of its own lines in flight settles and gives back budget.
+  let rateBlocked = false;
+  let budgetBlocked = false;
 
-  const launch = (item: BatchItem) => {
+  const launch = (item: BatchItem, key?: RequestKey) => {
     const childId = childWorkflowId(batchId, round, item.customId);
     pending.add(childId);
     offset = item.end;
@@ -111,7 +124,7 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
       // Temporal's default workflow task timeout (10 s), not the short one of interactive requests
       // with local calls: nobody waits on a line's cancel or status, and on a saturated worker a
       // short timeout would re-run local calls whose task merely checked in late.
-      args: [{ request, routing, batchId }],
+      args: [{ request, routing, batchId, ...(key && { key }) }],
       parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
       // A re-drive that meets a finished child records that child instead of running the line again.
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
@@ -119,6 +132,7 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
         { key: KeelBatchId, value: batchId },
         { key: KeelModel, value: item.model },
         { key: KeelStatus, value: 'running' },
+        ...(key ? [{ key: KeelKey, value: key.id }] : []),
       ],
       staticSummary: `batch ${batchId} line ${item.customId}`,
     })
@@ -129,7 +143,73 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
       .finally(() => {
         pending.delete(childId);
         done.push({ customId: item.customId, childId });
+        budgetBlocked = false;
       });
+  };
+
+  /** A line its key will not let start: it goes to the error file as `code`, and is done. */
+  const refuse = (item: BatchItem, code: string, message: string) => {
+    offset = item.end;
+    done.push({ customId: item.customId, childId: childWorkflowId(batchId, round, item.customId), error: { code, message } });
+  };
+
+  const reservation = (item: BatchItem): ReserveItem => {
+    const requestId = childWorkflowId(batchId, round, item.customId);
+    const request = item.body as ChatRequestBody;
+    const routing = routingFor(request, input.routing);
+    // Validated when the batch began (against the same routing): this cannot throw for a valid line.
+    const features = requestFeatures(request);
+    const wc = worstCase(request, routing, features);
+    const plan = planRequest(request, routing, undefined, { features });
+    return { requestId, nanos: wc.nanos, tokens: wc.tokens, holdMs: plan.timeouts.requestMs + RESERVATION_MARGIN_MS, group: batchId };
+  };
+
+  /** Starts lines as the window allows, each reserved against the batch's key first (in file order). */
+  const launchKeyed = async (keyId: string) => {
+    while (!rateBlocked && !budgetBlocked && pending.size < input.window && started < input.childrenPerRun) {
+      if (buffer.length === 0) {
+        if (eof) return;
+        const page = await store.readBatchPage({ source: cursor.source, offset: readOffset, maxItems: PAGE_ITEMS, maxBytes: PAGE_BYTES });
+        buffer = page.items;
+        eof = page.eof;
+        if (buffer.length > 0) readOffset = buffer[buffer.length - 1].end;
+        if (buffer.length === 0) return;
+      }
+      const group = buffer.slice(0, Math.min(input.window - pending.size, input.childrenPerRun - started, RESERVE_GROUP));
+      const items = group.map(reservation);
+      const outcomes = await store.reserveBatchLines({ keyId, items });
+      let i = 0;
+      for (; i < group.length && outcomes[i].ok; i++) {
+        buffer.shift();
+        const o = outcomes[i];
+        launch(group[i], { id: keyId, reservedNanos: items[i].nanos, reservedTokens: items[i].tokens, ...(o.ok && o.remainingNanos !== undefined && { remainingNanos: o.remainingNanos }) });
+      }
+      if (i === group.length) continue;
+      const outcome = outcomes[i];
+      if (outcome.ok) continue;
+      const refusal = outcome.refusal;
+      if (refusal.code === 'rate_limit_exceeded' && refusal.retryAfterMs !== undefined) {
+        rateBlocked = true;
+        void sleep(refusal.retryAfterMs).then(() => {
+          rateBlocked = false;
+        });
+        return;
+      }
+      // Its own lines in flight will settle below their reservations: wait for them before giving up on a line.
+      if (refusal.code === 'budget_exceeded' && pending.size > 0) {
+        budgetBlocked = true;
+        return;
+      }
+      // Nothing will make room: this line fails, and so do the next ones that cannot start either
+      // (a revoked or expired key; more than the budget has left). The others are tried again.
+      const alsoRefused = (j: number) =>
+        refusal.code === 'key_revoked' || refusal.code === 'key_expired' || (refusal.code === 'budget_exceeded' && items[j].nanos > refusal.remainingNanos);
+      do {
+        buffer.shift();
+        refuse(group[i], refusal.code, refusal.message);
+        i++;
+      } while (i < group.length && alsoRefused(i));
+    }
   };
 
   const flush = async () => {
@@ -147,7 +227,10 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
       for (const id of pending) getExternalWorkflowHandle(id).cancel().catch(() => undefined);
     }
     const runFull = started >= input.childrenPerRun || workflowInfo().continueAsNewSuggested;
-    if (!stopping && !runFull) {
+    // Batches started before virtual keys have no key: they launch as they always did.
+    const keyId = input.key && patched('virtual-keys') ? input.key.id : undefined;
+    if (!stopping && !runFull && keyId !== undefined) await launchKeyed(keyId);
+    else if (!stopping && !runFull) {
       while (pending.size < input.window) {
         if (buffer.length === 0) {
           if (eof) break;
@@ -184,7 +267,8 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
     }
     const seen = done.length;
     const wasStopping = stopping;
-    await condition(() => done.length !== seen || ticked || (!wasStopping && (cancelled() || expired)));
+    const wasRateBlocked = rateBlocked;
+    await condition(() => done.length !== seen || ticked || (!wasStopping && (cancelled() || expired)) || (wasRateBlocked && !rateBlocked));
     // Bounded: every pass either starts, records or waits for a child; this only trips on a bug.
     if (guard > 10_000_000) throw new Error('batch loop did not converge');
   }

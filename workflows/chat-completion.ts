@@ -5,6 +5,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   TimeoutFailure,
+  getExternalWorkflowHandle,
   isCancellation,
   log,
   patched,
@@ -22,7 +23,8 @@ import { PlanError, isLocalCall, targetKey, type Plan, type Target } from '../sr
 import { usageCost, withUsageCost } from '../src/core/cost.js';
 import { modelLabel, upstreamModelLabel } from '../src/core/metric-labels.js';
 import { planWithHealth } from './health-plan.js';
-import { requestStatusQuery, type KeelSinks, type RequestMetrics, type RequestWorkflow } from '../src/core/contract.js';
+import { requestStatusQuery, settleKeySignal, type KeelSinks, type RequestMetrics, type RequestWorkflow } from '../src/core/contract.js';
+import { keyWorkflowId, nanosToUsd, usdToNanos } from '../src/core/keys.js';
 import { CANCELLED_ERROR, failureError } from '../src/core/openai-error.js';
 import { KeelErrorClass, KeelProvider, KeelStatus } from '../src/core/search-attributes.js';
 import { providerTaskQueue } from '../src/core/task-queues.js';
@@ -33,6 +35,8 @@ import type {
   ChatWorkflowResult,
   ProviderCallOutput,
   RequestFailureDetails,
+  RequestKey,
+  RequestKeyInfo,
   RequestStatusView,
   WebhookEvent,
   WebhookSpec,
@@ -155,14 +159,67 @@ async function deliverWebhook(spec: WebhookSpec, event: WebhookEvent, view: Part
   }
 }
 
+/** What a request made with a virtual key records about it; `charged` is nano-USD. */
+function keyInfo(key: RequestKey, chargedNanos: number): RequestKeyInfo {
+  return {
+    id: key.id,
+    ...(key.reservedNanos !== undefined && { reserved_usd: nanosToUsd(key.reservedNanos) }),
+    ...(key.remainingNanos !== undefined && { budget_remaining_usd: nanosToUsd(key.remainingNanos) }),
+    charged_usd: nanosToUsd(chargedNanos),
+  };
+}
+
+/**
+ * What a successful request is charged: its cost from the answer's usage and the configured
+ * pricing. An answer without usage is charged its whole reservation, so a provider (or a stream)
+ * that reports no usage cannot spend a budget for free.
+ */
+function charge(key: RequestKey, cost: number | undefined, usage: { total_tokens?: number; prompt_tokens?: number; completion_tokens?: number } | null | undefined) {
+  const tokens = usage ? (usage.total_tokens ?? (usage.prompt_tokens ?? 0) + (usage.completion_tokens ?? 0)) : (key.reservedTokens ?? 0);
+  if (cost !== undefined) return { nanos: usdToNanos(cost), tokens };
+  return { nanos: usage ? 0 : (key.reservedNanos ?? 0), tokens };
+}
+
+/**
+ * Settles the request with its key's workflow as the request ends, whatever the outcome: the
+ * reservation is released and the actual cost charged. The workflow does it itself, so a request
+ * whose API process died is settled all the same. The signal is awaited: a workflow that completes
+ * with a signal still in flight loses it.
+ */
+async function withSettlement(input: ChatWorkflowInput, run: () => Promise<ChatWorkflowResult>): Promise<ChatWorkflowResult> {
+  const key = input.key;
+  // Requests without a key, and executions started before virtual keys, settle nothing.
+  if (!key || !patched('virtual-keys')) return run();
+  const send = async (nanos: number, tokens: number) => {
+    const { workflowId: requestId, runId } = workflowInfo();
+    try {
+      await CancellationScope.nonCancellable(() => getExternalWorkflowHandle(keyWorkflowId(key.id)).signal(settleKeySignal, { requestId, runId, nanos, tokens }));
+    } catch (err) {
+      // The key's workflow has ended (revoked, every reservation settled or expired): nothing to charge.
+      log.warn('could not settle with the key', { key: key.id, error: String((err as Error)?.message ?? err) });
+    }
+  };
+  let result: ChatWorkflowResult;
+  try {
+    result = await run();
+  } catch (err) {
+    await send(0, 0);
+    throw err;
+  }
+  const charged = charge(key, result.keel.cost, result.completion.usage);
+  await send(charged.nanos, charged.tokens);
+  return result;
+}
+
 export const chatCompletionWorkflow: RequestWorkflow = async (input: ChatWorkflowInput): Promise<ChatWorkflowResult> => {
-  if (!input.webhook) return runRequest(input, {});
+  // Settled before a webhook is delivered: a delivery retried for minutes must not hold the reservation.
+  if (!input.webhook) return withSettlement(input, () => runRequest(input, {}));
   const view: Partial<RequestStatusView> = { webhook: 'pending' };
   const requestId = workflowInfo().workflowId;
   const model = input.request.model ?? input.request.models?.[0] ?? null;
   let result: ChatWorkflowResult;
   try {
-    result = await runRequest(input, view);
+    result = await withSettlement(input, () => runRequest(input, view));
   } catch (err) {
     const details = err instanceof ApplicationFailure ? (err.details?.[0] as RequestFailureDetails | undefined) : undefined;
     if (details) view.failure = details;
@@ -216,7 +273,7 @@ async function runTargets(input: ChatWorkflowInput, extra: Partial<RequestStatus
     plan = await planWithHealth(input, workflowInfo().workflowId);
   } catch (err) {
     if (err instanceof PlanError) {
-      throw requestFailed({ errorClass: 'invalid_request', status: err.status, message: err.message, attempts: [] });
+      throw requestFailed({ errorClass: 'invalid_request', status: err.status, message: err.message, attempts: [], ...(input.key && { key: keyInfo(input.key, 0) }) });
     }
     throw err;
   }
@@ -320,6 +377,7 @@ async function runTargets(input: ChatWorkflowInput, extra: Partial<RequestStatus
             mode: plan.mode,
             attempts,
             ...(cost !== undefined && { cost }),
+            ...(input.key && { key: keyInfo(input.key, charge(input.key, cost, next.out.completion.usage).nanos) }),
           },
         };
         answers.settled({ ok: true, result });
@@ -359,6 +417,7 @@ async function runTargets(input: ChatWorkflowInput, extra: Partial<RequestStatus
   const failure: RequestFailureDetails = lastFailure
     ? { ...lastFailure, attempts }
     : { errorClass: 'timeout', status: 504, message: 'The request deadline passed before a provider answered', attempts };
+  if (input.key) failure.key = keyInfo(input.key, 0);
   const tried = new Set(attempts.map((a) => a.target)).size;
   failure.message = `All ${tried} target(s) failed for model '${plan.requestedModel}'; last error: ${failure.message}`;
   upsertSearchAttributes([

@@ -3,3 +3,4 @@
 export { chatCompletionWorkflow } from './chat-completion.js';
 export { providerHealthWorkflow } from './provider-health.js';
 export { batchWorkflow } from './batch.js';
+export { virtualKeyWorkflow } from './virtual-key.js';

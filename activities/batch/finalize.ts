@@ -73,7 +73,9 @@ export function createBatchFinalizeActivities(files: BatchStore) {
       const tallies = { ok: { n: 0 }, error: { n: 0 } };
       for (const want of ['ok', 'error'] as const) {
         const id = derivedFileId(input.batchId, want === 'ok' ? 'output' : 'error', input.round);
-        await files.putFile({ id, created_at: now, filename: `${input.batchId}_${want === 'ok' ? 'output' : 'error'}.jsonl`, purpose: 'batch_output' }, keptLines(files, srcs, last, want, tallies[want]));
+        // A keyed batch's output belongs to its key, as its input did.
+        const owner = batch.keel?.key_id ? { keel: { key_id: batch.keel.key_id } } : {};
+        await files.putFile({ id, created_at: now, filename: `${input.batchId}_${want === 'ok' ? 'output' : 'error'}.jsonl`, purpose: 'batch_output', ...owner }, keptLines(files, srcs, last, want, tallies[want]));
         if (tallies[want].n > 0) written[want] = id;
         else await files.deleteFile(id);
         // The previous round's files are superseded by this round's.

@@ -28,6 +28,7 @@ export function createBatchActivities(config: KeelConfig, client: Client, files:
   return {
     validateBatchInput: heartbeating(createValidateBatch(config, files)),
     readBatchPage: heartbeating(run.readBatchPage),
+    reserveBatchLines: heartbeating(run.reserveBatchLines),
     recordBatchResults: heartbeating(run.recordBatchResults),
     writeUnstartedErrors: heartbeating(run.writeUnstartedErrors),
     updateBatch: heartbeating(run.updateBatch),

@@ -2,8 +2,10 @@
 // batch workflow: it hands over child workflow IDs, and the activity reads each child's outcome
 // from Temporal and writes it into a results chunk whose key the workflow chose, so a retried
 // activity rewrites the same chunk instead of adding lines twice.
-import { WorkflowFailedError, type Client } from '@temporalio/client';
-import { CancelledFailure, TerminatedFailure } from '@temporalio/common';
+import { WorkflowFailedError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { ApplicationFailure, CancelledFailure, TerminatedFailure, WorkflowNotFoundError } from '@temporalio/common';
+import { reserveKeyUpdate } from '../../src/core/contract.js';
+import { keyWorkflowId, type Refusal, type ReserveItem, type ReserveOutcome } from '../../src/core/keys.js';
 import type { BatchStore } from '../../src/store/batch-store.js';
 import type { BatchItem, BatchObject, RecordItem, RequestCounts } from '../../src/core/batch-types.js';
 import { readLines } from '../../src/store/file-store.js';
@@ -62,6 +64,7 @@ export function createBatchRunActivities(client: Client, files: BatchStore) {
   const cancelledMessage = { batch_cancelled: 'The batch was cancelled before this request finished.', batch_expired: 'This request could not be executed before the completion window expired.' };
 
   async function outcomeLine(batchId: string, item: RecordItem, cancelCode?: RecordInput['cancelCode']): Promise<BatchOutputLine> {
+    if (item.error) return errorLine(batchId, item.customId, item.error.code, item.error.message);
     try {
       const result = (await client.workflow.getHandle(item.childId).result()) as ChatWorkflowResult;
       return responseLine(batchId, item.customId, item.childId, 200, result.completion);
@@ -76,6 +79,24 @@ export function createBatchRunActivities(client: Client, files: BatchStore) {
   }
 
   return {
+    /**
+     * Reserves the next lines against the batch's virtual key (one Update for the group, in file
+     * order: the first refusal stops the rest). A refused Update is every line's refusal.
+     */
+    async reserveBatchLines(input: { keyId: string; items: ReserveItem[] }): Promise<ReserveOutcome[]> {
+      try {
+        return await client.workflow.getHandle(keyWorkflowId(input.keyId)).executeUpdate(reserveKeyUpdate, { args: [input.items] });
+      } catch (err) {
+        const gone: Refusal = { code: 'key_revoked', message: 'The batch\'s API key no longer exists' };
+        if (err instanceof WorkflowNotFoundError) return input.items.map(() => ({ ok: false, refusal: gone }));
+        if (err instanceof WorkflowUpdateFailedError && err.cause instanceof ApplicationFailure && err.cause.details?.[0]) {
+          const [first, outcomes] = err.cause.details as [Refusal, ReserveOutcome[] | undefined];
+          return input.items.map((_, i) => outcomes?.[i] ?? { ok: false, refusal: first });
+        }
+        throw err;
+      }
+    },
+
     async readBatchPage(input: ReadPageInput): Promise<ReadPageOutput> {
       const items: BatchItem[] = [];
       let offset = input.offset;

@@ -4,7 +4,8 @@
 import { Context } from '@temporalio/activity';
 import { z } from 'zod';
 import { keys, type BatchStore } from '../../src/store/batch-store.js';
-import type { BatchLineError } from '../../src/core/batch-types.js';
+import type { BatchKey, BatchLineError } from '../../src/core/batch-types.js';
+import { keyedRequestProblem, worstCase } from '../../src/core/key-cost.js';
 import { requestFeatures } from '../../src/core/capabilities.js';
 import { ChatRequestSchema, type ChatRequestBody } from '../../src/core/chat-request.js';
 import { describeZodError } from '../../src/core/zod-issues.js';
@@ -18,6 +19,8 @@ export interface ValidateInput {
   inputFileId: string;
   endpoint: string;
   maxLines: number;
+  /** The batch's virtual key: lines it may not make are invalid lines. */
+  key?: BatchKey;
 }
 
 export interface ValidateOutput {
@@ -121,6 +124,15 @@ export function createValidateBatch(config: KeelConfig, files: BatchStore) {
         if (!checked.ok) {
           bad(lineNo, checked.code, checked.message, custom_id, checked.param);
           continue;
+        }
+        const key = input.key;
+        if (key) {
+          const wc = key.budgeted || key.tpm ? worstCase(checked.body, config.routing, requestFeatures(checked.body)) : undefined;
+          const problem = keyedRequestProblem(key, checked.body, config.routing, wc);
+          if (problem) {
+            bad(lineNo, problem.code, problem.message, custom_id, `body.${problem.param}`);
+            continue;
+          }
         }
         valid += 1;
         yield `${JSON.stringify({ custom_id, model: checked.model, body: checked.body })}\n`;

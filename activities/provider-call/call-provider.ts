@@ -4,7 +4,7 @@
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { ApplicationFailureCategory } from '@temporalio/common';
 import { DEFAULT_PROVIDER_CONCURRENCY, type KeelConfig } from '../../src/config/schema.js';
-import type { HealthAgent } from '../../src/worker/health-agent.js';
+import type { HealthLink } from '../health-link.js';
 import { ERROR_POLICY, type ErrorClass, type ProviderErrorInfo } from '../../src/core/error-classes.js';
 import type { AttemptRecord, ProviderCallInput, ProviderCallOutput } from '../../src/core/request-types.js';
 import { attemptLog } from './attempt-log.js';
@@ -36,7 +36,7 @@ function nextDelay(info: ProviderErrorInfo, input: ProviderCallInput, attempt: n
   return delay;
 }
 
-function noteHealth(health: HealthAgent | undefined, input: ProviderCallInput, record: AttemptRecord, errorClass?: ErrorClass, outputTokens?: number): void {
+function noteHealth(health: HealthLink | undefined, input: ProviderCallInput, record: AttemptRecord, errorClass?: ErrorClass, outputTokens?: number): void {
   if (!health) return;
   health.recorder.record({
     provider: input.provider,
@@ -59,7 +59,7 @@ export interface CallObservers {
 /** `gen_ai.provider.name` (OpenTelemetry GenAI conventions) of each wire format. */
 const GENAI_PROVIDER = { openai: 'openai', anthropic: 'anthropic', gemini: 'gcp.gemini' } as const;
 
-export function createCallProvider(config: KeelConfig, health?: HealthAgent, observers: CallObservers = {}) {
+export function createCallProvider(config: KeelConfig, health?: HealthLink, observers: CallObservers = {}) {
   const { metrics, tracer } = observers;
   const secrets = Object.values(config.providers)
     .map((p) => p.apiKey)
@@ -75,6 +75,7 @@ export function createCallProvider(config: KeelConfig, health?: HealthAgent, obs
     const log = attemptLog(ctx);
     const prior = log.prior;
     // A breaker that opened while this request was planned or retrying: not one more call to it.
+    if (health && !input.probe) await health.ready();
     if (health && !input.probe && !health.admits(`${input.provider}/${input.model}`)) {
       throw ApplicationFailure.create({
         type: 'unavailable',

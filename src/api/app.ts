@@ -18,6 +18,11 @@ import type { KeelMetrics } from '../observability/metrics.js';
 import type { MetricsEndpoint } from '../observability/metrics-endpoint.js';
 import type { KeelTracing } from '../observability/tracing.js';
 import { metricsRouter, observeHttp } from './telemetry.js';
+import { codecRouter } from './codec.js';
+import { KeyService } from '../services/key-service.js';
+import { authMiddleware, keyOf } from './auth.js';
+import { keysRouter } from './keys.js';
+import { modelAllowed } from '../core/keys.js';
 
 export interface ApiDeps {
   client: Client;
@@ -33,7 +38,8 @@ export function createApp({ client, config, local, metrics, metricsEndpoint, tra
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  const requests = new RequestService(client, config, local);
+  const keys = new KeyService(client, config);
+  const requests = new RequestService(client, config, local, keys);
   const observe = observeHttp(metrics, tracing);
   app.use(observe.start);
 
@@ -43,21 +49,30 @@ export function createApp({ client, config, local, metrics, metricsEndpoint, tra
     res.setHeader('x-request-id', res.locals.requestId);
     next();
   });
+  // Before the API's JSON parser: the codec server takes bodies of its own size (a history's payloads).
+  // Before the gateway's keys too: the codec server checks its own bearer tokens (docs/ENCRYPTION.md).
+  if (config.codec.server.enabled) app.use('/codec', codecRouter(config));
+  // Before the body is read: an unauthenticated request costs no parsing.
+  app.use(authMiddleware(config, keys));
   // Over-limit bodies are refused from Content-Length, before anything is read or started.
   app.use(express.json({ limit: config.bodyLimitBytes, type: (req) => !String(req.headers['content-type'] ?? '').startsWith('multipart/') }));
   app.use(observe.resume);
   if (metricsEndpoint) app.use(metricsRouter(metricsEndpoint));
 
   app.get('/v1/models', (_req, res) => {
-    res.json({ object: 'list', data: listModels(config.routing).map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.owned_by })) });
+    // A virtual key sees the models it may use.
+    const allowed = keyOf(res)?.view.models ?? undefined;
+    const models = listModels(config.routing).filter((m) => modelAllowed(allowed, m.id, config.routing.models[m.id]?.targets ?? []));
+    res.json({ object: 'list', data: models.map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.owned_by })) });
   });
   app.use(chatCompletionsRouter(requests, metrics));
   app.use(requestsRouter(requests));
   app.use(healthRouter(client, config));
   app.use(providersRouter(client, config));
-  const batchFiles = openBatchStore();
+  const batchFiles = openBatchStore(config.codec);
   app.use(filesRouter(batchFiles, config.batches.maxFileBytes));
-  app.use(batchesRouter(new BatchService(client, config, batchFiles)));
+  app.use(batchesRouter(new BatchService(client, config, batchFiles, keys)));
+  app.use(keysRouter(keys, config));
   app.use(notFoundRoute);
   app.use(errorHandler);
   return app;

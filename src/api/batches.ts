@@ -5,6 +5,7 @@ import { parseCompletionWindow } from '../core/batch-types.js';
 import type { BatchService } from '../services/batch-service.js';
 import { fromZodError } from './errors.js';
 import { listPage } from './files.js';
+import { keyOf } from './auth.js';
 
 const CreateBatch = z.object({
   input_file_id: z.string().min(1),
@@ -24,25 +25,25 @@ export function batchesRouter(batches: BatchService): Router {
   router.post('/v1/batches', async (req, res) => {
     const parsed = CreateBatch.safeParse(req.body);
     if (!parsed.success) throw fromZodError(parsed.error);
-    res.json(await batches.create(parsed.data));
+    res.json(await batches.create(parsed.data, keyOf(res)));
   });
 
   router.get('/v1/batches', async (req, res) => {
     const q = ListQuery.safeParse(req.query);
     if (!q.success) throw fromZodError(q.error);
-    res.json(listPage(await batches.list(), q.data.after, q.data.limit));
+    res.json(listPage(await batches.list(keyOf(res)?.id), q.data.after, q.data.limit));
   });
 
   router.get('/v1/batches/:id', async (req, res) => {
-    res.json(await batches.get(req.params.id));
+    res.json(await batches.get(req.params.id, keyOf(res)?.id));
   });
 
   router.post('/v1/batches/:id/cancel', async (req, res) => {
-    res.json(await batches.cancel(req.params.id));
+    res.json(await batches.cancel(req.params.id, keyOf(res)?.id));
   });
 
   router.post('/v1/batches/:id/retry-failed', async (req, res) => {
-    res.json(await batches.retryFailed(req.params.id));
+    res.json(await batches.retryFailed(req.params.id, keyOf(res)));
   });
 
   return router;

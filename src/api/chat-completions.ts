@@ -9,6 +9,7 @@ import { fromZodError, sendError } from './errors.js';
 import type { KeelMetrics } from '../observability/metrics.js';
 import { keyLabel } from './telemetry.js';
 import { modelLabel } from '../core/metric-labels.js';
+import { keyOf } from './auth.js';
 
 export function idempotencyKey(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
@@ -38,15 +39,17 @@ export function chatCompletionsRouter(requests: RequestService, metrics?: KeelMe
       throw invalidRequest('Streaming is not supported yet: send stream: false (or omit it)', 'stream', 'unsupported_parameter');
     }
     const key = idempotencyKey(req.header('idempotency-key'));
-    const requestId = key ? requests.requestIdFor(key) : (res.locals.requestId as string);
+    const apiKey = keyOf(res);
+    const requestId = key ? requests.requestIdFor(key, apiKey?.id) : (res.locals.requestId as string);
     res.setHeader('x-request-id', requestId);
     const uiUrl = requests.uiLink(requestId);
-    const started = await requests.start(parsed.data, { requestId, waiting: true, ...(key && { idempotencyKey: key }) }).catch((err) => {
+    const started = await requests.start(parsed.data, { requestId, waiting: true, ...(key && { idempotencyKey: key }), ...(apiKey && { key: apiKey }) }).catch((err) => {
       // The key's request exists (with another body): still point at it.
       if (err instanceof ApiError && err.code === 'idempotency_key_reused') res.setHeader('x-keel-ui-url', uiUrl);
       throw planErrorToApi(err);
     });
     res.setHeader('x-keel-ui-url', uiUrl);
+    if (started.budgetRemainingUsd !== undefined) res.setHeader('x-keel-budget-remaining', String(started.budgetRemainingUsd));
     const outcome = await requests.outcome(started);
     if (outcome.answeredAt) res.setHeader('x-keel-answer', outcome.answeredAt);
     const attempts = outcome.ok ? outcome.result.keel.attempts : (outcome.failure?.attempts ?? []);

@@ -5,6 +5,7 @@ import { ApiError, invalidRequest } from '../core/openai-error.js';
 import { describeZodError } from '../core/zod-issues.js';
 
 export function sendError(res: Response, err: ApiError): void {
+  for (const [name, value] of Object.entries(err.headers ?? {})) res.setHeader(name, value);
   res.status(err.status).json({ error: err.toObject(), ...err.extra });
 }
 

@@ -1,12 +1,13 @@
 // OpenAI's Files API (the part batches need): uploads stream straight into the file store, never
 // into memory, up to OpenAI's batch input limit.
 import busboy from 'busboy';
-import { Router, type Request } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { keys, newId, type BatchStore } from '../store/batch-store.js';
 import type { FileObject, FilePurpose } from '../core/batch-types.js';
 import { ApiError, invalidRequest } from '../core/openai-error.js';
 import { fromZodError } from './errors.js';
+import { keyOf } from './auth.js';
 
 const UPLOAD_PURPOSES = ['batch', 'user_data', 'assistants', 'fine-tune', 'vision', 'evals'] as const;
 
@@ -95,6 +96,7 @@ export function filesRouter(files: BatchStore, maxBytes: number): Router {
       status: 'processed',
       expires_at: null,
       status_details: null,
+      ...(keyOf(res) && { keel: { key_id: keyOf(res)!.id } }),
     };
     res.json(await files.putFileMeta(file));
   });
@@ -102,24 +104,27 @@ export function filesRouter(files: BatchStore, maxBytes: number): Router {
   router.get('/v1/files', async (req, res) => {
     const q = ListQuery.safeParse(req.query);
     if (!q.success) throw fromZodError(q.error);
-    const all = await files.listFiles(q.data.purpose as FilePurpose | undefined);
+    const owner = keyOf(res)?.id;
+    const all = (await files.listFiles(q.data.purpose as FilePurpose | undefined)).filter((f) => owner === undefined || f.keel?.key_id === owner);
     const dir = q.data.order === 'asc' ? 1 : -1;
     all.sort((a, b) => dir * (a.created_at - b.created_at || a.id.localeCompare(b.id)));
     res.json(page(all, q.data.after, q.data.limit));
   });
 
-  const found = async (id: string) => {
+  // A virtual key sees its own files only; another key's file answers as if it did not exist.
+  const found = async (id: string, res: Response) => {
     const file = await files.getFile(id);
-    if (!file) throw new ApiError(404, `No such File object: ${id}`, 'invalid_request_error', 'id', 'file_not_found');
+    const owner = keyOf(res)?.id;
+    if (!file || (owner !== undefined && file.keel?.key_id !== owner)) throw new ApiError(404, `No such File object: ${id}`, 'invalid_request_error', 'id', 'file_not_found');
     return file;
   };
 
   router.get('/v1/files/:id', async (req, res) => {
-    res.json(await found(req.params.id));
+    res.json(await found(req.params.id, res));
   });
 
   router.get('/v1/files/:id/content', async (req, res) => {
-    const file = await found(req.params.id);
+    const file = await found(req.params.id, res);
     const stream = await files.store.read(keys.fileData(file.id));
     res.setHeader('content-type', 'application/octet-stream');
     res.setHeader('content-length', String(file.bytes));
@@ -129,7 +134,7 @@ export function filesRouter(files: BatchStore, maxBytes: number): Router {
   });
 
   router.delete('/v1/files/:id', async (req, res) => {
-    const file = await found(req.params.id);
+    const file = await found(req.params.id, res);
     await files.deleteFile(file.id);
     res.json({ id: file.id, object: 'file', deleted: true });
   });

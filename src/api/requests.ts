@@ -12,6 +12,7 @@ import { acceptedView, cancelRequest, describeRequest, replayedView } from '../s
 import { webhookSpec } from '../services/webhook-spec.js';
 import { idempotencyKey, planErrorToApi } from './chat-completions.js';
 import { fromZodError } from './errors.js';
+import { keyOf, requireAdmin } from './auth.js';
 
 function single(req: Request, name: string): string | undefined {
   const v = req.query[name];
@@ -36,16 +37,18 @@ export function requestsRouter(requests: RequestService): Router {
     if (parsed.data.stream === true) throw invalidRequest('An async request cannot stream: omit stream', 'stream', 'unsupported_parameter');
     const webhook = webhookSpec(requests, webhookField);
     const key = idempotencyKey(req.header('idempotency-key'));
-    const requestId = key ? requests.requestIdFor(key) : (res.locals.requestId as string);
+    const apiKey = keyOf(res);
+    const requestId = key ? requests.requestIdFor(key, apiKey?.id) : (res.locals.requestId as string);
     res.setHeader('x-request-id', requestId);
-    await requests
-      .start(parsed.data, { requestId, ...(key && { idempotencyKey: key }), ...(webhook && { webhook }) })
+    const started = await requests
+      .start(parsed.data, { requestId, ...(key && { idempotencyKey: key }), ...(webhook && { webhook }), ...(apiKey && { key: apiKey }) })
       .catch((err) => {
         // The key's request exists (another body): still point at it.
         if (err instanceof ApiError && err.code === 'idempotency_key_reused') res.setHeader('x-keel-ui-url', requests.uiLink(requestId));
         throw planErrorToApi(err);
       });
     uiHeader(res, requests, requestId);
+    if (started.budgetRemainingUsd !== undefined) res.setHeader('x-keel-budget-remaining', String(started.budgetRemainingUsd));
     res.setHeader('location', `/v1/requests/${encodeURIComponent(requestId)}`);
     const view = await acceptedView(requests, requestId);
     res.status(202).json({ ...view, webhook: webhook ? { url: webhook.url } : null });
@@ -62,12 +65,15 @@ export function requestsRouter(requests: RequestService): Router {
     const model = single(req, 'model');
     const batch = single(req, 'batch');
     const after = single(req, 'after');
+    // A virtual key lists its own requests only; the admin may filter by key.
+    const owner = keyOf(res)?.id ?? single(req, 'key');
     res.json(
       await requests.list({
         limit,
         ...(status && { status: status as ListableStatus }),
         ...(model !== undefined && { model }),
         ...(batch !== undefined && { batch }),
+        ...(owner !== undefined && { key: owner }),
         ...(after && { after }),
       }),
     );
@@ -75,13 +81,15 @@ export function requestsRouter(requests: RequestService): Router {
 
   router.get('/v1/requests/:id', async (req, res) => {
     res.setHeader('x-request-id', req.params.id);
-    const view = await describeRequest(requests, req.params.id);
+    const view = await describeRequest(requests, req.params.id, keyOf(res)?.id);
     uiHeader(res, requests, req.params.id);
     res.json(view);
   });
 
   // Re-runs a failed (or cancelled) request: a Temporal reset, the same as the UI's Reset.
   router.post('/v1/requests/:id/replay', async (req, res) => {
+    // A replay runs the request again without a reservation: the operator's decision, not a key's.
+    requireAdmin(res);
     res.setHeader('x-request-id', req.params.id);
     const view = await replayedView(requests, req.params.id);
     uiHeader(res, requests, req.params.id);
@@ -90,7 +98,7 @@ export function requestsRouter(requests: RequestService): Router {
 
   router.post('/v1/requests/:id/cancel', async (req, res) => {
     res.setHeader('x-request-id', req.params.id);
-    const view = await cancelRequest(requests, req.params.id);
+    const view = await cancelRequest(requests, req.params.id, keyOf(res)?.id);
     uiHeader(res, requests, req.params.id);
     res.status(202).json(view);
   });

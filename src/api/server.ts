@@ -9,6 +9,8 @@ import { KeelMetrics } from '../observability/metrics.js';
 import { MetricsEndpoint } from '../observability/metrics-endpoint.js';
 import type { KeelTracing } from '../observability/tracing.js';
 import { tracingClientInterceptors } from '../observability/temporal-tracing.js';
+import { keelDataConverter } from '../codec/data-converter.js';
+import { ConfigError, authProblem } from '../config/load.js';
 
 export interface RunningApi {
   url: string;
@@ -36,8 +38,11 @@ export interface ApiOptions {
 }
 
 export async function startApi(config: KeelConfig, opts: ApiOptions): Promise<RunningApi> {
+  const problem = authProblem(config);
+  if (problem) throw new ConfigError(problem);
   const own = opts.connection ? undefined : await Connection.connect({ address: opts.address ?? config.temporalAddress });
-  const client = new Client({ connection: opts.connection ?? own!, namespace: config.namespace, ...tracingClientInterceptors(opts.tracing) });
+  const dataConverter = keelDataConverter(config.codec);
+  const client = new Client({ connection: opts.connection ?? own!, namespace: config.namespace, ...(dataConverter && { dataConverter }), ...tracingClientInterceptors(opts.tracing) });
   const metrics = opts.metrics ?? new KeelMetrics();
   const metricsEndpoint = config.telemetry.metrics.enabled ? new MetricsEndpoint(metrics, opts.temporalMetricsUrl) : undefined;
   const app = createApp({ client, config, metrics, ...(metricsEndpoint && { metricsEndpoint }), ...(opts.tracing && { tracing: opts.tracing }), ...(opts.connection && opts.local && { local: opts.local }) });

@@ -99,6 +99,8 @@ try {
   cluster = await starting;
   const c = cluster;
   const pad = (s: string) => s.padEnd(16);
+  // Made for this data folder when the environment has none (src/temporal/cluster-secrets.ts); never printed.
+  const adminKeyFile = c.secrets.KEEL_ADMIN_KEY ? join(c.dataDir, 'secrets.json') : undefined;
   console.log(`
 Keel cluster is running (${c.apis.length} APIs, ${c.workers.length} workers).
 ${c.apis.map((a) => `  ${pad(a.name)}${a.url}/v1   (health: ${a.url}/healthz)`).join('\n')}
@@ -107,7 +109,8 @@ ${c.workers.map((w) => `  ${pad(w.name)}pid ${w.pid}`).join('\n')}
   ${pad('config')}${process.env.KEEL_CONFIG ?? 'deploy/keel.production.yaml'}; server: deploy/temporal/config.yaml, ${c.dynamicConfigFile}
 ${fakes.map((f) => `  ${pad(`fake ${f.type}`)}${f.url}`).join('\n')}
   ${pad('data, logs')}${c.dataDir}, ${c.logsDir}
-  Try: curl ${c.apis[0].url}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"chat","messages":[{"role":"user","content":"Hello"}]}'
+  ${pad('admin key')}${adminKeyFile ? `KEEL_ADMIN_KEY in ${adminKeyFile}` : 'KEEL_ADMIN_KEY'} (every /v1 route needs it, or a virtual key: docs/KEYS.md)
+  Try: curl ${c.apis[0].url}/v1/chat/completions -H "authorization: Bearer ${adminKeyFile ? '<the admin key>' : '$KEEL_ADMIN_KEY'}" -H 'content-type: application/json' -d '{"model":"chat","messages":[{"role":"user","content":"Hello"}]}'
   Temporal CLI: temporal workflow list --address ${c.address}
 Press Ctrl-C to stop.`);
 } catch (err) {

@@ -11,6 +11,7 @@ import { bundleWorkflows } from '../worker/workflow-bundle.js';
 import type { InstalledRuntime } from '../worker/temporal-runtime.js';
 import { KeelMetrics } from '../observability/metrics.js';
 import { KeelTracing } from '../observability/tracing.js';
+import { bundleOptionsFor } from '../codec/data-converter.js';
 
 export class GatewayProcess {
   connection: NativeConnection | undefined;
@@ -33,13 +34,14 @@ export class GatewayProcess {
   /** `checkpoint` is called between steps and throws to stop starting (Ctrl-C during start-up). */
   async start(address: string, checkpoint: () => void = () => undefined): Promise<RunningApi> {
     this.connection = await NativeConnection.connect({ address });
-    const workflowBundle = await bundleWorkflows({ tracing: this.tracing !== undefined });
+    const workflowBundle = await bundleWorkflows({ ...bundleOptionsFor(this.config.codec), tracing: this.tracing !== undefined });
     checkpoint();
     const answers = new AnswerBoard();
     const observe = { metrics: this.metrics, ...(this.tracing && { tracing: this.tracing }) };
     const keel = await createKeelWorkers({ connection: this.connection, config: this.config, workflowBundle, answers, ...observe });
     this.workers = keel.workers;
     this.running = runKeelWorkers(this.workers);
+    await keel.health.warmUp();
     this.api = await startApi(this.config, {
       connection: this.connection,
       local: { answers, health: healthSource(keel.health) },

@@ -1,11 +1,11 @@
 // `npm run gateway`: the API and a worker in one process against the Temporal server at
 // TEMPORAL_ADDRESS — the production role for interactive traffic, scaled horizontally beside
 // pure workers (`npm run worker`). See README, "Roles and commands".
-import { loadConfigOrExit } from '../config/load.js';
+import { apiConfigOrExit } from '../config/load.js';
 import { installRuntime } from '../worker/temporal-runtime.js';
 import { GatewayProcess } from './gateway-process.js';
 
-const config = loadConfigOrExit();
+const config = apiConfigOrExit();
 const runtime = await installRuntime({ metrics: config.telemetry.metrics.enabled && config.telemetry.metrics.temporal });
 const gateway = new GatewayProcess(config, runtime);
 let stopping = false;

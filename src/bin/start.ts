@@ -4,10 +4,11 @@ import { join, resolve } from 'node:path';
 import { startDevServer, type DevServer } from '../temporal/dev-server.js';
 import { startFakeProvider, type FakeProvider } from '../../dev/fakes/index.js';
 import { installRuntime } from '../worker/temporal-runtime.js';
-import { dataDir, loadConfigOrExit } from '../config/load.js';
+import { dataDir, apiConfigOrExit, uiOrigins } from '../config/load.js';
+import type { KeelConfig } from '../config/schema.js';
 import { GatewayProcess } from './gateway-process.js';
 
-const loaded = loadConfigOrExit();
+const loaded = apiConfigOrExit();
 const runtime = await installRuntime({ metrics: loaded.telemetry.metrics.enabled && loaded.telemetry.metrics.temporal });
 const data = resolve(dataDir());
 
@@ -39,6 +40,12 @@ async function stop(code: number): Promise<void> {
 // swallow a Ctrl-C during start-up, and Keel would come up without workers.
 process.on('SIGINT', () => void stop(0));
 process.on('SIGTERM', () => void stop(0));
+/** The UI this process runs: links point at it, and (unless configured) the codec server's CORS allows it. */
+function withUiUrl(config: KeelConfig, uiUrl: string): KeelConfig {
+  const corsOrigins = config.raw.codec?.server?.corsOrigins ? config.codec.server.corsOrigins : uiOrigins(uiUrl);
+  return { ...config, uiUrl, codec: { ...config.codec, server: { ...config.codec.server, corsOrigins } } };
+}
+
 /** After each start-up step: once stopping, start nothing more. */
 function checkpoint(): void {
   if (stopping) throw new Error('stopped during start-up');
@@ -51,14 +58,21 @@ try {
     address = process.env.TEMPORAL_ADDRESS;
   } else {
     console.log(`keel: starting the Temporal dev server (data in ${join(data, 'temporal.sqlite')}) ...`);
-    devServerStarting = startDevServer({ dataDir: data, port: Number(process.env.TEMPORAL_PORT ?? 7233), uiPort: Number(process.env.TEMPORAL_UI_PORT ?? 8233) });
+    // With the codec on, the UI decodes payloads through this process's API (docs/ENCRYPTION.md).
+    const apiHost = loaded.host === '0.0.0.0' ? '127.0.0.1' : loaded.host;
+    devServerStarting = startDevServer({
+      dataDir: data,
+      port: Number(process.env.TEMPORAL_PORT ?? 7233),
+      uiPort: Number(process.env.TEMPORAL_UI_PORT ?? 8233),
+      ...(loaded.codec.server.enabled && { uiCodecEndpoint: `http://${apiHost}:${loaded.port}/codec` }),
+    });
     devServer = await devServerStarting;
     address = devServer.address;
   }
   checkpoint();
   // Links handed out (x-keel-ui-url, webhook payloads) point at the UI this process runs, on
   // whatever port TEMPORAL_UI_PORT gave it, unless TEMPORAL_UI_URL names another one.
-  const config = devServer?.uiUrl && !process.env.TEMPORAL_UI_URL ? { ...loaded, uiUrl: devServer.uiUrl } : loaded;
+  const config = devServer?.uiUrl && !process.env.TEMPORAL_UI_URL ? withUiUrl(loaded, devServer.uiUrl) : loaded;
 
   for (const [name, provider] of Object.entries(config.providers)) {
     if (!provider.fake) continue;
@@ -84,7 +98,8 @@ try {
 
   console.log(`
 Keel is running.
-  API          ${api.url}/v1   (try: curl ${api.url}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"chat","messages":[{"role":"user","content":"Hello"}]}')
+  API          ${api.url}/v1   (try: curl ${api.url}/v1/chat/completions${config.auth.adminKey ? ' -H "authorization: Bearer $KEEL_ADMIN_KEY"' : ''} -H 'content-type: application/json' -d '{"model":"chat","messages":[{"role":"user","content":"Hello"}]}')
+  Keys         ${config.auth.adminKey ? 'required: the admin key (KEEL_ADMIN_KEY) or a virtual key (POST /v1/keys; docs/KEYS.md)' : 'none needed (set KEEL_ADMIN_KEY to require keys; docs/KEYS.md)'}
   Health       ${api.url}/healthz
   Temporal UI  ${devServer?.uiUrl ?? config.uiUrl}
   Temporal     ${address}

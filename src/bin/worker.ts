@@ -9,6 +9,7 @@ import { KeelMetrics } from '../observability/metrics.js';
 import { MetricsEndpoint } from '../observability/metrics-endpoint.js';
 import { startMetricsServer } from '../observability/metrics-server.js';
 import { KeelTracing } from '../observability/tracing.js';
+import { bundleOptionsFor } from '../codec/data-converter.js';
 
 const config = loadConfigOrExit();
 const { metrics: metricsSettings } = config.telemetry;
@@ -16,7 +17,7 @@ const runtime = await installRuntime({ metrics: metricsSettings.enabled && metri
 const tracing = KeelTracing.start(config.telemetry.tracing, 'worker');
 const metrics = new KeelMetrics();
 const connection = await NativeConnection.connect({ address: config.temporalAddress });
-const { workers } = await createKeelWorkers({ connection, config, workflowBundle: await bundleWorkflows({ tracing: tracing !== undefined }), metrics, ...(tracing && { tracing }) });
+const { workers } = await createKeelWorkers({ connection, config, workflowBundle: await bundleWorkflows({ ...bundleOptionsFor(config.codec), tracing: tracing !== undefined }), metrics, ...(tracing && { tracing }) });
 // Metrics are for watching the worker, not for running it: a port already taken is reported and
 // the worker runs on without them.
 const metricsServer = metricsSettings.enabled

@@ -10,6 +10,7 @@ import {
   DEFAULT_HEDGE,
   DEFAULT_LIMITS,
   DEFAULT_METRICS_PORT,
+  DEFAULT_OPEN_PATHS,
   DEFAULT_RETRY,
   DEFAULT_TIMEOUTS,
   DEFAULT_WEBHOOK_RETRY,
@@ -48,6 +49,17 @@ function describeIssues(error: z.ZodError): string {
     .join('\n');
 }
 
+/** The Temporal UI's origin as a browser may write it: localhost and 127.0.0.1 are the same UI. */
+export function uiOrigins(uiUrl: string): string[] {
+  const url = new URL(uiUrl);
+  const aliases = { localhost: '127.0.0.1', '127.0.0.1': 'localhost' } as Record<string, string>;
+  const alias = aliases[url.hostname];
+  if (!alias) return [url.origin];
+  const other = new URL(url.origin);
+  other.hostname = alias;
+  return [url.origin, other.origin];
+}
+
 export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, source = 'config'): KeelConfig {
   let doc: unknown;
   try {
@@ -75,6 +87,9 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
     },
     limits: { ...DEFAULT_LIMITS, ...raw.limits },
   };
+  const uiUrl = (env.TEMPORAL_UI_URL ?? raw.temporal?.uiUrl ?? 'http://localhost:8233').replace(/\/$/, '');
+  const codecEnabled = raw.codec?.enabled ?? false;
+  const codecKeys = raw.codec?.keys ?? [];
   const port = Number(env.PORT ?? raw.server?.port ?? 3000);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`PORT: not a valid port: ${env.PORT}`);
   return {
@@ -86,7 +101,7 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
     bodyLimitBytes: raw.server?.bodyLimitBytes ?? 4 * 1024 * 1024,
     namespace: env.TEMPORAL_NAMESPACE ?? raw.temporal?.namespace ?? 'default',
     taskQueue: env.KEEL_TASK_QUEUE ?? raw.temporal?.taskQueue ?? 'keel-requests',
-    uiUrl: (env.TEMPORAL_UI_URL ?? raw.temporal?.uiUrl ?? 'http://localhost:8233').replace(/\/$/, ''),
+    uiUrl,
     health: {
       publishIntervalMs: raw.health?.publishIntervalMs ?? 1_000,
       refreshIntervalMs: raw.health?.refreshIntervalMs ?? 1_000,
@@ -97,12 +112,32 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
     temporalAddress: env.TEMPORAL_ADDRESS ?? raw.temporal?.address ?? '127.0.0.1:7233',
     batches: { ...DEFAULT_BATCHES, ...raw.batches },
     telemetry: telemetrySettings(raw, env),
+    auth: {
+      // `${KEEL_ADMIN_KEY:-}` with the variable unset is an empty string: authentication off.
+      ...(raw.auth?.adminKey && { adminKey: raw.auth.adminKey }),
+      required: raw.auth?.required ?? false,
+      openPaths: raw.auth?.openPaths ?? DEFAULT_OPEN_PATHS,
+    },
     webhooks: {
       ...(raw.webhooks?.secret && { secret: raw.webhooks.secret }),
       allowPrivate: raw.webhooks?.allowPrivate ?? false,
       allowedHosts: raw.webhooks?.allowedHosts ?? [],
       timeoutMs: raw.webhooks?.timeoutMs ?? 10_000,
       retry: { ...DEFAULT_WEBHOOK_RETRY, ...raw.webhooks?.retry },
+    },
+    codec: {
+      enabled: codecEnabled,
+      keys: codecKeys,
+      ...(codecKeys.length > 0 && { encryptWith: raw.codec?.encryptWith ?? codecKeys[codecKeys.length - 1].id }),
+      ...(raw.codec?.compressAboveBytes !== undefined && { compressAboveBytes: raw.codec.compressAboveBytes }),
+      server: {
+        enabled: codecKeys.length > 0 && (raw.codec?.server?.enabled ?? true),
+        tokens: raw.codec?.server?.tokens ?? [],
+        ...(raw.codec?.server?.jwt && { jwt: raw.codec.server.jwt }),
+        corsOrigins: raw.codec?.server?.corsOrigins?.map((o) => new URL(o).origin) ?? uiOrigins(uiUrl),
+        allowLoopback: raw.codec?.server?.allowLoopback ?? false,
+        maxBodyBytes: raw.codec?.server?.maxBodyBytes ?? 16 * 1024 * 1024,
+      },
     },
   };
 }
@@ -150,6 +185,25 @@ export function loadConfigOrExit(): KeelConfig {
     }
     throw err;
   }
+}
+
+/** `auth.required` without an admin key: the API must not start open. Workers never need the key. */
+export function authProblem(config: KeelConfig): string | undefined {
+  if (config.auth.required && config.auth.adminKey === undefined) {
+    return 'auth.required is set but auth.adminKey is empty: set KEEL_ADMIN_KEY (at least 16 characters)';
+  }
+  return undefined;
+}
+
+/** For the API's entry points: the configuration, or exit 1 (a bad file, or a required admin key missing). */
+export function apiConfigOrExit(): KeelConfig {
+  const config = loadConfigOrExit();
+  const problem = authProblem(config);
+  if (problem) {
+    console.error(`keel: ${problem}`);
+    process.exit(1);
+  }
+  return config;
 }
 
 /** Where `npm start` keeps the dev server's SQLite file and the file store. */

@@ -73,6 +73,9 @@ export type ModelEntry = z.infer<typeof ModelEntrySchema>;
 const UpstreamModelSchema = z
   .object({
     contextWindow: z.number().int().positive().optional(),
+    // The most tokens one answer can have: the worst case a budgeted key reserves for a request
+    // without max_tokens (docs/KEYS.md). Without it, contextWindow is that bound.
+    maxOutputTokens: z.number().int().positive().optional(),
     // USD per million tokens.
     pricing: z.object({ input: z.number().nonnegative(), output: z.number().nonnegative() }).strict().optional(),
   })
@@ -143,6 +146,87 @@ export const WebhooksSchema = z
       .optional(),
   })
   .strict();
+
+// Gateway keys (docs/KEYS.md): the admin key from the environment; virtual keys are created with it.
+export const AuthSchema = z
+  .object({
+    // Unset or empty: no authentication (the `npm start` demo). At least 16 characters.
+    adminKey: z.string().optional(),
+    // The API refuses to start without an adminKey (the production config sets this). Only the
+    // API checks it: workers never need the admin key.
+    required: z.boolean().optional(),
+    // Paths answered without a key (exact paths). Default: /healthz and /status.
+    openPaths: z.array(z.string().startsWith('/')).optional(),
+  })
+  .strict()
+  .refine((a) => a.adminKey === undefined || a.adminKey === '' || a.adminKey.length >= 16, {
+    message: 'must be at least 16 characters',
+    path: ['adminKey'],
+  });
+
+// Payload encryption (docs/ENCRYPTION.md): an AES-256-GCM payload codec on every client and worker,
+// the same keys for the file store, and a codec server for the Temporal UI and CLI. A key is 32
+// random bytes in standard base64 (`openssl rand -base64 32`). Messages never repeat a value.
+const CODEC_KEY_ID = /^[A-Za-z0-9_.-]{1,64}$/;
+// 32 bytes are 43 base64 characters and one '=': the last character before it carries 4 bits.
+const BASE64_32_BYTES = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
+
+export const CodecKeySchema = z
+  .object({
+    id: z.string().regex(CODEC_KEY_ID, 'key ids use 1-64 letters, digits, _ . -'),
+    key: z.string().trim().regex(BASE64_32_BYTES, 'must be 32 random bytes in base64, e.g. the output of `openssl rand -base64 32` (the value is not shown)'),
+  })
+  .strict();
+
+export const CodecServerSchema = z
+  .object({
+    // Serve POST /codec/encode and /codec/decode on the API (default: on when the codec is).
+    enabled: z.boolean().optional(),
+    // Bearer keys accepted in `Authorization: Bearer <token>` (the CLI's --codec-auth); at least 24 characters.
+    tokens: z.array(z.string().min(24, 'must be at least 24 characters (the value is not shown)')).optional(),
+    // Or: the access token the Temporal UI forwards for its signed-in user (a JWT from the UI's
+    // OIDC provider), verified against the provider's published keys.
+    jwt: z
+      .object({
+        jwksUrl: z.string().url(),
+        issuer: z.string().min(1),
+        audience: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
+    // Browser origins allowed by CORS; default: the origin of temporal.uiUrl.
+    corsOrigins: z.array(z.string().url()).optional(),
+    // Requests from a loopback address need no token: for one machine (npm start), never a cluster.
+    allowLoopback: z.boolean().optional(),
+    maxBodyBytes: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export const CodecSchema = z
+  .object({
+    enabled: z.boolean().optional(),
+    // Every key decrypts; new payloads and files are encrypted with `encryptWith`, or the last key.
+    keys: z.array(CodecKeySchema).optional(),
+    encryptWith: z.string().regex(CODEC_KEY_ID).optional(),
+    // Compress a payload of at least this many bytes before encrypting it (unset: never).
+    compressAboveBytes: z.number().int().nonnegative().optional(),
+    server: CodecServerSchema.optional(),
+  })
+  .strict()
+  .superRefine((codec, ctx) => {
+    const ids = (codec.keys ?? []).map((k) => k.id);
+    if (codec.enabled && ids.length === 0) ctx.addIssue({ code: 'custom', path: ['keys'], message: 'the codec is enabled but has no keys' });
+    ids.forEach((id, i) => {
+      if (ids.indexOf(id) !== i) ctx.addIssue({ code: 'custom', path: ['keys', i, 'id'], message: `duplicate key id "${id}"` });
+    });
+    const server = codec.server;
+    if (ids.length > 0 && server?.enabled !== false && !server?.tokens?.length && !server?.jwt && !server?.allowLoopback) {
+      ctx.addIssue({ code: 'custom', path: ['server'], message: 'the codec server needs tokens, jwt or allowLoopback to know who may decrypt (or server.enabled: false)' });
+    }
+    if (codec.encryptWith !== undefined && !ids.includes(codec.encryptWith)) {
+      ctx.addIssue({ code: 'custom', path: ['encryptWith'], message: `no key with id "${codec.encryptWith}" in codec.keys` });
+    }
+  });
 
 export const BatchesSchema = z
   .object({
@@ -284,6 +368,8 @@ export const ConfigSchema = z
     health: HealthSchema.optional(),
     webhooks: WebhooksSchema.optional(),
     telemetry: TelemetrySchema.optional(),
+    auth: AuthSchema.optional(),
+    codec: CodecSchema.optional(),
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -353,6 +439,35 @@ export interface KeelConfig {
   webhooks: WebhookSettings;
   batches: BatchSettings;
   telemetry: TelemetrySettings;
+  auth: AuthSettings;
+  codec: CodecSettings;
+}
+
+export interface CodecSettings {
+  /** Off: payloads and files are written in clear (what is already encrypted stays readable only with keys). */
+  enabled: boolean;
+  /** Base64 keys by id: secrets, never logged. */
+  keys: { id: string; key: string }[];
+  /** The key new payloads and files are encrypted with. */
+  encryptWith?: string;
+  compressAboveBytes?: number;
+  server: {
+    enabled: boolean;
+    tokens: string[];
+    jwt?: { jwksUrl: string; issuer: string; audience?: string };
+    corsOrigins: string[];
+    allowLoopback: boolean;
+    maxBodyBytes: number;
+  };
+}
+
+export interface AuthSettings {
+  /** Undefined: authentication is off (every route is open, virtual keys cannot be created). */
+  adminKey?: string;
+  /** The API must not start without an adminKey. */
+  required: boolean;
+  /** Paths answered without a key. */
+  openPaths: string[];
 }
 
 export interface MetricsSettings {
@@ -375,6 +490,8 @@ export interface TelemetrySettings {
 }
 
 export const DEFAULT_METRICS_PORT = 9464;
+
+export const DEFAULT_OPEN_PATHS = ['/healthz', '/status'];
 
 export interface WebhookSettings {
   /** Undefined: webhooks are refused at submit time. */

@@ -14,6 +14,8 @@ export interface FileObject {
   status: 'processed';
   expires_at: number | null;
   status_details: string | null;
+  /** Keel's addition: the virtual key that owns the file (only it and the admin see it). */
+  keel?: { key_id: string };
 }
 
 export type BatchStatus = 'validating' | 'failed' | 'in_progress' | 'finalizing' | 'completed' | 'expired' | 'cancelling' | 'cancelled';
@@ -53,8 +55,8 @@ export interface BatchObject {
   cancelled_at: number | null;
   request_counts: RequestCounts;
   metadata: Record<string, string> | null;
-  /** Keel's additions: how many retry-failed rounds ran. */
-  keel?: { retry_rounds: number };
+  /** Keel's additions: how many retry-failed rounds ran; the virtual key that owns the batch. */
+  keel?: { retry_rounds: number; key_id?: string };
 }
 
 /** A validated input line as the batch workflow starts it. */
@@ -93,11 +95,26 @@ export interface BatchWorkflowInput {
   round: number;
   /** Present after continue-as-new. */
   cursor?: BatchCursor;
+  /** The virtual key the batch was created with: each line reserves against it before it starts. */
+  key?: BatchKey;
+}
+
+/** A batch's key, as its settings were when the batch was created (what its lines are validated against). */
+export interface BatchKey {
+  id: string;
+  /** Allowed models (absent: all). */
+  models?: string[];
+  /** The key had a budget: every line must be priced and bounded. */
+  budgeted: boolean;
+  /** The key had a TPM limit: every line must be bounded. */
+  tpm: boolean;
 }
 
 export interface RecordItem {
   customId: string;
   childId: string;
+  /** A line that never started (its key refused it): written as this error. */
+  error?: { code: string; message: string };
 }
 
 /** Completion windows: OpenAI's "24h", plus any "<n>s|m|h" (Keel: short windows make expiry testable). */

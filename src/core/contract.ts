@@ -9,12 +9,14 @@ import type { BatchWorkflowInput } from './batch-types.js';
 import type { HealthState } from './health-state.js';
 import type { HealthReport, HealthSnapshot } from './health-types.js';
 import type { ChatWorkflowInput, ChatWorkflowResult, RequestFailureDetails, RequestStatusView } from './request-types.js';
+import type { KeyChange, KeySnapshot, KeyView, ReserveItem, ReserveOutcome, Settlement, VirtualKeyInput } from './keys.js';
 
 /** Workflow type names: the exported function names in workflows/index.ts. */
 export const WORKFLOW_TYPES = {
   request: 'chatCompletionWorkflow',
   batch: 'batchWorkflow',
   providerHealth: 'providerHealthWorkflow',
+  virtualKey: 'virtualKeyWorkflow',
 } as const;
 
 export interface ProviderHealthInput {
@@ -29,6 +31,8 @@ export type RequestWorkflow = (input: ChatWorkflowInput) => Promise<ChatWorkflow
 export type BatchWorkflow = (input: BatchWorkflowInput) => Promise<string>;
 /** The deployment's singleton provider-health state. */
 export type ProviderHealthWorkflow = (input: ProviderHealthInput) => Promise<void>;
+/** One virtual key: its settings, spend, reservations and rate window; returns its last view once revoked. */
+export type VirtualKeyWorkflow = (input: VirtualKeyInput) => Promise<KeyView>;
 
 // ---- Request workflow ----------------------------------------------------------------------
 /** Live state of a request: attempts so far, targets in flight, outcome while a webhook is delivered. */
@@ -89,3 +93,20 @@ export const healthConfigureSignal = defineSignal<[BreakerSettings]>('configure'
 export const healthSnapshotQuery = defineQuery<HealthSnapshot, [{ now: number; series?: boolean }]>('snapshot');
 /** Asks for a half-open target's single probe; true for exactly one request at a time. */
 export const acquireProbeUpdate = defineUpdate<boolean, [{ target: string; requestId: string }]>('acquireProbe');
+
+// ---- Virtual-key workflow (docs/KEYS.md) ----------------------------------------------------
+/**
+ * Reserves each item's worst case against the key's budget and RPM/TPM limits, in order. Its
+ * validator refuses the whole Update (nothing is written to the history) when every item would be
+ * refused; the refusal's ApplicationFailure carries the first item's Refusal and every item's
+ * outcome as its details.
+ */
+export const reserveKeyUpdate = defineUpdate<ReserveOutcome[], [ReserveItem[]]>('reserve');
+/** A finished request's actual cost and tokens (sent by the request workflow itself as it ends). */
+export const settleKeySignal = defineSignal<[Settlement]>('settle');
+/** A reservation whose request never started. */
+export const releaseKeySignal = defineSignal<[{ requestId: string }]>('release');
+/** PATCH /v1/keys/:id and DELETE /v1/keys/:id (revocation); answers with the view after the change. */
+export const changeKeyUpdate = defineUpdate<KeyView, [KeyChange]>('change');
+/** The key as the API shows it, at the caller's `now`, with the hash a presented secret is checked against. */
+export const keySnapshotQuery = defineQuery<KeySnapshot, [{ now: number }]>('keySnapshot');

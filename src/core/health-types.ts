@@ -159,3 +159,15 @@ export interface RoutingHealth {
   degradedBelow: number;
   minCalls: number;
 }
+
+/** One provider call as a worker reports it to the health workflow (aggregated per interval). */
+export interface CallOutcome {
+  provider: string;
+  model: string;
+  at: number;
+  durationMs: number;
+  /** Absent: success. */
+  errorClass?: ErrorClass;
+  outputTokens?: number;
+  probe?: boolean;
+}

@@ -22,6 +22,8 @@ export class ApiError extends Error {
     readonly code: string | null = null,
     /** Top-level fields sent beside `error` (e.g. `keel.attempts`). */
     readonly extra?: Record<string, unknown>,
+    /** Response headers that go with it (e.g. `retry-after`). */
+    readonly headers?: Record<string, string>,
   ) {
     super(message);
     this.name = 'ApiError';

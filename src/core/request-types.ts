@@ -59,6 +59,27 @@ export interface ChatWorkflowInput {
    * snapshot when the two share a process; absent, the workflow reads it (a local activity).
    */
   health?: RoutingHealth | null;
+  /** The virtual key the request was made with (its id only, never the secret): settled as the request ends. */
+  key?: RequestKey;
+}
+
+export interface RequestKey {
+  id: string;
+  /** The worst case reserved against the key before the start, nano-USD (absent: nothing was reserved). */
+  reservedNanos?: number;
+  /** The worst-case tokens reserved (TPM). */
+  reservedTokens?: number;
+  /** The key's budget left once this request was admitted, nano-USD (keys with a budget). */
+  remainingNanos?: number;
+}
+
+/** The key's part of a request's record (`keel.key`): what was reserved and what was charged. */
+export interface RequestKeyInfo {
+  id: string;
+  reserved_usd?: number;
+  /** The budget left once the request was admitted (its reservation counted). */
+  budget_remaining_usd?: number;
+  charged_usd: number;
 }
 
 export interface KeelResponseInfo {
@@ -69,6 +90,8 @@ export interface KeelResponseInfo {
   attempts: AttemptRecord[];
   /** USD, from the configured pricing of the target that answered (absent without pricing). */
   cost?: number;
+  /** Requests made with a virtual key. */
+  key?: RequestKeyInfo;
 }
 
 export interface ChatWorkflowResult {
@@ -83,6 +106,8 @@ export interface RequestFailureDetails {
   status: number;
   message: string;
   attempts: AttemptRecord[];
+  /** Requests made with a virtual key: a failed request is charged nothing. */
+  key?: RequestKeyInfo;
 }
 
 export type RequestState = 'running' | 'succeeded' | 'failed' | 'cancelled';

@@ -7,5 +7,7 @@ export const KeelProvider = defineSearchAttributeKey('KeelProvider', SearchAttri
 export const KeelErrorClass = defineSearchAttributeKey('KeelErrorClass', SearchAttributeType.KEYWORD);
 export const KeelBatchId = defineSearchAttributeKey('KeelBatchId', SearchAttributeType.KEYWORD);
 export const KeelStatus = defineSearchAttributeKey('KeelStatus', SearchAttributeType.KEYWORD);
+/** The virtual key's id (never its secret) on its requests, batches and its own entity workflow. */
+export const KeelKey = defineSearchAttributeKey('KeelKey', SearchAttributeType.KEYWORD);
 
-export const KEEL_SEARCH_ATTRIBUTES = [KeelModel, KeelProvider, KeelErrorClass, KeelBatchId, KeelStatus];
+export const KEEL_SEARCH_ATTRIBUTES = [KeelModel, KeelProvider, KeelErrorClass, KeelBatchId, KeelStatus, KeelKey];

@@ -10,6 +10,14 @@ import { ApiError, invalidRequest } from '../core/openai-error.js';
 import { KeelBatchId } from '../core/search-attributes.js';
 import { batchTaskQueue } from '../core/task-queues.js';
 import { newId, type BatchStore } from '../store/batch-store.js';
+import type { BatchKey } from '../core/batch-types.js';
+import { KeelKey } from '../core/search-attributes.js';
+import type { KeyPrincipal, KeyService } from './key-service.js';
+
+/** What a batch's key allows its lines, from the key's settings when the batch is created. */
+function batchKey(key: KeyPrincipal): BatchKey {
+  return { id: key.id, ...(key.view.models && { models: key.view.models }), budgeted: key.view.budget !== null, tpm: key.view.limits.tpm !== null };
+}
 
 /** How long a retry waits for the previous round's run to close after it reported its final status. */
 const RUN_CLOSE_WAIT_MS = 10_000;
@@ -26,9 +34,10 @@ export class BatchService {
     readonly client: Client,
     readonly config: KeelConfig,
     readonly files: BatchStore,
+    readonly keys?: KeyService,
   ) {}
 
-  private workflowInput(batch: BatchObject, round: number): BatchWorkflowInput {
+  private workflowInput(batch: BatchObject, round: number, key?: BatchKey): BatchWorkflowInput {
     const { config } = this;
     return {
       batchId: batch.id,
@@ -42,16 +51,17 @@ export class BatchService {
       flushSize: config.batches.flushSize,
       maxLines: config.batches.maxLines,
       round,
+      ...(key && { key }),
     };
   }
 
-  private startRound(batch: BatchObject, round: number) {
+  private startRound(batch: BatchObject, round: number, key?: BatchKey) {
     return this.client.workflow.start<BatchWorkflow>(WORKFLOW_TYPES.batch, {
       taskQueue: batchTaskQueue(this.config.taskQueue),
       workflowId: batch.id,
-      args: [this.workflowInput(batch, round)],
+      args: [this.workflowInput(batch, round, key)],
       staticSummary: round === 0 ? `batch ${batch.input_file_id}` : `batch retry-failed round ${round}`,
-      typedSearchAttributes: [{ key: KeelBatchId, value: batch.id }],
+      typedSearchAttributes: [{ key: KeelBatchId, value: batch.id }, ...(key ? [{ key: KeelKey, value: key.id }] : [])],
     });
   }
 
@@ -73,20 +83,22 @@ export class BatchService {
     }
   }
 
-  async get(id: string): Promise<BatchObject> {
+  /** `owner`: a virtual key's id — another key's batch answers as if it did not exist. */
+  async get(id: string, owner?: string): Promise<BatchObject> {
     const batch = await this.files.getBatch(id);
-    if (!batch) throw new ApiError(404, `No batch found with id '${id}'`, 'invalid_request_error', 'batch_id', 'batch_not_found');
+    if (!batch || (owner !== undefined && batch.keel?.key_id !== owner)) throw new ApiError(404, `No batch found with id '${id}'`, 'invalid_request_error', 'batch_id', 'batch_not_found');
     return batch;
   }
 
-  async list(): Promise<BatchObject[]> {
-    const all = await this.files.listBatches();
+  async list(owner?: string): Promise<BatchObject[]> {
+    const all = (await this.files.listBatches()).filter((b) => owner === undefined || b.keel?.key_id === owner);
     return all.sort((a, b) => b.created_at - a.created_at || b.id.localeCompare(a.id));
   }
 
-  async create(params: CreateBatchParams): Promise<BatchObject> {
+  /** With a virtual key, the batch is the key's: its lines are checked and reserved against it. */
+  async create(params: CreateBatchParams, key?: KeyPrincipal): Promise<BatchObject> {
     const input = await this.files.getFile(params.input_file_id);
-    if (!input) throw new ApiError(404, `No such File object: ${params.input_file_id}`, 'invalid_request_error', 'input_file_id', 'file_not_found');
+    if (!input || (key && input.keel?.key_id !== key.id)) throw new ApiError(404, `No such File object: ${params.input_file_id}`, 'invalid_request_error', 'input_file_id', 'file_not_found');
     if (input.purpose !== 'batch') throw invalidRequest(`The file ${input.id} has purpose '${input.purpose}', not 'batch'`, 'input_file_id', 'invalid_file_purpose');
     const now = Math.floor(Date.now() / 1000);
     const batch: BatchObject = {
@@ -110,17 +122,17 @@ export class BatchService {
       cancelled_at: null,
       request_counts: { total: 0, completed: 0, failed: 0 },
       metadata: params.metadata ?? null,
-      keel: { retry_rounds: 0 },
+      keel: { retry_rounds: 0, ...(key && { key_id: key.id }) },
     };
     // Record first, so the workflow always finds it; a crash between the two leaves a
     // `validating` record without a workflow, which GET shows and nothing else touches.
     await this.files.putBatch(batch);
-    await this.startRound(batch, 0);
+    await this.startRound(batch, 0, key && batchKey(key));
     return batch;
   }
 
-  async cancel(id: string): Promise<BatchObject> {
-    const batch = await this.get(id);
+  async cancel(id: string, owner?: string): Promise<BatchObject> {
+    const batch = await this.get(id, owner);
     if (batch.status === 'cancelled' || batch.status === 'cancelling') return batch;
     if (TERMINAL_STATUSES.includes(batch.status)) {
       throw invalidRequest(`Cannot cancel a batch with status '${batch.status}'`, null, 'batch_not_cancellable');
@@ -136,8 +148,19 @@ export class BatchService {
     return { ...batch, status: 'cancelling', cancelling_at: Math.floor(Date.now() / 1000) };
   }
 
-  async retryFailed(id: string): Promise<BatchObject> {
-    const batch = await this.get(id);
+  /** A keyed batch's retry round runs under the key's current settings (`key`, the caller's key when it owns the batch). */
+  /** The key a retry round runs under: the batch's own, as it is now (an admin retrying a key's batch reads it). */
+  private async roundKey(batch: BatchObject, caller?: KeyPrincipal): Promise<BatchKey | undefined> {
+    const id = batch.keel?.key_id;
+    if (!id) return undefined;
+    if (caller?.id === id) return batchKey(caller);
+    if (!this.keys) throw new Error('a keyed batch needs the KeyService');
+    const view = await this.keys.get(id);
+    return batchKey({ kind: 'key', id, view });
+  }
+
+  async retryFailed(id: string, key?: KeyPrincipal): Promise<BatchObject> {
+    const batch = await this.get(id, key?.id);
     if (!TERMINAL_STATUSES.includes(batch.status)) {
       throw new ApiError(409, `The batch is still ${batch.status}: retry its failed lines once it has finished`, 'invalid_request_error', null, 'batch_not_finished');
     }
@@ -145,7 +168,7 @@ export class BatchService {
     const round = (batch.keel?.retry_rounds ?? 0) + 1;
     // A retry round gets a completion window of its own.
     const expiresAt = Math.floor(Date.now() / 1000) + Math.ceil(parseCompletionWindow(batch.completion_window)! / 1000);
-    const next: BatchObject = { ...batch, status: 'in_progress', expires_at: expiresAt, keel: { retry_rounds: round }, finalizing_at: null, completed_at: null, expired_at: null, cancelled_at: null, cancelling_at: null };
+    const next: BatchObject = { ...batch, status: 'in_progress', expires_at: expiresAt, keel: { ...batch.keel, retry_rounds: round }, finalizing_at: null, completed_at: null, expired_at: null, cancelled_at: null, cancelling_at: null };
     // The previous run writes its final status a moment before it closes: a retry asked for as
     // soon as the client sees that status waits for the close, or the start below would meet it.
     await this.previousRunClosed(batch.id);
@@ -153,7 +176,7 @@ export class BatchService {
     await this.files.putBatch(next);
     try {
       // The previous round's run is closed, so the same workflow ID starts again (Temporal's default reuse policy).
-      await this.startRound(next, round);
+      await this.startRound(next, round, await this.roundKey(batch, key));
     } catch (err) {
       // Nothing started: the record goes back to what it was, not `in_progress` with nothing running.
       await this.files.putBatch(batch);

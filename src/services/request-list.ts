@@ -7,7 +7,7 @@ import type { temporal as T } from '@temporalio/proto';
 const { temporal } = proto;
 import { ApiError, invalidRequest } from '../core/openai-error.js';
 import { WORKFLOW_TYPES } from '../core/contract.js';
-import { KeelBatchId, KeelErrorClass, KeelModel, KeelProvider } from '../core/search-attributes.js';
+import { KeelBatchId, KeelErrorClass, KeelKey, KeelModel, KeelProvider } from '../core/search-attributes.js';
 
 export type PublicStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export const LISTABLE_STATUSES = ['running', 'succeeded', 'failed', 'cancelled'] as const;
@@ -36,6 +36,8 @@ export interface ListRequestsOptions {
   status?: ListableStatus;
   model?: string;
   batch?: string;
+  /** A virtual key's id: its requests only. */
+  key?: string;
   /** 1..100, default 20. */
   limit?: number;
   /** The `next_after` cursor of the previous page. */
@@ -50,6 +52,7 @@ export interface RequestListItem {
   provider: string | null;
   error_class: string | null;
   batch_id: string | null;
+  key_id: string | null;
   created_at: number;
   completed_at: number | null;
   run_id: string;
@@ -66,11 +69,12 @@ export interface RequestList {
   next_after: string | null;
 }
 
-export function visibilityQuery(opts: Pick<ListRequestsOptions, 'status' | 'model' | 'batch'>): string {
+export function visibilityQuery(opts: Pick<ListRequestsOptions, 'status' | 'model' | 'batch' | 'key'>): string {
   const clauses = [`WorkflowType = ${queryLiteral(WORKFLOW_TYPES.request, 'type')}`];
   if (opts.status) clauses.push(`ExecutionStatus IN (${EXECUTION_STATUSES[opts.status].map((s) => `'${s}'`).join(', ')})`);
   if (opts.model !== undefined) clauses.push(`${KeelModel.name} = ${queryLiteral(opts.model, 'model')}`);
   if (opts.batch !== undefined) clauses.push(`${KeelBatchId.name} = ${queryLiteral(opts.batch, 'batch')}`);
+  if (opts.key !== undefined) clauses.push(`${KeelKey.name} = ${queryLiteral(opts.key, 'key')}`);
   return clauses.join(' AND ');
 }
 
@@ -134,6 +138,7 @@ export async function listRequests(client: Client, uiLink: (id: string) => strin
       provider: keyword(fields, KeelProvider.name),
       error_class: keyword(fields, KeelErrorClass.name),
       batch_id: keyword(fields, KeelBatchId.name),
+      key_id: keyword(fields, KeelKey.name),
       created_at: seconds(e.startTime) ?? 0,
       completed_at: seconds(e.closeTime),
       run_id: e.execution?.runId ?? '',

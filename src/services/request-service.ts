@@ -12,10 +12,13 @@ import type { RoutingHealth } from '../core/health-types.js';
 import { ApiError, failureError, requestFailureError } from '../core/openai-error.js';
 import type { ChatRequestBody } from '../core/chat-request.js';
 import type { KeelConfig } from '../config/schema.js';
-import type { ChatWorkflowInput, ChatWorkflowResult, RequestFailureDetails, WebhookSpec } from '../core/request-types.js';
+import type { ChatWorkflowInput, ChatWorkflowResult, RequestFailureDetails, RequestKey, WebhookSpec } from '../core/request-types.js';
+import { keyedRequestProblem, worstCase } from '../core/key-cost.js';
+import { nanosToUsd } from '../core/keys.js';
+import { refusalError, type KeyPrincipal, type KeyService } from './key-service.js';
 import { requestFeatures } from '../core/capabilities.js';
 import { LOCAL_CALL_TASK_TIMEOUT, healthCandidates, isLocalCall, planRequest, routingFor, type Plan } from '../core/routing.js';
-import { KeelBatchId, KeelModel, KeelStatus } from '../core/search-attributes.js';
+import { KeelBatchId, KeelKey, KeelModel, KeelStatus } from '../core/search-attributes.js';
 import { listRequests, type ListRequestsOptions } from './request-list.js';
 
 export type RequestHandle = WorkflowHandle<RequestWorkflow>;
@@ -32,13 +35,19 @@ function hash(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-/** An Idempotency-Key maps onto one workflow ID, so a retried POST finds the request it started. */
-export function requestIdForKey(idempotencyKey: string): string {
-  return `req-idem-${hash(idempotencyKey).slice(0, 40)}`;
+/**
+ * An Idempotency-Key maps onto one workflow ID, so a retried POST finds the request it started.
+ * With a virtual key the mapping is the key's own: another key's Idempotency-Key never finds it.
+ */
+export function requestIdForKey(idempotencyKey: string, keyId?: string): string {
+  return `req-idem-${hash(keyId === undefined ? idempotencyKey : `${keyId}\n${idempotencyKey}`).slice(0, 40)}`;
 }
 
+/** A reservation outlives its request's deadline by this much before it is released unsettled. */
+export const RESERVATION_MARGIN_MS = 60_000;
+
 /** Health for a request's candidate targets, read without a round trip (the worker's snapshot). */
-export type HealthSource = (targets: string[]) => RoutingHealth | null;
+export type HealthSource = (targets: string[]) => RoutingHealth | null | undefined;
 
 /** What an API shares with workers running in the same process (`npm start`, the gateway role). */
 export interface LocalWorkers {
@@ -52,7 +61,14 @@ export interface StartedRequest {
   plan: Plan;
   /** Waiting for the outcome settled in this process (the `early` answer path). */
   early?: { settled: Promise<SettledRequest>; cancel(): void };
+  /** The server handed the first workflow task to this process's worker with the start. */
+  eagerlyStarted?: boolean;
+  /** The key's budget left after this request's reservation, USD (keys with a budget). */
+  budgetRemainingUsd?: number;
 }
+
+/** How long an early-answer wait on an eagerly started request goes without the recorded result's long poll. */
+const RECORDED_FALLBACK_MS = 1_000;
 
 export class RequestService {
   constructor(
@@ -60,10 +76,43 @@ export class RequestService {
     readonly config: KeelConfig,
     /** Workers in this process: requests start eagerly on them and may be answered early. */
     readonly local?: LocalWorkers,
+    readonly keys?: KeyService,
   ) {}
 
-  requestIdFor(idempotencyKey?: string): string {
-    return idempotencyKey ? requestIdForKey(idempotencyKey) : `req-${randomUUID()}`;
+  requestIdFor(idempotencyKey?: string, keyId?: string): string {
+    return idempotencyKey ? requestIdForKey(idempotencyKey, keyId) : `req-${randomUUID()}`;
+  }
+
+  /**
+   * A keyed request's part of the start: the models it may use, then — for a key with a budget or
+   * a rate limit — its worst case reserved through the key's workflow (the exact check across API
+   * processes). Keys with neither pay no round trip here.
+   */
+  private async reserveFor(key: KeyPrincipal, body: ChatRequestBody, plan: Plan, requestId: string): Promise<{ key: RequestKey; fresh: boolean; remainingNanos?: number }> {
+    if (!this.keys) throw new Error('virtual keys need a KeyService');
+    const routing = this.config.routing;
+    const budgeted = key.view.budget !== null;
+    const tpm = key.view.limits.tpm !== null;
+    const allowance = { ...(key.view.models && { models: key.view.models }), budgeted, tpm };
+    const reserves = budgeted || tpm || key.view.limits.rpm !== null;
+    const wc = budgeted || tpm ? worstCase(body, routing, requestFeatures(body)) : undefined;
+    const problem = keyedRequestProblem(allowance, body, routing, wc);
+    if (problem) throw new ApiError(problem.status, problem.message, 'invalid_request_error', problem.param, problem.code);
+    // Keys without a budget or a limit pay no round trip here.
+    if (!reserves) return { key: { id: key.id }, fresh: false };
+    const item = { requestId, nanos: budgeted ? wc!.nanos : 0, tokens: tpm ? wc!.tokens : 0, holdMs: plan.timeouts.requestMs + RESERVATION_MARGIN_MS };
+    const outcome = await this.keys.reserve(key.id, item);
+    if (!outcome.ok) throw refusalError(key.id, outcome.refusal);
+    return {
+      key: {
+        id: key.id,
+        ...(budgeted && { reservedNanos: item.nanos }),
+        ...(tpm && { reservedTokens: item.tokens }),
+        ...(outcome.remainingNanos !== undefined && { remainingNanos: outcome.remainingNanos }),
+      },
+      fresh: outcome.duplicate !== true,
+      ...(outcome.remainingNanos !== undefined && { remainingNanos: outcome.remainingNanos }),
+    };
   }
 
   uiLink(requestId: string): string {
@@ -80,10 +129,17 @@ export class RequestService {
       webhook?: WebhookSpec;
       /** A client waits for the answer (a synchronous request): it may be answered early. */
       waiting?: boolean;
+      /** The virtual key the request was made with. */
+      key?: KeyPrincipal;
     },
   ): Promise<StartedRequest> {
     // A feature no target can carry is the client's 400 here, before anything starts.
     const plan = planRequest(body, this.config.routing, undefined, { features: requestFeatures(body) });
+    // Before any provider call: the key's models, budget and limits (a refusal starts nothing).
+    const reserved = opts.key ? await this.reserveFor(opts.key, body, plan, opts.requestId) : undefined;
+    const release = () => {
+      if (reserved?.fresh) this.keys!.release(reserved.key.id, opts.requestId).catch(() => undefined);
+    };
     // The webhook URL is part of what an Idempotency-Key stands for (a changed URL is a different request).
     const bodyHash = opts.idempotencyKey ? hash(JSON.stringify(body) + (opts.webhook ? `\nwebhook:${opts.webhook.url}` : '')) : undefined;
     const routing = routingFor(body, this.config.routing);
@@ -94,12 +150,14 @@ export class RequestService {
       ...(health !== undefined && { health }),
       ...(opts.batchId && { batchId: opts.batchId }),
       ...(opts.webhook && { webhook: opts.webhook }),
+      ...(reserved && { key: reserved.key }),
     };
     // Registered before the start: an eagerly started request can settle before start() returns.
     const early = opts.waiting && plan.answer === 'early' ? this.local?.answers.wait(opts.requestId) : undefined;
     let handle: RequestHandle;
+    let eagerlyStarted = false;
     try {
-      handle = await this.client.workflow.start<RequestWorkflow>(WORKFLOW_TYPES.request, {
+      const startedHandle = await this.client.workflow.start<RequestWorkflow>(WORKFLOW_TYPES.request, {
         taskQueue: this.config.taskQueue,
         workflowId: opts.requestId,
         args: [input],
@@ -114,9 +172,14 @@ export class RequestService {
           { key: KeelModel, value: plan.requestedModel },
           { key: KeelStatus, value: 'running' },
           ...(opts.batchId ? [{ key: KeelBatchId, value: opts.batchId }] : []),
+          ...(reserved ? [{ key: KeelKey, value: reserved.key.id }] : []),
         ],
       });
+      handle = startedHandle;
+      eagerlyStarted = startedHandle.eagerlyStarted;
     } catch (err) {
+      // Nothing new runs: a reservation made for this call goes back.
+      release();
       // The key's request already finished: answer with its outcome instead of running it again.
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
         early?.cancel();
@@ -131,7 +194,7 @@ export class RequestService {
         throw new ApiError(422, 'This Idempotency-Key was already used with a different request body', 'invalid_request_error', null, 'idempotency_key_reused');
       }
     }
-    return { handle, plan, ...(early && { early }) };
+    return { handle, plan, eagerlyStarted, ...(early && { early }), ...(reserved?.remainingNanos !== undefined && { budgetRemainingUsd: nanosToUsd(reserved.remainingNanos) }) };
   }
 
   /** Requests found through Temporal visibility (GET /v1/requests). */
@@ -145,14 +208,22 @@ export class RequestService {
    * workflow settled in this process before recording it.
    */
   async outcome(started: RequestHandle | StartedRequest): Promise<RequestOutcome> {
-    const { handle, early } = 'handle' in started ? started : { handle: started, early: undefined };
-    const recorded = this.recordedOutcome(handle);
-    if (!early) return recorded;
+    const { handle, early, eagerlyStarted } = 'handle' in started ? started : { handle: started, early: undefined, eagerlyStarted: false };
+    if (!early) return this.recordedOutcome(handle);
+    // An eager start hands the first workflow task to this process's worker, which settles the
+    // outcome here: the long poll for the recorded result (one more RPC and server read per
+    // request) is only the fallback for a request whose task went elsewhere — not eager, or moved
+    // to another worker after a workflow task timeout — so it starts late, or at once when needed.
+    let timer: NodeJS.Timeout | undefined;
+    const recorded = new Promise<RequestOutcome>((resolve, reject) => {
+      timer = setTimeout(() => this.recordedOutcome(handle).then(resolve, reject), eagerlyStarted ? RECORDED_FALLBACK_MS : 0);
+    });
     // Whichever loses is still settled: a rejection of the long poll must not go unhandled.
     recorded.catch(() => undefined);
     try {
       return await Promise.race([early.settled.then(settledOutcome), recorded]);
     } finally {
+      clearTimeout(timer);
       early.cancel();
     }
   }

@@ -5,7 +5,7 @@ import { WorkflowNotFoundError, type WorkflowExecutionDescription } from '@tempo
 import { WORKFLOW_TYPES, requestStatusQuery } from '../core/contract.js';
 import { ApiError, requestFailureError } from '../core/openai-error.js';
 import type { RequestStatusView } from '../core/request-types.js';
-import { KeelModel } from '../core/search-attributes.js';
+import { KeelKey, KeelModel } from '../core/search-attributes.js';
 import type { RequestHandle, RequestService } from './request-service.js';
 import type { PublicStatus } from './request-list.js';
 import { replayRequest } from './replay.js';
@@ -35,7 +35,8 @@ function pendingCalls(description: WorkflowExecutionDescription) {
   }));
 }
 
-export async function describeExecution(requests: RequestService, id: string): Promise<{ handle: RequestHandle; description: WorkflowExecutionDescription }> {
+/** `owner`: a virtual key's id — another key's request answers as if it did not exist. */
+export async function describeExecution(requests: RequestService, id: string, owner?: string): Promise<{ handle: RequestHandle; description: WorkflowExecutionDescription }> {
   const handle: RequestHandle = requests.client.workflow.getHandle(id);
   let description: WorkflowExecutionDescription;
   try {
@@ -44,7 +45,8 @@ export async function describeExecution(requests: RequestService, id: string): P
     if (err instanceof WorkflowNotFoundError) throw new ApiError(404, `No request with id '${id}'`, 'invalid_request_error', 'id', 'request_not_found');
     throw err;
   }
-  if (description.type !== WORKFLOW_TYPES.request) throw new ApiError(404, `No request with id '${id}'`, 'invalid_request_error', 'id', 'request_not_found');
+  const foreign = owner !== undefined && description.typedSearchAttributes.get(KeelKey) !== owner;
+  if (description.type !== WORKFLOW_TYPES.request || foreign) throw new ApiError(404, `No request with id '${id}'`, 'invalid_request_error', 'id', 'request_not_found');
   return { handle, description };
 }
 
@@ -53,6 +55,7 @@ export function baseView(requests: RequestService, id: string, description: Work
     id,
     object: 'keel.request' as const,
     model: description.typedSearchAttributes.get(KeelModel) ?? null,
+    key_id: description.typedSearchAttributes.get(KeelKey) ?? null,
     created_at: Math.floor(description.startTime.getTime() / 1000),
     completed_at: description.closeTime ? Math.floor(description.closeTime.getTime() / 1000) : null,
     run_id: description.runId,
@@ -60,8 +63,8 @@ export function baseView(requests: RequestService, id: string, description: Work
   };
 }
 
-export async function describeRequest(requests: RequestService, id: string, retried = false): Promise<RequestView> {
-  const { handle, description } = await describeExecution(requests, id);
+export async function describeRequest(requests: RequestService, id: string, owner?: string, retried = false): Promise<RequestView> {
+  const { handle, description } = await describeExecution(requests, id, owner);
   let status = publicStatus(description.status.name);
   const base = baseView(requests, id, description);
   if (status === 'running') {
@@ -72,7 +75,7 @@ export async function describeRequest(requests: RequestService, id: string, retr
     } catch (err) {
       // It closed while the query waited (a query is answered with the workflow task in flight,
       // e.g. the one recording an outcome a client already has): describe it as it is now.
-      if (!retried && !(err instanceof WorkflowNotFoundError)) return describeRequest(requests, id, true);
+      if (!retried && !(err instanceof WorkflowNotFoundError)) return describeRequest(requests, id, owner, true);
       // No workflow task has run yet (or the worker is away): what the server knows.
       return { ...base, status: 'queued' as PublicStatus, attempts: [], pending_calls: pending };
     }
@@ -126,9 +129,9 @@ export async function replayedView(requests: RequestService, id: string) {
  * view. The cancel goes out before the status query: a request whose call runs locally answers
  * queries only when its workflow task next checks in, and the cancel must not wait for that.
  */
-export async function cancelRequest(requests: RequestService, id: string) {
-  const { handle, description } = await describeExecution(requests, id);
+export async function cancelRequest(requests: RequestService, id: string, owner?: string) {
+  const { handle, description } = await describeExecution(requests, id, owner);
   const live = publicStatus(description.status.name) === 'running';
   if (live) await handle.cancel();
-  return { ...(await describeRequest(requests, id)), cancel_requested: live };
+  return { ...(await describeRequest(requests, id, owner)), cancel_requested: live };
 }

@@ -8,6 +8,9 @@ import { keys } from '../core/batch-keys.js';
 import type { BatchObject, FileObject, FilePurpose } from '../core/batch-types.js';
 import { localStore, type ObjectStore } from './file-store.js';
 import { dataDir } from '../config/load.js';
+import type { CodecSettings } from '../config/schema.js';
+import { keyringFor } from '../codec/data-converter.js';
+import { EncryptedObjectStore } from './encrypted-store.js';
 
 export { keys };
 export function newId(prefix: 'file' | 'batch'): string {
@@ -86,6 +89,8 @@ export class BatchStore {
   }
 }
 
-export function openBatchStore(dir = dataDir()): BatchStore {
-  return new BatchStore(localStore(dir));
+/** The file store in `dir`; with codec keys, encrypted at rest (src/store/encrypted-store.ts). */
+export function openBatchStore(codec: CodecSettings, dir = dataDir()): BatchStore {
+  const local = localStore(dir);
+  return new BatchStore(codec.keys.length > 0 ? new EncryptedObjectStore(local, keyringFor(codec), codec.enabled) : local);
 }

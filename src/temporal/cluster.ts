@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { loadConfig } from '../config/load.js';
+import { localClusterSecrets } from './cluster-secrets.js';
 import { providerTaskQueue } from '../core/task-queues.js';
 import { startDevServer, type DevServer } from './dev-server.js';
 import { clusterDynamicConfigYaml, singlePartitionQueues } from './dynamic-config.js';
@@ -78,6 +79,8 @@ export interface Cluster {
   apis: KeelProcess[];
   workers: KeelProcess[];
   logsDir: string;
+  /** The secrets this cluster made for the production config (src/temporal/cluster-secrets.ts): what another Keel process here needs in its environment. */
+  secrets: Record<string, string>;
   /** Starts one more worker (or a replacement); it joins `workers`. */
   addWorker(): Promise<KeelProcess>;
   /** Starts an API on `port` (a replacement for a killed one on the same port); it joins `apis`. */
@@ -242,6 +245,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const logsDir = join(dataDir, 'logs');
   mkdirSync(logsDir, { recursive: true });
   const namespace = opts.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default';
+  // The production config's secrets (codec key, tokens) when the environment has none: made once per data folder.
+  const secrets = localClusterSecrets(dataDir, { ...process.env, ...opts.env });
   const retentionSeconds = parseRetention(opts.retention ?? process.env.KEEL_NAMESPACE_RETENTION ?? DEFAULT_RETENTION);
 
   // Started so far, for stop() (also on a failed start).
@@ -278,7 +283,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       await setUpTemporalSchema({ sqlTool: tools.sql, schemaDir: tools.postgresSchemaDir, host: postgres.host, port: postgres.port, user: postgres.user });
       log(`keel: Temporal schema up to date (temporal, temporal_visibility)`);
       checkpoint();
-      dynamicConfigFile = dynamicConfigFor(opts.keelConfig, { ...process.env, ...opts.env }, dataDir, log);
+      dynamicConfigFile = dynamicConfigFor(opts.keelConfig, { ...process.env, ...secrets, ...opts.env }, dataDir, log);
       server = await startTemporalServer({
         serverBin: tools.server,
         ports: await allocateServerPorts(opts.temporalPort),
@@ -300,8 +305,13 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     await setUpKeelNamespace({ address, namespace, retentionSeconds, log: (l) => log(`keel: setup: ${l}`) });
     checkpoint();
 
+    // The admin key goes to the APIs alone: workers never need it.
+    const { KEEL_ADMIN_KEY: adminFromEnv, ...inherited } = process.env;
+    const { KEEL_ADMIN_KEY: adminMade, ...roleSecrets } = secrets;
+    const adminKey = adminFromEnv || adminMade;
     const roleEnv: NodeJS.ProcessEnv = {
-      ...process.env,
+      ...inherited,
+      ...roleSecrets,
       KEEL_CONFIG: resolve(opts.keelConfig),
       KEEL_DATA_DIR: dataDir,
       TEMPORAL_ADDRESS: address,
@@ -319,7 +329,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     };
     const addApi = async (port?: number) => {
       const name = `api-${++apiCount}`;
-      const a = await spawnKeelRole({ role: 'api', name, env: roleEnv, port: port ?? (await freePort()), logFile: join(logsDir, `${name}.log`) });
+      const a = await spawnKeelRole({ role: 'api', name, env: { ...roleEnv, ...(adminKey && { KEEL_ADMIN_KEY: adminKey }) }, port: port ?? (await freePort()), logFile: join(logsDir, `${name}.log`) });
       apis.push(a);
       return a;
     };
@@ -328,7 +338,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     checkpoint();
     for (let i = 0; i < (opts.apis ?? 2); i++) await addApi(opts.apiPorts?.[i]);
     checkpoint();
-    return { backend, address, namespace, dataDir, dynamicConfigFile, postgres, temporal, apis, workers, logsDir, addWorker, addApi, stop };
+    return { backend, address, namespace, dataDir, dynamicConfigFile, postgres, temporal, apis, workers, logsDir, secrets, addWorker, addApi, stop };
   } catch (err) {
     await stop().catch(() => undefined);
     throw err;

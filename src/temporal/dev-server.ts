@@ -16,6 +16,8 @@ export interface DevServerOptions {
   uiPort?: number;
   headless?: boolean;
   namespace?: string;
+  /** The codec server the UI decodes payloads through (Keel's `/codec` route), for the UI's browser. */
+  uiCodecEndpoint?: string;
   /** Where the server's own log goes; default: a file in dataDir. */
   stdio?: 'inherit' | 'ignore';
 }
@@ -93,6 +95,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     ...devServerDynamicConfigArgs(),
     ...(opts.namespace && opts.namespace !== 'default' ? ['--namespace', opts.namespace] : []),
     ...(opts.headless ? ['--headless'] : ['--ui-port', String(opts.uiPort ?? port + 1000)]),
+    ...(!opts.headless && opts.uiCodecEndpoint ? ['--ui-codec-endpoint', opts.uiCodecEndpoint] : []),
     ...KEEL_SEARCH_ATTRIBUTES.flatMap((k) => ['--search-attribute', `${k.name}=${CLI_TYPE[k.type]}`]),
   ];
   const child = spawn(cli, args, { stdio: ['ignore', opts.stdio ?? 'ignore', opts.stdio ?? 'ignore'], detached: false });

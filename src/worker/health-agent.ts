@@ -48,6 +48,8 @@ export class HealthAgent {
     this.timer.unref();
     // Starts the workflow if it is not running yet, and hands it this worker's breaker settings.
     void this.send(healthConfigureSignal, this.opts.settings.breaker).catch(() => undefined);
+    // The first snapshot now, not a tick later: routing waits for it (ready()).
+    void this.ready();
   }
 
   /** Stops the loop and publishes what is left (best effort: the connection may be closing). */
@@ -118,6 +120,38 @@ export class HealthAgent {
 
   current(): HealthSnapshot | undefined {
     return this.snapshot;
+  }
+
+  private first: Promise<void> | undefined;
+
+  /**
+   * Resolves once this worker has a snapshot — at once after the first refresh. A worker that just
+   * started must not route around nothing: a breaker other workers opened has to hold for its
+   * first requests too. Bounded: health is advisory, and without the health workflow (or before
+   * any worker reported) routing goes on as configured.
+   */
+  ready(): Promise<void> {
+    if (this.snapshot) return Promise.resolve();
+    this.first ??= this.refresh()
+      .then(() => undefined)
+      .catch(() => undefined)
+      .finally(() => {
+        this.first = undefined;
+      });
+    return this.first;
+  }
+
+  /**
+   * Waits, bounded, for the first snapshot, asking again while the health workflow's first task is
+   * still on its way (a worker that just started). A gateway calls it before it serves, so that
+   * its first requests carry health in their input like every later one.
+   */
+  async warmUp(timeoutMs = 5_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (!this.snapshot && !this.stopped && Date.now() < until) {
+      await this.ready();
+      if (!this.snapshot) await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /** The cached view of `targets` for the planner, with the real clock deciding half-open. */

@@ -1,18 +1,9 @@
 // Aggregates this worker's provider calls between two health reports, so the health workflow gets
 // one small signal per interval instead of one per call.
 import type { ErrorClass } from '../core/error-classes.js';
-import { latencyBin, type TargetReport } from '../core/health-types.js';
+import { latencyBin, type CallOutcome, type TargetReport } from '../core/health-types.js';
 
-export interface CallOutcome {
-  provider: string;
-  model: string;
-  at: number;
-  durationMs: number;
-  /** Absent: success. */
-  errorClass?: ErrorClass;
-  outputTokens?: number;
-  probe?: boolean;
-}
+export type { CallOutcome };
 
 function emptyReport(target: string, provider: string, at: number): TargetReport {
   return { target, provider, at, ok: 0, errors: {}, latency: {}, outputTokens: 0, okMs: 0 };

@@ -1,12 +1,13 @@
 // Keel's worker role: the request workflows on the main task queue, and one activity worker per
 // provider on that provider's task queue (its own rate limit, concurrency cap and scaling).
-import { NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { NativeConnection, Worker, type WorkerOptions, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import { Client } from '@temporalio/client';
 import { createBatchActivities } from '../../activities/batch/index.js';
 import { openBatchStore } from '../store/batch-store.js';
 import { DEFAULT_PROVIDER_CONCURRENCY, type KeelConfig } from '../config/schema.js';
 import { HealthAgent } from './health-agent.js';
+import { keelDataConverter } from '../codec/data-converter.js';
 import type { InjectedSinks } from '@temporalio/worker';
 import type { AnswerBoard } from '../channels/answer-board.js';
 import type { KeelSinks } from '../core/contract.js';
@@ -15,6 +16,17 @@ import { KEY_SEARCH_ATTRIBUTE, KeelMetrics } from '../observability/metrics.js';
 import type { KeelTracing } from '../observability/tracing.js';
 import { tracingClientInterceptors, tracingWorkerParts } from '../observability/temporal-tracing.js';
 import type { WorkflowInfo } from '@temporalio/workflow';
+
+/**
+ * How long one workflow activation may run before the SDK gives up on it. The default (5 s) is
+ * reached on a saturated machine, and Node's vm then corrupts its async-hook stack when the
+ * timeout fires inside a microtask (nodejs/node#38503: "async hook stack has become corrupted",
+ * which killed workers under load). Keel's workflows do no heavy computation: a longer bound
+ * still catches a runaway loop.
+ */
+// The SDK reads `isolateExecutionTimeout` from the options it is given but leaves it out of the
+// public WorkerOptions type ("not exposed at the moment"): passed through its option spread.
+const ISOLATE_TIMEOUT = { isolateExecutionTimeout: '60s' } as Partial<WorkerOptions>;
 
 /** Local-activity slots for the health reads, probes and hedge checks beside provider calls. */
 const LOCAL_HOUSEKEEPING_SLOTS = 100;
@@ -55,8 +67,11 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
   const metrics = opts.metrics ?? new KeelMetrics({ processMetrics: false });
   const traced = tracingClientInterceptors(opts.tracing);
   const tracing = tracingWorkerParts(opts.tracing);
+  // Every client and worker here encodes payloads the same way (the codec, when configured).
+  const dataConverter = keelDataConverter(config.codec);
+  const withCodec = dataConverter ? { dataConverter } : {};
   const health = new HealthAgent({
-    client: new Client({ connection, namespace: config.namespace, ...traced }),
+    client: new Client({ connection, namespace: config.namespace, ...withCodec, ...traced }),
     workflowId: providerHealthWorkflowId(config.taskQueue),
     taskQueue: config.taskQueue,
     settings: config.health,
@@ -66,7 +81,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
   });
   metrics.watchHealth(() => health.current(), config.routing);
   const activities = createActivities(config, health, { metrics, ...(opts.tracing && { tracer: opts.tracing.tracer }) });
-  const common = { connection, namespace: config.namespace, ...(opts.identity && { identity: opts.identity }) };
+  const common = { connection, namespace: config.namespace, ...withCodec, ...(opts.identity && { identity: opts.identity }) };
   const sinks: InjectedSinks<KeelSinks> = {
     answers: {
       settled: {
@@ -93,6 +108,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
       ...common,
       taskQueue: config.taskQueue,
       workflowBundle: opts.workflowBundle,
+      ...ISOLATE_TIMEOUT,
       sinks: workflowSinks,
       interceptors: { activity: activityInterceptors },
       // Local activities run where the workflow runs: the health reads and probes, and provider
@@ -128,6 +144,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
       ...common,
       taskQueue: batchTaskQueue(config.taskQueue),
       workflowBundle: opts.workflowBundle,
+      ...ISOLATE_TIMEOUT,
       reuseV8Context: false,
       // One thread is enough for the few batch runs a worker drives; each thread holds a V8 heap.
       workflowThreadPoolSize: 1,
@@ -135,16 +152,19 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
       sinks: workflowSinks,
       interceptors: { activity: activityInterceptors },
       // Batch activities read children's outcomes through a client on the worker's own connection.
-      activities: createBatchActivities(config, new Client({ connection, namespace: config.namespace, ...traced }), openBatchStore()),
+      activities: createBatchActivities(config, new Client({ connection, namespace: config.namespace, ...withCodec, ...traced }), openBatchStore(config.codec)),
     }),
   );
   health.start();
   return { workers, health, metrics };
 }
 
-/** The worker's cached health snapshot, for an API in the same process to fold into request inputs. */
-export function healthSource(health: HealthAgent): (targets: string[]) => RoutingHealth | null {
-  return (targets) => (health.current() ? health.routingHealth(targets) : null);
+/**
+ * The worker's cached health snapshot, for an API in the same process to fold into request inputs.
+ * Undefined before the first snapshot: the workflow then reads health itself, and waits for it.
+ */
+export function healthSource(health: HealthAgent): (targets: string[]) => RoutingHealth | undefined {
+  return (targets) => (health.current() ? health.routingHealth(targets) : undefined);
 }
 
 /** Runs until every worker has shut down (call `shutdown()` on them, or send SIGINT/SIGTERM). */

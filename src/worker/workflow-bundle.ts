@@ -15,12 +15,16 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /**
  * `tracing`: compile Temporal's OpenTelemetry workflow interceptors into the bundle (a bundle is
  * built for one tracing setting: without them, workflow code spends nothing on spans).
+ * `failureConverterPath`: the failure converter compiled into the bundle — with the codec on,
+ * failure messages are encoded inside the workflow sandbox (src/codec/data-converter.ts,
+ * `bundleOptionsFor`), so a bundle is built for one codec setting too.
  */
-export async function bundleWorkflows(opts: { tracing?: boolean } = {}): Promise<WorkflowBundleWithSourceMap> {
+export async function bundleWorkflows(opts: { tracing?: boolean; failureConverterPath?: string } = {}): Promise<WorkflowBundleWithSourceMap> {
   const out = mkdtempSync(join(tmpdir(), 'keel-bundle-'));
   try {
     const env = { ...process.env, KEEL_BUNDLE_INTERCEPTORS: opts.tracing ? WORKFLOW_TRACING_INTERCEPTORS : '' };
-    const child = spawn(process.execPath, ['--import', 'tsx', BUILDER, WORKFLOWS_PATH, out], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'pipe'] });
+    const args = [BUILDER, WORKFLOWS_PATH, out, ...(opts.failureConverterPath ? [opts.failureConverterPath] : [])];
+    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => {
       stderr = (stderr + b.toString()).slice(-10_000);

@@ -48,6 +48,8 @@ let client: Client | undefined;
 /** deploy/keel.production.yaml with the test's knobs: its three providers (so deploy/temporal/dynamicconfig.yaml applies), test models. */
 function testConfig(): string {
   const prod = parseYaml(readFileSync(join(ROOT, 'deploy', 'keel.production.yaml'), 'utf8')) as Json;
+  // Gateway keys are not this test's subject (test/keys.e2e.test.ts; command.test.ts runs the production config with them).
+  delete prod.auth;
   prod.providers.openai = { ...prod.providers.openai, rateLimitPerSecond: RATE, rateLimitWorkers: 2 };
   prod.defaults = {
     retry: { maxAttempts: 5, initialIntervalMs: 200, backoffCoefficient: 2, maximumIntervalMs: 2000, jitter: 0.2 },
@@ -406,7 +408,7 @@ test('npm run setup prepares another namespace on the cluster, and running it ag
     execFileSync(process.execPath, ['--import', 'tsx', 'src/bin/setup.ts', '--address', c.address, ...args], {
       cwd: ROOT,
       encoding: 'utf8',
-      env: { ...process.env, KEEL_CONFIG: join(dir, 'keel.yaml') },
+      env: { ...process.env, ...c.secrets, KEEL_CONFIG: join(dir, 'keel.yaml') },
     });
   const first = setup('--namespace', 'keel-setup-test', '--retention', '3d');
   assert.match(first, /namespace keel-setup-test created \(retention 3 d\)/);
@@ -414,7 +416,7 @@ test('npm run setup prepares another namespace on the cluster, and running it ag
   const ns = await client!.workflowService.describeNamespace({ namespace: 'keel-setup-test' });
   assert.equal(Number(ns.config?.workflowExecutionRetentionTtl?.seconds), 3 * 86_400);
   const attrs = await client!.connection.operatorService.listSearchAttributes({ namespace: 'keel-setup-test' });
-  for (const name of ['KeelModel', 'KeelProvider', 'KeelErrorClass', 'KeelBatchId', 'KeelStatus']) {
+  for (const name of ['KeelModel', 'KeelProvider', 'KeelErrorClass', 'KeelBatchId', 'KeelStatus', 'KeelKey']) {
     assert.equal(attrs.customAttributes?.[name], proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD, name);
   }
   const again = setup('--namespace', 'keel-setup-test');
@@ -428,7 +430,7 @@ test('/healthz: "no worker polling" is told apart from "Temporal unreachable"', 
   assert.equal(healthy.res.status, 200);
   assert.equal(healthy.json.workers, 2);
   // An API whose task queue no worker polls (a misconfigured deployment).
-  const env = { ...process.env, KEEL_CONFIG: join(dir, 'keel.yaml'), KEEL_DATA_DIR: dir, TEMPORAL_ADDRESS: c.address, KEEL_TASK_QUEUE: 'keel-nobody-polls' };
+  const env = { ...process.env, ...c.secrets, KEEL_CONFIG: join(dir, 'keel.yaml'), KEEL_DATA_DIR: dir, TEMPORAL_ADDRESS: c.address, KEEL_TASK_QUEUE: 'keel-nobody-polls' };
   const lonely = await spawnKeelRole({ role: 'api', name: 'api-lonely', env, port: 0, logFile: join(c.logsDir, 'api-lonely.log') });
   try {
     const { res, json } = await callJson(lonely.url!, 'GET', '/healthz');

@@ -45,8 +45,10 @@ test('npm run cluster: prints the topology, answers on both APIs, Ctrl-C stops e
     }
   })();
   const data = join(dir, 'data');
+  const { KEEL_ADMIN_KEY: _unset, ...parentEnv } = process.env;
   const child = spawn('npm', ['run', 'cluster', '--', '--data-dir', data, '--api-port', String(base), '--temporal-port', String(temporalPort)], {
     cwd: ROOT,
+    env: parentEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
@@ -65,8 +67,15 @@ test('npm run cluster: prints the topology, answers on both APIs, Ctrl-C stops e
     for (const port of [base, base + 1]) assert.match(out, new RegExp(`api-\\d +http://127\\.0\\.0\\.1:${port}/v1`));
     assert.match(out, new RegExp(`Temporal +127\\.0\\.0\\.1:${temporalPort} +namespace default +\\(PostgreSQL 127\\.0\\.0\\.1:\\d+\\)`));
     assert.match(out, /deploy\/keel\.production\.yaml; server: deploy\/temporal\/config\.yaml, \S+deploy\/temporal\/dynamicconfig\.yaml/);
+    // The production config requires keys: the runner made an admin key and says where it is.
+    const keyFile = join(data, 'secrets.json');
+    assert.match(out, new RegExp(`admin key +KEEL_ADMIN_KEY in ${keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    const admin = (JSON.parse(readFileSync(keyFile, 'utf8')) as Record<string, string>).KEEL_ADMIN_KEY;
+    assert.ok(!out.includes(admin), 'the key itself is never printed');
     for (const port of [base, base + 1]) {
-      const { res, json } = await callJson(`http://127.0.0.1:${port}`, 'POST', '/v1/chat/completions', { model: 'chat', messages: [{ role: 'user', content: 'Hello' }] });
+      const open = await callJson(`http://127.0.0.1:${port}`, 'POST', '/v1/chat/completions', { model: 'chat', messages: [{ role: 'user', content: 'Hello' }] });
+      assert.equal(open.res.status, 401, 'no key, no answer');
+      const { res, json } = await callJson(`http://127.0.0.1:${port}`, 'POST', '/v1/chat/completions', { model: 'chat', messages: [{ role: 'user', content: 'Hello' }] }, { authorization: `Bearer ${admin}` });
       assert.equal(res.status, 200, JSON.stringify(json));
       assert.equal(res.headers.get('x-keel-provider'), 'openai', "the production config's first target, pointed at a fake");
       const health = await callJson(`http://127.0.0.1:${port}`, 'GET', '/healthz');

@@ -33,8 +33,8 @@ export interface RoleEnv {
   temporalAddress: string;
   dataDir: string;
   port?: number;
-  /** More environment for the process (e.g. KEEL_TASK_QUEUE, KEEL_METRICS_PORT). */
-  extraEnv?: Record<string, string>;
+  /** More environment for the process (e.g. KEEL_ADMIN_KEY, KEEL_TASK_QUEUE, KEEL_METRICS_PORT). */
+  env?: Record<string, string>;
 }
 
 /** Starts `src/bin/worker.ts` or `src/bin/api.ts`; resolves once it prints its ready line. */
@@ -51,7 +51,7 @@ export async function startRole(role: 'worker' | 'api', env: RoleEnv, timeoutMs 
       ...(env.port !== undefined && { PORT: String(env.port) }),
       // A worker's metrics on any free port: other test runs on this machine may hold 9464.
       ...(role === 'worker' && { KEEL_METRICS_PORT: '0' }),
-      ...env.extraEnv,
+      ...env.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

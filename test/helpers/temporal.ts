@@ -4,7 +4,8 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { startApi, type RunningApi } from '../../src/api/server.js';
 import { parseConfig } from '../../src/config/load.js';
-import type { KeelConfig } from '../../src/config/schema.js';
+import type { CodecSettings, KeelConfig } from '../../src/config/schema.js';
+import { bundleOptionsFor } from '../../src/codec/data-converter.js';
 import { devServerDynamicConfigArgs } from '../../src/temporal/dev-server.js';
 import { KEEL_SEARCH_ATTRIBUTES } from '../../src/core/search-attributes.js';
 import { ensureTemporalCli } from '../../src/temporal/cli.js';
@@ -14,30 +15,44 @@ import { bundleWorkflows } from '../../src/worker/workflow-bundle.js';
 import { KeelMetrics } from '../../src/observability/metrics.js';
 import type { KeelTracing } from '../../src/observability/tracing.js';
 
-/** `dynamicConfig`: dev-server dynamic config values, e.g. `{ 'matching.numTaskqueueReadPartitions': 1 }`. */
-export async function startTemporal(opts: { dynamicConfig?: Record<string, string | number> } = {}): Promise<TestWorkflowEnvironment> {
+/**
+ * `dynamicConfig`: dev-server dynamic config values, e.g. `{ 'matching.numTaskqueueReadPartitions': 1 }`;
+ * `dbFilename`: keep the server's SQLite in that file (default: in memory); `uiPort`: run the Web UI;
+ * `extraArgs`: more `temporal server start-dev` flags (e.g. `--ui-codec-endpoint`).
+ */
+export async function startTemporal(opts: { dynamicConfig?: Record<string, string | number>; dbFilename?: string; uiPort?: number; extraArgs?: string[] } = {}): Promise<TestWorkflowEnvironment> {
   const dynamic = devServerDynamicConfigArgs(opts.dynamicConfig);
   return TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: ensureTemporalCli() },
       ip: '127.0.0.1',
       searchAttributes: KEEL_SEARCH_ATTRIBUTES,
-      extraArgs: ['--log-level', 'error', ...dynamic],
+      ...(opts.dbFilename && { dbFilename: opts.dbFilename }),
+      ...(opts.uiPort && { ui: true, uiPort: opts.uiPort }),
+      extraArgs: ['--log-level', 'error', ...dynamic, ...(opts.extraArgs ?? [])],
     },
   });
 }
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflows();
+const bundles = new Map<string, Promise<WorkflowBundleWithSourceMap>>();
+/**
+ * One bundle per codec setting (with the codec on, the failure converter is compiled in) and
+ * tracing setting (`tracing`: Temporal's OpenTelemetry workflow interceptors compiled in).
+ */
+export function workflowBundle(codec?: CodecSettings, tracing = false): Promise<WorkflowBundleWithSourceMap> {
+  const opts = codec ? bundleOptionsFor(codec) : {};
+  const key = `${opts.failureConverterPath ?? ''}|${tracing}`;
+  let bundle = bundles.get(key);
+  if (!bundle) {
+    bundle = bundleWorkflows({ ...opts, tracing });
+    bundles.set(key, bundle);
+  }
   return bundle;
 }
 
-let tracingBundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 /** The bundle with Temporal's OpenTelemetry workflow interceptors compiled in. */
-export function tracingWorkflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  tracingBundle ??= bundleWorkflows({ tracing: true });
-  return tracingBundle;
+export function tracingWorkflowBundle(codec?: CodecSettings): Promise<WorkflowBundleWithSourceMap> {
+  return workflowBundle(codec, true);
 }
 
 export interface KeelUnderTest {
@@ -52,14 +67,17 @@ export interface KeelUnderTest {
 
 let counter = 0;
 
-/** Starts workers and the API for `yaml` (each call gets its own task queue, so tests do not share workers). */
+/**
+ * Starts workers and the API for `yaml`. Each call gets its own task queue, so tests do not share
+ * workers, unless `taskQueue` names one (a restarted Keel picking up where another left off).
+ */
 export async function startKeel(
   env: TestWorkflowEnvironment,
   yaml: string,
-  opts: { env?: NodeJS.ProcessEnv; api?: boolean; shared?: boolean; identity?: string; tracing?: KeelTracing; temporalMetricsUrl?: string } = {},
+  opts: { env?: NodeJS.ProcessEnv; api?: boolean; shared?: boolean; taskQueue?: string; port?: number; identity?: string; tracing?: KeelTracing; temporalMetricsUrl?: string } = {},
 ): Promise<KeelUnderTest> {
-  const taskQueue = `keel-test-${process.pid}-${++counter}`;
-  const config = parseConfig(yaml, { ...opts.env, KEEL_TASK_QUEUE: taskQueue, PORT: '0' }, 'test config');
+  const taskQueue = opts.taskQueue ?? `keel-test-${process.pid}-${++counter}`;
+  const config = parseConfig(yaml, { ...opts.env, KEEL_TASK_QUEUE: taskQueue, PORT: String(opts.port ?? 0) }, 'test config');
   const address = env.address;
   const connection = await NativeConnection.connect({ address });
   // As `npm start` runs them: one connection, eager starts, early answers (unless `shared: false`).
@@ -68,18 +86,20 @@ export async function startKeel(
   const { workers, health, metrics } = await createKeelWorkers({
     connection,
     config,
-    workflowBundle: await (opts.tracing ? tracingWorkflowBundle() : workflowBundle()),
+    workflowBundle: await workflowBundle(config.codec, opts.tracing !== undefined),
     answers,
     metrics: new KeelMetrics({ processMetrics: false }),
     ...tracing,
     ...(opts.identity && { identity: opts.identity }),
   });
   const running = Promise.all(workers.map((w) => w.run()));
+  if (opts.shared !== false) await health.warmUp();
+  const port = opts.port ?? 0;
   const temporalMetrics = opts.temporalMetricsUrl ? { temporalMetricsUrl: opts.temporalMetricsUrl } : {};
   const api =
     opts.shared === false
-      ? await startApi(config, { address, port: 0, metrics: new KeelMetrics({ processMetrics: false }), ...tracing })
-      : await startApi(config, { connection, local: { answers, health: healthSource(health) }, port: 0, metrics, ...tracing, ...temporalMetrics });
+      ? await startApi(config, { address, port, metrics: new KeelMetrics({ processMetrics: false }), ...tracing })
+      : await startApi(config, { connection, local: { answers, health: healthSource(health) }, port, metrics, ...tracing, ...temporalMetrics });
   return {
     config,
     api,

@@ -15,13 +15,14 @@ import proto from '@temporalio/proto';
 import type { temporal } from '@temporalio/proto';
 import { startFakeProvider } from '../../dev/fakes/index.js';
 import { providerHealthWorkflowId } from '../../src/core/task-queues.js';
+import { keyWorkflowId } from '../../src/core/keys.js';
 import { requestIdForKey } from '../../src/services/request-service.js';
 import { historyToJSON } from '../helpers/history-json.js';
 import { until } from '../helpers/http.js';
 import { startKeel, startTemporal } from '../helpers/temporal.js';
 
 const OUT_DIR = dirname(fileURLToPath(import.meta.url));
-const SCENARIOS = ['fallback', 'race', 'hedge', 'failed', 'batch', 'provider-health'];
+const SCENARIOS = ['fallback', 'race', 'hedge', 'failed', 'batch', 'provider-health', 'keyed', 'keyed-batch', 'virtual-key'];
 const named = process.argv.slice(2);
 for (const n of named) if (!SCENARIOS.includes(n)) throw new Error(`unknown scenario '${n}'; the scenarios are ${SCENARIOS.join(', ')}`);
 const IDENTITY = 'keel-history-recorder';
@@ -31,14 +32,19 @@ type History = temporal.api.history.v1.IHistory;
 const dataDir = mkdtempSync(join(tmpdir(), 'keel-record-'));
 process.env.KEEL_DATA_DIR = dataDir;
 
+// Gateway keys on: the keyed scenarios need a virtual key, which only the admin key creates.
+const ADMIN = `recorder-admin-${Date.now()}-key`;
 const env = await startTemporal();
 const a = await startFakeProvider({ type: 'openai' });
 const b = await startFakeProvider({ type: 'anthropic' });
 // One upstream model per scenario: health is kept per target, so one scenario's failures cannot
-// reorder another's targets.
+// reorder another's targets. Provider calls on the task-queue path, as the scenarios recorded before
+// local calls existed (their assertions count activity tasks).
 const keel = await startKeel(
   env,
   `
+auth:
+  adminKey: ${ADMIN}
 defaults:
   retry: { maxAttempts: 2, initialIntervalMs: 50, backoffCoefficient: 2, maximumIntervalMs: 100, jitter: 0 }
   timeouts: { attemptMs: 10000, requestMs: 20000 }
@@ -46,9 +52,11 @@ defaults:
 health: { publishIntervalMs: 300, refreshIntervalMs: 300 }
 batches: { window: 2, childrenPerRun: 10, flushSize: 2 }
 providers:
-  a: { type: openai, baseURL: ${a.url} }
-  b: { type: anthropic, baseURL: ${b.url} }
+  a: { type: openai, baseURL: ${a.url}, callPath: queue, models: { keyed: { pricing: { input: 1, output: 2 } }, keyed-batch: { pricing: { input: 1, output: 2 } } } }
+  b: { type: anthropic, baseURL: ${b.url}, callPath: queue }
 models:
+  keyed: { targets: [a/keyed] }
+  keyed-batch: { targets: [a/keyed-batch] }
   fallback: { targets: [a/fallback, b/fallback] }
   raced: { targets: [a/race, b/race], mode: race }
   hedged: { targets: [a/hedge, b/hedge], mode: hedge }
@@ -57,7 +65,7 @@ models:
 `,
   { identity: IDENTITY },
 );
-const client = new OpenAI({ baseURL: `${keel.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+const client = new OpenAI({ baseURL: `${keel.url}/v1`, apiKey: ADMIN, maxRetries: 0 });
 
 a.setBehaviour('fallback', { default: { kind: 'error', status: 503 } });
 b.setBehaviour('fallback', { default: { kind: 'ok' } });
@@ -68,6 +76,8 @@ b.setBehaviour('hedge', { default: { kind: 'ok', latencyMs: 50 } });
 a.setBehaviour('fail', { default: { kind: 'error', status: 500 } });
 b.setBehaviour('fail', { default: { kind: 'error', status: 529, code: 'overloaded_error' } });
 a.setBehaviour('batch', { default: { kind: 'ok' } });
+a.setBehaviour('keyed', { default: { kind: 'ok' } });
+a.setBehaviour('keyed-batch', { default: { kind: 'ok' } });
 
 const events = (h: History) => h.events ?? [];
 const count = (h: History, type: proto.temporal.api.enums.v1.EventType) => events(h).filter((e) => e.eventType === type).length;
@@ -102,9 +112,9 @@ async function closedHistory(workflowId: string): Promise<History> {
   return handle.fetchHistory();
 }
 
-async function ask(model: string, key: string): Promise<string> {
-  await client.chat.completions.create({ model, messages: [{ role: 'user', content: `a ${model} request` }] }, { headers: { 'Idempotency-Key': key } });
-  return requestIdForKey(key);
+async function ask(model: string, key: string, sdk = client, keyId?: string): Promise<string> {
+  await sdk.chat.completions.create({ model, max_tokens: 100, messages: [{ role: 'user', content: `a ${model} request` }] }, { headers: { 'Idempotency-Key': key } });
+  return requestIdForKey(key, keyId);
 }
 
 try {
@@ -135,6 +145,31 @@ try {
   await until('the batch to complete', async () => ((await client.batches.retrieve(batch.id)).status === 'completed' ? true : undefined), 60_000);
   recorded.batch = await closedHistory(batch.id);
   assert.equal(count(recorded.batch, EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED), 3, 'batch: three children');
+
+  // A virtual key with a budget and a rate limit: its requests reserve through the key's workflow
+  // and settle with it as they end; its batch's lines reserve in groups.
+  const created = await fetch(`${keel.url}/v1/keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'recorded', budget: { usd: 1, period: 'month' }, rpm: 1000, tpm: 1_000_000 }),
+  });
+  assert.equal(created.status, 201);
+  const vk = (await created.json()) as { id: string; secret: string };
+  const keyed = new OpenAI({ baseURL: `${keel.url}/v1`, apiKey: vk.secret, maxRetries: 0 });
+  recorded.keyed = await closedHistory(await ask('keyed', `keyed-${run}`, keyed, vk.id));
+  assert.equal(count(recorded.keyed, EventType.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED), 1, 'keyed: settled with the key');
+  const keyedLines = [1, 2, 3].map((i) => JSON.stringify({ custom_id: `line-${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'keyed-batch', max_tokens: 100, messages: [{ role: 'user', content: `line ${i}` }] } }));
+  const keyedFile = await keyed.files.create({ file: await toFile(Buffer.from(keyedLines.join('\n') + '\n'), 'input.jsonl'), purpose: 'batch' });
+  const keyedBatch = await keyed.batches.create({ input_file_id: keyedFile.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+  await until('the keyed batch to complete', async () => ((await keyed.batches.retrieve(keyedBatch.id)).status === 'completed' ? true : undefined), 60_000);
+  recorded['keyed-batch'] = await closedHistory(keyedBatch.id);
+  assert.equal(count(recorded['keyed-batch'], EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED), 3, 'keyed-batch: three children');
+  const changed = await fetch(`${keel.url}/v1/keys/${vk.id}`, { method: 'PATCH', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ rpm: 500 }) });
+  assert.equal(changed.status, 200);
+  // The key's workflow never closes while the key lives: its history so far.
+  recorded['virtual-key'] = await env.client.workflow.getHandle(keyWorkflowId(vk.id)).fetchHistory();
+  assert.ok(count(recorded['virtual-key'], EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED) >= 3, 'virtual-key: reservations and a change');
+  assert.ok(count(recorded['virtual-key'], EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) >= 4, 'virtual-key: settlements');
 
   // The singleton never closes: its history so far, once the worker's reports have reached it.
   const health = env.client.workflow.getHandle(providerHealthWorkflowId(keel.config.taskQueue));

@@ -1,0 +1,19 @@
+// The one 0 ms OpenAI-compatible fake every target calls: `dev/fakes/cli.ts` in a process of its
+// own, like the external fake a user puts behind `npm start`, so its work shares no event loop
+// with the load generator or the in-process floors. With no latency setting the fake answers
+// on the next timer tick (setTimeout 0, ~1 ms): the "direct" row shows what that costs.
+import { startProcess, type Child } from './children.js';
+import { ROOT } from './paths.js';
+
+export interface ExternalFake {
+  /** The OpenAI SDK's base URL: http://127.0.0.1:PORT/v1 */
+  url: string;
+  child: Child;
+}
+
+export async function startExternalFake(): Promise<ExternalFake> {
+  const child = startProcess('fake provider', process.execPath, ['--import', 'tsx', 'dev/fakes/cli.ts', '--type', 'openai', '--host', '127.0.0.1', '--port', '0'], { cwd: ROOT });
+  await child.waitFor(/^http:\/\/127\.0\.0\.1:\d+\/v1$/m, 60_000);
+  const url = /^(http:\/\/127\.0\.0\.1:\d+\/v1)$/m.exec(child.output())![1];
+  return { url, child };
+}

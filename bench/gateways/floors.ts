@@ -1,0 +1,91 @@
+// The bare-Temporal floors, in the bench process: a worker for bench/floor-workflows.ts and the
+// clients that drive it, against a dev server started with Keel's settings. No Keel code: what
+// "one call = one durable workflow" costs at least, in each of the shapes Keel could take.
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
+import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/client';
+import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
+import { callUpdate, type floorActivityWorkflow, type floorEmptyWorkflow, type floorLocalActivityWorkflow, type floorUpdateWorkflow } from '../floor-workflows.js';
+
+const TASK_QUEUE = 'bench-floors';
+
+export const FLOORS = {
+  'floor-activity': 'workflow + activity, plain client',
+  'floor-local': 'workflow + local activity, plain client',
+  'floor-eager-activity': 'eager start (shared NativeConnection) + activity',
+  'floor-uws-local': 'Update-with-Start, local activity in the handler',
+  'floor-eager-local': 'eager start + local activity',
+  'floor-start': 'durable start alone (workflow.start)',
+} as const;
+export type FloorName = keyof typeof FLOORS;
+
+export interface Floors {
+  /** One request; resolves with the fake's answer (undefined for `floor-start`, which only starts). */
+  call: Record<FloorName, (body: unknown) => Promise<unknown>>;
+  /** Waits for the workflows `floor-start` started to finish, so their work is counted in its slot, not the next target's. */
+  drainStarted(): Promise<void>;
+  /** Eager starts asked for and granted by the server. */
+  eager: { asked: number; granted: number };
+  stop(): Promise<void>;
+}
+
+const quiet = { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: console.warn, error: console.error };
+
+export async function startFloors(temporalAddress: string, fakeUrl: string): Promise<Floors> {
+  const native = await NativeConnection.connect({ address: temporalAddress });
+  const workflowBundle = await bundleWorkflowCode({ workflowsPath: fileURLToPath(new URL('../floor-workflows.ts', import.meta.url)), logger: quiet });
+  const openai = new OpenAI({ baseURL: fakeUrl, apiKey: 'bench', maxRetries: 0 });
+  const worker = await Worker.create({
+    connection: native,
+    taskQueue: TASK_QUEUE,
+    workflowBundle,
+    activities: { callFake: (body: unknown) => openai.chat.completions.create(body as OpenAI.ChatCompletionCreateParamsNonStreaming) },
+  });
+  const running = worker.run();
+  const plainConnection = await Connection.connect({ address: temporalAddress });
+  // What an API process has: a client on a connection of its own.
+  const plain = new Client({ connection: plainConnection });
+  // Eager start needs the client on the worker's own connection (one process).
+  const shared = new Client({ connection: native });
+  const eager = { asked: 0, granted: 0 };
+  let started: Promise<unknown>[] = [];
+  const options = () => ({ taskQueue: TASK_QUEUE, workflowId: `floor-${randomUUID()}` });
+  const eagerly = async (name: 'floorActivityWorkflow' | 'floorLocalActivityWorkflow', body: unknown) => {
+    const handle = await shared.workflow.start<typeof floorActivityWorkflow>(name, { ...options(), args: [body], requestEagerStart: true });
+    eager.asked += 1;
+    if (handle.eagerlyStarted) eager.granted += 1;
+    return await handle.result();
+  };
+  return {
+    call: {
+      'floor-activity': (body) => plain.workflow.execute<typeof floorActivityWorkflow>('floorActivityWorkflow', { ...options(), args: [body] }),
+      'floor-local': (body) => plain.workflow.execute<typeof floorLocalActivityWorkflow>('floorLocalActivityWorkflow', { ...options(), args: [body] }),
+      'floor-eager-activity': (body) => eagerly('floorActivityWorkflow', body),
+      'floor-uws-local': (body) =>
+        plain.workflow.executeUpdateWithStart(callUpdate, {
+          args: [body],
+          startWorkflowOperation: new WithStartWorkflowOperation<typeof floorUpdateWorkflow>('floorUpdateWorkflow', { ...options(), workflowIdConflictPolicy: 'FAIL' }),
+        }),
+      'floor-eager-local': (body) => eagerly('floorLocalActivityWorkflow', body),
+      'floor-start': async () => {
+        const handle = await plain.workflow.start<typeof floorEmptyWorkflow>('floorEmptyWorkflow', options());
+        started.push(handle.result().catch(() => undefined));
+        return undefined;
+      },
+    },
+    async drainStarted() {
+      const pending = started;
+      started = [];
+      await Promise.all(pending);
+    },
+    eager,
+    async stop() {
+      // The Temporal runtime may have begun the shutdown itself (it handles SIGINT and SIGTERM).
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+      await plainConnection.close();
+      await native.close();
+    },
+  };
+}
