@@ -4,6 +4,9 @@
 // Keel on a real dev server with fake providers that answer, fail, hang and are rate limited, and
 // the worker role as its own process (`src/bin/worker.ts`) with its own /metrics.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { WORKFLOW_TYPES } from '../src/core/contract.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -102,9 +105,9 @@ describe('GET /metrics on the API (a gateway: the API and its workers share the 
       return delta(before, s, 'keel_requests_total', { model: 'chat' }) >= 3 ? s : undefined;
     });
 
-    assert.equal(delta(before, after, 'keel_chat_completions_total', { model: 'chat', provider: 'good', outcome: 'succeeded', error_class: '', answered_at: 'early', key: '' }), 3);
+    assert.equal(delta(before, after, 'keel_chat_completions_total', { model: 'chat', provider: 'good', outcome: 'succeeded', error_class: '', answered_at: 'early', key: 'none' }), 3);
     assert.equal(after.histogram('keel_chat_completion_duration_seconds', { model: 'chat' }).count - before.histogram('keel_chat_completion_duration_seconds', { model: 'chat' }).count, 3);
-    assert.equal(delta(before, after, 'keel_requests_total', { model: 'chat', provider: 'good', outcome: 'succeeded', error_class: '', mode: 'fallback', source: 'api', key: '' }), 3);
+    assert.equal(delta(before, after, 'keel_requests_total', { model: 'chat', provider: 'good', outcome: 'succeeded', error_class: '', mode: 'fallback', source: 'api', key: 'none' }), 3);
     assert.equal(delta(before, after, 'keel_provider_attempts_total', { provider: 'good', model: 'm', call_path: 'local', outcome: 'success', error_class: '' }), 3);
     const genai = { gen_ai_operation_name: 'chat', gen_ai_provider_name: 'openai', gen_ai_request_model: 'm', provider: 'good' };
     assert.equal(after.histogram('gen_ai_client_operation_duration_seconds', genai).count - before.histogram('gen_ai_client_operation_duration_seconds', genai).count, 3);
@@ -115,7 +118,7 @@ describe('GET /metrics on the API (a gateway: the API and its workers share the 
     assert.equal(delta(before, after, 'keel_request_tokens_total', { model: 'chat', provider: 'good', type: 'input' }), input);
     assert.equal(delta(before, after, 'keel_request_tokens_total', { model: 'chat', provider: 'good', type: 'output' }), output);
     // Cost: usage.cost of the answers, to the micro-dollar.
-    assert.ok(Math.abs(delta(before, after, 'keel_request_cost_usd_total', { model: 'chat', provider: 'good', key: '' }) - cost) < 1e-9);
+    assert.ok(Math.abs(delta(before, after, 'keel_request_cost_usd_total', { model: 'chat', provider: 'good', key: 'none' }) - cost) < 1e-9);
     assert.ok(Math.abs(delta(before, after, 'keel_provider_cost_usd_total', { provider: 'good', model: 'm' }) - cost) < 1e-9);
     // The HTTP view: by route pattern and status.
     assert.equal(after.histogram('keel_http_request_duration_seconds', { method: 'POST', route: '/v1/chat/completions', status: '200' }).count - before.histogram('keel_http_request_duration_seconds', { method: 'POST', route: '/v1/chat/completions', status: '200' }).count, 3);
@@ -228,13 +231,12 @@ describe('GET /metrics on the API (a gateway: the API and its workers share the 
         for (const v of Object.values(labels)) assert.doesNotMatch(v, /^req-/, `${name} carries a request id`);
       }
     }
-    assert.ok(s.labelSets('keel_requests_total').every((l) => l.key === ''), 'no key on requests yet');
-    keel.metrics.setKeyBudget('key-team-a', { remainingUsd: 12.5, limitUsd: 50 });
-    const withBudget = await scrape(metricsUrl());
-    assert.equal(withBudget.value('keel_key_budget_remaining_usd', { key: 'key-team-a' }), 12.5);
-    assert.equal(withBudget.value('keel_key_budget_limit_usd', { key: 'key-team-a' }), 50);
-    keel.metrics.forgetKey('key-team-a');
-    assert.equal((await scrape(metricsUrl())).labelSets('keel_key_budget_remaining_usd').length, 0);
+    // Authentication is off here: every request is made without a virtual key.
+    for (const name of ['keel_requests_total', 'keel_chat_completions_total', 'keel_request_cost_usd_total']) {
+      assert.ok(s.labelSets(name).length > 0 && s.labelSets(name).every((l) => l.key === 'none'), `${name}: key 'none'`);
+    }
+    // Auth off and no metrics token: /metrics is open, like /healthz.
+    assert.equal((await fetch(metricsUrl())).status, 200);
   });
 });
 
@@ -272,21 +274,38 @@ describe('the Grafana dashboard and the alert rules (deploy/)', () => {
     // A misspelt name is caught (the check is not vacuous).
     assert.equal(family('keel_request_total', declared), undefined);
   });
+  // Prometheus's own rule tests (deploy/prometheus/keel-alerts.test.yml): the alerts fire on the
+  // series they are meant for — a key's latest budget report across two workers among them.
+  const promtool = spawnSync('promtool', ['--version']).status === 0;
+  test('the alert rules pass their promtool unit tests', { skip: promtool ? false : 'promtool is not installed (Debian: apt-get install prometheus)' }, () => {
+    const run = spawnSync('promtool', ['test', 'rules', 'keel-alerts.test.yml'], { cwd: fileURLToPath(new URL('../deploy/prometheus/', import.meta.url)), encoding: 'utf8', timeout: 60_000 });
+    assert.equal(run.status, 0, `${run.stdout}\n${run.stderr}`);
+    assert.match(run.stdout, /SUCCESS/);
+  });
 });
 
 describe('the worker role: its own /metrics port (npm run worker), the API alone', () => {
   test("requests run by a worker process are counted on the worker's /metrics, with the SDK's metrics", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'keel-metrics-'));
     const taskQueue = `keel-metrics-worker-${process.pid}`;
-    const workerYaml = `providers:\n  good: { type: openai, baseURL: ${good.url} }\nmodels:\n  chat: { targets: [good/m] }\n`;
+    // With a scrape token: the worker's /metrics and the API's take it (docs/OPERATIONS.md).
+    const token = `keel-metrics-${randomBytes(16).toString('hex')}`;
+    const workerYaml = `telemetry: { metrics: { token: "\${KEEL_METRICS_TOKEN}" } }\nproviders:\n  good: { type: openai, baseURL: ${good.url} }\nmodels:\n  chat: { targets: [good/m] }\n`;
     writeFileSync(join(dir, 'keel.yaml'), workerYaml);
     const metricsPort = await freePort();
-    const worker = await startRole('worker', { configPath: join(dir, 'keel.yaml'), temporalAddress: env.address, dataDir: dir, env: { KEEL_METRICS_PORT: String(metricsPort), KEEL_TASK_QUEUE: taskQueue } });
-    const config = parseConfig(workerYaml, { KEEL_TASK_QUEUE: taskQueue, PORT: '0' }, 'test config');
+    const worker = await startRole('worker', { configPath: join(dir, 'keel.yaml'), temporalAddress: env.address, dataDir: dir, env: { KEEL_METRICS_PORT: String(metricsPort), KEEL_TASK_QUEUE: taskQueue, KEEL_METRICS_TOKEN: token } });
+    const config = parseConfig(workerYaml, { KEEL_TASK_QUEUE: taskQueue, PORT: '0', KEEL_METRICS_TOKEN: token }, 'test config');
     const api = await startApi(config, { address: env.address, port: 0, metrics: new KeelMetrics({ processMetrics: false }) });
     try {
       assert.match(worker.output(), new RegExp(`metrics on http://127\\.0\\.0\\.1:${metricsPort}/metrics`));
       const workerMetrics = `http://127.0.0.1:${metricsPort}/metrics`;
+      for (const url of [workerMetrics, `${api.url}/metrics`]) {
+        for (const headers of [{}, { authorization: `Bearer ${token}x` }] as Record<string, string>[]) {
+          const res = await fetch(url, { headers });
+          assert.equal(res.status, 401, url);
+          assert.equal(((await res.json()) as Json).error.code, 'invalid_api_key');
+        }
+      }
       for (let i = 0; i < 2; i++) {
         const { res, json } = await ask('chat', api.url);
         assert.equal(res.status, 200, JSON.stringify(json));
@@ -294,7 +313,7 @@ describe('the worker role: its own /metrics port (npm run worker), the API alone
         assert.equal(res.headers.get('x-keel-answer'), 'recorded');
       }
       const s = await until('the worker counted both requests', async () => {
-        const now = await scrape(workerMetrics);
+        const now = await scrape(workerMetrics, token);
         return now.value('keel_requests_total', { model: 'chat' }) >= 2 ? now : undefined;
       });
       assert.equal(s.value('keel_requests_total', { model: 'chat', provider: 'good', outcome: 'succeeded' }), 2);
@@ -303,7 +322,8 @@ describe('the worker role: its own /metrics port (npm run worker), the API alone
       assert.equal(s.value('temporal_workflow_completed', { task_queue: taskQueue, workflow_type: WORKFLOW_TYPES.request }), 2);
       assert.ok(s.families.has('process_resident_memory_bytes'), "the process's own metrics");
       // The API alone: its own view, nothing of a worker's.
-      const a = await scrape(`${api.url}/metrics`);
+      const a = await scrape(`${api.url}/metrics`, token);
+      assert.ok(!a.text.includes(token) && !worker.output().includes(token), 'the token is in /metrics or the log');
       assert.equal(a.value('keel_chat_completions_total', { model: 'chat', provider: 'good', outcome: 'succeeded', answered_at: 'recorded' }), 2);
       assert.equal(a.value('keel_requests_total'), 0);
       assert.ok(![...a.families.keys()].some((n) => n.startsWith('temporal_')));
@@ -312,5 +332,152 @@ describe('the worker role: its own /metrics port (npm run worker), the API alone
       await worker.kill();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('virtual keys: the key label, each key\'s budget, and who may scrape (auth on)', () => {
+  const ADMIN = `keel-admin-${randomBytes(16).toString('hex')}`;
+  const TOKEN = `keel-metrics-${randomBytes(16).toString('hex')}`;
+  let keyed: KeelUnderTest;
+  /** Every secret here: none may appear in /metrics. */
+  const secrets = [ADMIN, TOKEN];
+  const keyedUrl = () => `${keyed.url}/metrics`;
+  const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+  // $1 per million output tokens, nothing for input: max_tokens 1000 reserves exactly $0.001, and
+  // the fake answers with exactly 1,000 tokens (its text is cut at max_tokens), so each request is
+  // charged what it reserved and the budget arithmetic is exact.
+  const askWith = (token: string, model = 'priced') =>
+    callJson(keyed.url, 'POST', '/v1/chat/completions', { model, max_tokens: 1_000, messages: [{ role: 'user', content: 'Hello' }] }, bearer(token));
+  async function createKey(settings: Record<string, unknown>): Promise<{ id: string; secret: string }> {
+    const { res, json } = await callJson(keyed.url, 'POST', '/v1/keys', settings, bearer(ADMIN));
+    assert.equal(res.status, 201, JSON.stringify(json));
+    secrets.push(json.secret);
+    return { id: json.id, secret: json.secret };
+  }
+
+  before(async () => {
+    good.setBehaviour('k', { default: { kind: 'ok', content: 'x'.repeat(8_000) } });
+    keyed = await startKeel(
+      env,
+      `
+auth: { adminKey: "\${KEEL_ADMIN_KEY}" }
+telemetry: { metrics: { token: "\${KEEL_METRICS_TOKEN}" } }
+providers:
+  good: { type: openai, baseURL: ${good.url}, models: { k: { pricing: { input: 0, output: 1 } } } }
+models:
+  priced: { targets: [good/k] }
+`,
+      { env: { KEEL_ADMIN_KEY: ADMIN, KEEL_METRICS_TOKEN: TOKEN } },
+    );
+  });
+  after(async () => {
+    await keyed?.stop();
+  });
+
+  test('/metrics takes the metrics token or the admin key; nothing else, and the token opens nothing else', async () => {
+    const refused = async (headers: Record<string, string>) => {
+      const res = await fetch(keyedUrl(), { headers });
+      assert.equal(res.status, 401);
+      assert.equal(res.headers.get('www-authenticate'), 'Bearer');
+      assert.equal(((await res.json()) as Json).error.code, 'invalid_api_key');
+    };
+    await refused({});
+    await refused(bearer(`${TOKEN}x`));
+    await refused({ authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` });
+    const { secret } = await createKey({ name: 'scraper?' });
+    await refused(bearer(secret));
+    await scrape(keyedUrl(), TOKEN);
+    await scrape(keyedUrl(), ADMIN);
+    // The scrape token is no gateway key.
+    assert.equal((await callJson(keyed.url, 'GET', '/v1/models', undefined, bearer(TOKEN))).res.status, 401);
+    assert.equal((await fetch(`${keyed.url}/healthz`)).status, 200);
+  });
+
+  test('`/metrics` in auth.openPaths: open, like /healthz', async () => {
+    const config = parseConfig(
+      `auth: { adminKey: "${ADMIN}", openPaths: [/healthz, /metrics] }\nproviders:\n  good: { type: openai, baseURL: ${good.url} }\nmodels:\n  chat: { targets: [good/m] }\n`,
+      { KEEL_TASK_QUEUE: keyed.config.taskQueue, PORT: '0' },
+      'test config',
+    );
+    const api = await startApi(config, { address: env.address, port: 0, metrics: new KeelMetrics({ processMetrics: false }) });
+    try {
+      assert.equal((await fetch(`${api.url}/metrics`)).status, 200);
+      assert.equal((await callJson(api.url, 'GET', '/v1/models')).res.status, 401);
+    } finally {
+      await api.close();
+    }
+  });
+
+  test("requests by key; each key's budget, as its workflow holds it, after every reservation, settlement and change", async () => {
+    const started = Date.now();
+    const budgeted = await createKey({ name: 'team-a', budget: { usd: 0.0035, period: 'month' } });
+    const open = await createKey({ name: 'team-b' });
+    const before = await scrape(keyedUrl(), TOKEN);
+    const answers: Json[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { res, json } = await askWith(budgeted.secret);
+      assert.equal(res.status, 200, JSON.stringify(json));
+      answers.push(json);
+    }
+    // The fourth's worst case ($0.001) does not fit what is left ($0.0005): refused before it starts.
+    const refused = await askWith(budgeted.secret);
+    assert.equal(refused.res.status, 429, JSON.stringify(refused.json));
+    assert.equal(refused.json.error.code, 'budget_exceeded');
+    for (let i = 0; i < 2; i++) assert.equal((await askWith(ADMIN)).res.status, 200);
+    assert.equal((await askWith(open.secret)).res.status, 200);
+
+    const charged = answers.reduce((n, a) => n + a.keel.key.charged_usd, 0);
+    assert.ok(Math.abs(charged - 0.003) < 1e-12, `charged ${charged}`);
+    assert.ok(Math.abs(answers.reduce((n, a) => n + a.usage.cost, 0) - charged) < 1e-12);
+    // Settlement reaches the key's workflow once each request ends: wait for the last one, then
+    // the gauge must say what GET /v1/keys/:id says.
+    const after = await until('the three settlements reported', async () => {
+      const s = await scrape(keyedUrl(), TOKEN);
+      const left = s.value('keel_key_budget_remaining_usd', { key: budgeted.id });
+      return delta(before, s, 'keel_requests_total', {}) >= 6 && Math.abs(left - 0.0005) < 1e-12 ? s : undefined;
+    });
+    const view = (await callJson(keyed.url, 'GET', `/v1/keys/${budgeted.id}`, undefined, bearer(ADMIN))).json;
+    assert.equal(view.budget.reserved_usd, 0);
+    assert.ok(Math.abs(after.value('keel_key_budget_remaining_usd', { key: budgeted.id }) - view.budget.remaining_usd) < 1e-12);
+    assert.ok(Math.abs(refused.json.keel.budget.remaining_usd - 0.0005) < 1e-12);
+    assert.equal(after.value('keel_key_budget_limit_usd', { key: budgeted.id }), 0.0035);
+    const reportedAt = after.value('keel_key_budget_updated_timestamp_seconds', { key: budgeted.id });
+    assert.ok(reportedAt * 1000 >= started - 1_000 && reportedAt * 1000 <= Date.now() + 1_000, `reported at ${reportedAt}`);
+    // A key without a budget has no budget series.
+    assert.equal(after.labelSets('keel_key_budget_remaining_usd').filter((l) => l.key === open.id).length, 0);
+
+    // The key label: the key's id, or 'none' for the admin key; on the API's and the workflow's metrics.
+    const sync = (key: string) => delta(before, after, 'keel_chat_completions_total', { model: 'priced', provider: 'good', outcome: 'succeeded', key });
+    assert.deepEqual([sync(budgeted.id), sync(open.id), sync('none')], [3, 1, 2]);
+    const ended = (key: string) => delta(before, after, 'keel_requests_total', { model: 'priced', provider: 'good', outcome: 'succeeded', key });
+    assert.deepEqual([ended(budgeted.id), ended(open.id), ended('none')], [3, 1, 2]);
+    const waits = (s: Scrape, key: string) => s.histogram('keel_chat_completion_duration_seconds', { key }).count;
+    assert.equal(waits(after, budgeted.id) - waits(before, budgeted.id), 3);
+    const runs = (s: Scrape, key: string) => s.histogram('keel_request_duration_seconds', { key }).count;
+    assert.equal(runs(after, budgeted.id) - runs(before, budgeted.id), 3);
+    assert.ok(Math.abs(delta(before, after, 'keel_request_cost_usd_total', { key: budgeted.id }) - charged) < 1e-12);
+    assert.equal(delta(before, after, 'keel_request_tokens_total', { key: budgeted.id, type: 'output' }), 3_000);
+    // The refusal: counted by key and reason; it started nothing.
+    assert.equal(delta(before, after, 'keel_key_refusals_total', { key: budgeted.id, reason: 'budget_exceeded' }), 1);
+    assert.equal(delta(before, after, 'keel_requests_total', { key: budgeted.id, outcome: 'failed' }), 0);
+
+    // A bigger budget: reported by the key's workflow as it takes the change.
+    const patched = await callJson(keyed.url, 'PATCH', `/v1/keys/${budgeted.id}`, { budget: { usd: 0.01, period: 'month' } }, bearer(ADMIN));
+    assert.equal(patched.res.status, 200, JSON.stringify(patched.json));
+    const raised = await scrape(keyedUrl(), TOKEN);
+    assert.equal(raised.value('keel_key_budget_limit_usd', { key: budgeted.id }), 0.01);
+    assert.ok(Math.abs(raised.value('keel_key_budget_remaining_usd', { key: budgeted.id }) - 0.007) < 1e-12);
+
+    // Labels carry key ids, never a secret.
+    const text = raised.text;
+    assert.ok(text.includes(`key="${budgeted.id}"`));
+    for (const secret of secrets) assert.ok(!text.includes(secret) && !text.includes(secret.slice(0, 24)), 'a secret is in /metrics');
+
+    // Revoked with nothing in flight: the key's workflow ends, and its budget series go.
+    assert.equal((await callJson(keyed.url, 'DELETE', `/v1/keys/${budgeted.id}`, undefined, bearer(ADMIN))).res.status, 200);
+    await until("the revoked key's series gone", async () => {
+      const s = await scrape(keyedUrl(), TOKEN);
+      return s.labelSets('keel_key_budget_remaining_usd').some((l) => l.key === budgeted.id) ? undefined : s;
+    });
   });
 });

@@ -35,7 +35,7 @@ function recorded(names?: string[]) {
 /** The sinks workers register (none is called while replaying; unregistered ones would be logged). */
 const SINKS = {
   answers: { settled: { fn: () => undefined } },
-  metrics: { requestEnded: { fn: () => undefined } },
+  metrics: { requestEnded: { fn: () => undefined }, keyBudget: { fn: () => undefined } },
   exporter: { export: { fn: () => undefined } },
 };
 

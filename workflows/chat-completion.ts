@@ -21,7 +21,7 @@ import type { KeelActivities } from '../activities/index.js';
 import { ERROR_POLICY, isErrorClass, type ErrorClass } from '../src/core/error-classes.js';
 import { PlanError, isLocalCall, targetKey, type Plan, type Target } from '../src/core/routing.js';
 import { usageCost, withUsageCost } from '../src/core/cost.js';
-import { modelLabel, upstreamModelLabel } from '../src/core/metric-labels.js';
+import { NO_KEY, modelLabel, upstreamModelLabel } from '../src/core/metric-labels.js';
 import { planWithHealth } from './health-plan.js';
 import { requestStatusQuery, settleKeySignal, type KeelSinks, type RequestMetrics, type RequestWorkflow } from '../src/core/contract.js';
 import { keyWorkflowId, nanosToUsd, usdToNanos } from '../src/core/keys.js';
@@ -244,6 +244,8 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
     hedgesFired: 0,
     hedgeWon: false,
     batch: input.batchId !== undefined,
+    // The key's id (never its secret): the keys an admin made are a bounded set.
+    key: input.key?.id ?? NO_KEY,
   };
   const startedAt = Date.now();
   try {

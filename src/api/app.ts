@@ -18,6 +18,7 @@ import type { KeelMetrics } from '../observability/metrics.js';
 import type { MetricsEndpoint } from '../observability/metrics-endpoint.js';
 import type { KeelTracing } from '../observability/tracing.js';
 import { metricsRouter, observeHttp } from './telemetry.js';
+import { metricsAccess } from '../observability/metrics-access.js';
 import { codecRouter } from './codec.js';
 import { KeyService } from '../services/key-service.js';
 import { authMiddleware, keyOf } from './auth.js';
@@ -52,12 +53,13 @@ export function createApp({ client, config, local, metrics, metricsEndpoint, tra
   // Before the API's JSON parser: the codec server takes bodies of its own size (a history's payloads).
   // Before the gateway's keys too: the codec server checks its own bearer tokens (docs/ENCRYPTION.md).
   if (config.codec.server.enabled) app.use('/codec', codecRouter(config));
+  // Ahead of the gateway's keys too: a scrape token is no gateway key (docs/OPERATIONS.md, "Who may scrape").
+  if (metricsEndpoint) app.use(metricsRouter(metricsEndpoint, metricsAccess(config)));
   // Before the body is read: an unauthenticated request costs no parsing.
   app.use(authMiddleware(config, keys));
   // Over-limit bodies are refused from Content-Length, before anything is read or started.
   app.use(express.json({ limit: config.bodyLimitBytes, type: (req) => !String(req.headers['content-type'] ?? '').startsWith('multipart/') }));
   app.use(observe.resume);
-  if (metricsEndpoint) app.use(metricsRouter(metricsEndpoint));
 
   app.get('/v1/models', (_req, res) => {
     // A virtual key sees the models it may use.
@@ -66,7 +68,7 @@ export function createApp({ client, config, local, metrics, metricsEndpoint, tra
     res.json({ object: 'list', data: models.map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.owned_by })) });
   });
   app.use(chatCompletionsRouter(requests, metrics));
-  app.use(requestsRouter(requests));
+  app.use(requestsRouter(requests, metrics));
   app.use(healthRouter(client, config));
   app.use(providersRouter(client, config));
   const batchFiles = openBatchStore(config.codec);

@@ -7,7 +7,7 @@ import { PlanError } from '../core/routing.js';
 import { ApiError, invalidRequest } from '../core/openai-error.js';
 import { fromZodError, sendError } from './errors.js';
 import type { KeelMetrics } from '../observability/metrics.js';
-import { keyLabel } from './telemetry.js';
+import { keyLabel, noteKeyRefusal } from './telemetry.js';
 import { modelLabel } from '../core/metric-labels.js';
 import { keyOf } from './auth.js';
 
@@ -46,6 +46,7 @@ export function chatCompletionsRouter(requests: RequestService, metrics?: KeelMe
     const started = await requests.start(parsed.data, { requestId, waiting: true, ...(key && { idempotencyKey: key }), ...(apiKey && { key: apiKey }) }).catch((err) => {
       // The key's request exists (with another body): still point at it.
       if (err instanceof ApiError && err.code === 'idempotency_key_reused') res.setHeader('x-keel-ui-url', uiUrl);
+      noteKeyRefusal(metrics, res, err);
       throw planErrorToApi(err);
     });
     res.setHeader('x-keel-ui-url', uiUrl);

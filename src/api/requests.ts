@@ -13,6 +13,8 @@ import { webhookSpec } from '../services/webhook-spec.js';
 import { idempotencyKey, planErrorToApi } from './chat-completions.js';
 import { fromZodError } from './errors.js';
 import { keyOf, requireAdmin } from './auth.js';
+import type { KeelMetrics } from '../observability/metrics.js';
+import { noteKeyRefusal } from './telemetry.js';
 
 function single(req: Request, name: string): string | undefined {
   const v = req.query[name];
@@ -26,7 +28,7 @@ function uiHeader(res: Response, requests: RequestService, id: string): void {
   res.setHeader('x-keel-ui-url', requests.uiLink(id));
 }
 
-export function requestsRouter(requests: RequestService): Router {
+export function requestsRouter(requests: RequestService, metrics?: KeelMetrics): Router {
   const router = Router();
 
   // Async job: 202 at once; poll GET /v1/requests/:id or receive the webhook.
@@ -45,6 +47,7 @@ export function requestsRouter(requests: RequestService): Router {
       .catch((err) => {
         // The key's request exists (another body): still point at it.
         if (err instanceof ApiError && err.code === 'idempotency_key_reused') res.setHeader('x-keel-ui-url', requests.uiLink(requestId));
+        noteKeyRefusal(metrics, res, err);
         throw planErrorToApi(err);
       });
     uiHeader(res, requests, requestId);

@@ -6,7 +6,10 @@ import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace, ty
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import type { KeelMetrics } from '../observability/metrics.js';
 import { METRICS_CONTENT_TYPE, type MetricsEndpoint } from '../observability/metrics-endpoint.js';
+import { METRICS_UNAUTHORIZED, type MetricsAccess } from '../observability/metrics-access.js';
 import type { KeelTracing } from '../observability/tracing.js';
+import { NO_KEY } from '../core/metric-labels.js';
+import { ApiError } from '../core/openai-error.js';
 
 /** The route pattern a request matched (`/v1/requests/:id`), or `unmatched`. */
 function routeOf(req: Request): string {
@@ -58,9 +61,14 @@ export function observeHttp(metrics: KeelMetrics, tracing: KeelTracing | undefin
   return { start, resume };
 }
 
-export function metricsRouter(endpoint: MetricsEndpoint): Router {
+/** GET /metrics, ahead of the gateway's keys: it checks its own (`access`: src/observability/metrics-access.ts). */
+export function metricsRouter(endpoint: MetricsEndpoint, access: MetricsAccess): Router {
   const router = Router();
-  router.get('/metrics', async (_req, res) => {
+  router.get('/metrics', async (req, res) => {
+    if (!access(req.header('authorization'))) {
+      res.status(METRICS_UNAUTHORIZED.status).set(METRICS_UNAUTHORIZED.headers).send(METRICS_UNAUTHORIZED.body);
+      return;
+    }
     const text = await endpoint.text();
     res.setHeader('content-type', METRICS_CONTENT_TYPE);
     res.send(text);
@@ -68,10 +76,17 @@ export function metricsRouter(endpoint: MetricsEndpoint): Router {
   return router;
 }
 
-/**
- * The key a request is made with, as a metric label: the gateway-key work sets `res.locals.keyId`
- * (the key's id, never its secret) once it has authenticated the caller; '' until then.
- */
+/** The `key` label of a request: its virtual key's id (never the secret), or 'none' (src/api/auth.ts sets `keyId`). */
 export function keyLabel(res: Response): string {
-  return typeof res.locals.keyId === 'string' ? res.locals.keyId : '';
+  return typeof res.locals.keyId === 'string' ? res.locals.keyId : NO_KEY;
+}
+
+/** What a virtual key's request can be refused with before it starts (src/services/key-service.ts, src/core/key-cost.ts). */
+const KEY_REFUSALS = new Set(['budget_exceeded', 'rate_limit_exceeded', 'model_not_allowed', 'model_not_priced', 'max_tokens_required']);
+
+/** Counts a keyed request's refusal (`keel_key_refusals_total`); other errors pass by. */
+export function noteKeyRefusal(metrics: KeelMetrics | undefined, res: Response, err: unknown): void {
+  if (!metrics || !(err instanceof ApiError) || typeof err.code !== 'string' || !KEY_REFUSALS.has(err.code)) return;
+  const key = keyLabel(res);
+  if (key !== NO_KEY) metrics.keyRefused(key, err.code);
 }

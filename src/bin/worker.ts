@@ -8,6 +8,7 @@ import { bundleWorkflows } from '../worker/workflow-bundle.js';
 import { KeelMetrics } from '../observability/metrics.js';
 import { MetricsEndpoint } from '../observability/metrics-endpoint.js';
 import { startMetricsServer } from '../observability/metrics-server.js';
+import { metricsAccess } from '../observability/metrics-access.js';
 import { KeelTracing } from '../observability/tracing.js';
 import { bundleOptionsFor } from '../codec/data-converter.js';
 
@@ -21,7 +22,7 @@ const { workers } = await createKeelWorkers({ connection, config, workflowBundle
 // Metrics are for watching the worker, not for running it: a port already taken is reported and
 // the worker runs on without them.
 const metricsServer = metricsSettings.enabled
-  ? await startMetricsServer(new MetricsEndpoint(metrics, runtime.temporalMetricsUrl), config.host, metricsSettings.port).catch((err: Error) => {
+  ? await startMetricsServer(new MetricsEndpoint(metrics, runtime.temporalMetricsUrl), config.host, metricsSettings.port, metricsAccess(config)).catch((err: Error) => {
       console.error(`keel worker: no /metrics: cannot listen on ${config.host}:${metricsSettings.port} (${err.message}); set KEEL_METRICS_PORT (0: any free port)`);
       return undefined;
     })

@@ -155,7 +155,13 @@ function telemetrySettings(raw: RawConfig, env: NodeJS.ProcessEnv): TelemetrySet
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`KEEL_METRICS_PORT: not a valid port: ${env.KEEL_METRICS_PORT}`);
   const url = tracesUrl(raw, env);
   return {
-    metrics: { enabled: raw.telemetry?.metrics?.enabled ?? true, port, temporal: raw.telemetry?.metrics?.temporal ?? true },
+    metrics: {
+      enabled: raw.telemetry?.metrics?.enabled ?? true,
+      port,
+      temporal: raw.telemetry?.metrics?.temporal ?? true,
+      // `${KEEL_METRICS_TOKEN:-}` with the variable unset is an empty string: no scrape token.
+      ...(raw.telemetry?.metrics?.token && { token: raw.telemetry.metrics.token }),
+    },
     tracing: { ...(url && { tracesUrl: url }), serviceName: env.OTEL_SERVICE_NAME || raw.telemetry?.tracing?.serviceName || 'keel' },
   };
 }

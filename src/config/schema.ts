@@ -307,8 +307,16 @@ export const TelemetrySchema = z
         port: z.number().int().min(0).max(65535).optional(),
         // Include the Temporal SDK's own metrics (its Runtime's Prometheus exporter) in /metrics.
         temporal: z.boolean().optional(),
+        // A scrape token (`Authorization: Bearer <token>`) that reads /metrics and nothing else,
+        // on the API and the worker's port; at least 24 characters. Empty or unset: none (with
+        // auth.adminKey set, the API's /metrics then takes the admin key). docs/OPERATIONS.md.
+        token: z.string().optional(),
       })
       .strict()
+      .refine((m) => m.token === undefined || m.token === '' || m.token.length >= 24, {
+        message: 'must be at least 24 characters (the value is not shown)',
+        path: ['token'],
+      })
       .optional(),
     tracing: z
       .object({
@@ -476,6 +484,8 @@ export interface MetricsSettings {
   port: number;
   /** Append the Temporal SDK's metrics (the Runtime's Prometheus exporter) to /metrics. */
   temporal: boolean;
+  /** A bearer token that reads /metrics (and nothing else); a secret, never logged. */
+  token?: string;
 }
 
 export interface TracingSettings {

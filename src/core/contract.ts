@@ -50,8 +50,22 @@ export type SettledRequest = { ok: true; result: ChatWorkflowResult } | { ok: fa
 export interface KeelSinks extends Sinks {
   answers: { settled(outcome: SettledRequest): void };
   /** Registered with `callDuringReplay: false`: each outcome is counted once, when it happens. */
-  metrics: { requestEnded(request: RequestMetrics): void };
+  metrics: {
+    requestEnded(request: RequestMetrics): void;
+    /** A virtual key's workflow after each change to its budget: a reservation, a settlement, a release, new settings, its end. */
+    keyBudget(report: KeyBudgetReport): void;
+  };
 }
+
+/**
+ * A virtual key's budget as its workflow holds it (src/core/keys.ts, `budgetReport`). `at` is the
+ * workflow's clock: a report older than one already seen is stale (the key's workflow moved to
+ * another worker and back).
+ */
+export type KeyBudgetReport =
+  | { key: string; at: number; limitUsd: number; remainingUsd: number }
+  /** No budget (none set, or cleared), or the key's workflow ended (revoked): its series go away. */
+  | { key: string; at: number; none: true };
 
 /**
  * What a request workflow hands its worker's metrics when it ends: the decisions only workflow code
@@ -78,6 +92,8 @@ export interface RequestMetrics {
   cost?: number;
   /** A batch line (a child of a batch workflow). */
   batch: boolean;
+  /** The virtual key's id, or NO_KEY ('none': src/core/metric-labels.ts). */
+  key: string;
 }
 
 // ---- Batch workflow ------------------------------------------------------------------------

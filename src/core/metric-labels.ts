@@ -7,6 +7,12 @@ import type { RoutingConfig } from '../config/schema.js';
 /** For requests naming neither a configured model nor an upstream model the configuration knows. */
 export const OTHER = 'other';
 
+/**
+ * The `key` label of a request made without a virtual key (authentication off, or the admin key).
+ * A virtual key's label is its id (`vk_…`, never its secret): the set is the keys an admin made.
+ */
+export const NO_KEY = 'none';
+
 const known = new WeakMap<RoutingConfig, Set<string>>();
 
 /** The `provider/model` targets the configuration names: models' targets and providers' model lists. */

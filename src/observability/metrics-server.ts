@@ -2,16 +2,22 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { METRICS_CONTENT_TYPE, type MetricsEndpoint } from './metrics-endpoint.js';
+import { METRICS_UNAUTHORIZED, type MetricsAccess } from './metrics-access.js';
 
 export interface MetricsServer {
   url: string;
   close(): Promise<void>;
 }
 
-export async function startMetricsServer(endpoint: MetricsEndpoint, host: string, port: number): Promise<MetricsServer> {
+/** `access`: who may read it (src/observability/metrics-access.ts); default: anyone. */
+export async function startMetricsServer(endpoint: MetricsEndpoint, host: string, port: number, access: MetricsAccess = () => true): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /metrics\n');
+      return;
+    }
+    if (!access(req.headers.authorization)) {
+      res.writeHead(METRICS_UNAUTHORIZED.status, METRICS_UNAUTHORIZED.headers).end(METRICS_UNAUTHORIZED.body);
       return;
     }
     endpoint.text().then(

@@ -1,7 +1,7 @@
 // Keel's Prometheus metrics: one registry per process (the API and the workers of a gateway share
 // it), every metric defined here and recorded through the methods below, so each label set is
-// bounded: model, provider, target model, outcome, error class, key id. Never a request id, a
-// secret or prompt text. docs/OPERATIONS.md lists what each metric means.
+// bounded: model, provider, target model, outcome, error class, key id (a virtual key's id, or
+// 'none'). Never a request id, a secret or prompt text. docs/OPERATIONS.md lists what each metric means.
 //
 // Names: the OpenTelemetry GenAI semantic conventions where they define one (as Prometheus
 // spells them: `gen_ai.client.operation.duration` in seconds is
@@ -10,7 +10,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { ProviderType, RoutingConfig } from '../config/schema.js';
 import { upstreamModelLabel } from '../core/metric-labels.js';
 import type { BreakerStateName, HealthSnapshot } from '../core/health-types.js';
-import type { RequestMetrics } from '../core/contract.js';
+import type { KeyBudgetReport, RequestMetrics } from '../core/contract.js';
 
 /** Request and call durations, seconds: from a cached answer to a long generation. */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -24,9 +24,6 @@ const WAIT_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 
 /** `gen_ai.provider.name` for each wire format (the conventions' well-known values). */
 const GENAI_PROVIDER: Record<ProviderType, string> = { openai: 'openai', anthropic: 'anthropic', gemini: 'gcp.gemini' };
 
-/** The search attribute that carries a request's key id (set by the gateway-key work); absent: ''. */
-export const KEY_SEARCH_ATTRIBUTE = 'KeelKey';
-
 const BREAKER_STATES: BreakerStateName[] = ['closed', 'open', 'half_open'];
 
 export interface ChatCompletionObservation {
@@ -38,6 +35,7 @@ export interface ChatCompletionObservation {
   errorClass?: string;
   /** docs/REQUESTS.md: `early` or `recorded`; '' when the request never reached a workflow. */
   answeredAt: string;
+  /** The virtual key's id, or 'none' (src/core/metric-labels.ts, NO_KEY). */
   key: string;
   seconds: number;
 }
@@ -58,13 +56,6 @@ export interface ProviderCallObservation {
   cost?: number;
   /** Another attempt on this target follows (Temporal retries it after `nextRetryDelay`). */
   retrying: boolean;
-}
-
-export interface KeyBudget {
-  /** USD left to spend. */
-  remainingUsd: number;
-  /** USD the key may spend in its period; absent for a key without a limit. */
-  limitUsd?: number;
 }
 
 export class KeelMetrics {
@@ -198,10 +189,10 @@ export class KeelMetrics {
     registers: [this.registry],
   });
 
-  // ---- Keys (fed by the gateway-key work: setKeyBudget) -------------------------------------
+  // ---- Keys (each key's workflow reports its budget: the `metrics.keyBudget` sink) -----------
   private readonly budgetRemaining = new Gauge({
     name: 'keel_key_budget_remaining_usd',
-    help: 'USD a virtual key may still spend in its budget period.',
+    help: "USD a virtual key may still spend in its budget period: its budget less this period's settled spend and its open reservations, as its workflow last reported it.",
     labelNames: ['key'] as const,
     registers: [this.registry],
   });
@@ -211,6 +202,20 @@ export class KeelMetrics {
     labelNames: ['key'] as const,
     registers: [this.registry],
   });
+  private readonly budgetUpdated = new Gauge({
+    name: 'keel_key_budget_updated_timestamp_seconds',
+    help: "When the key's workflow reported the budget this process shows (its clock, Unix seconds): across processes, the latest report is the key's budget now.",
+    labelNames: ['key'] as const,
+    registers: [this.registry],
+  });
+  private readonly keyRefusals = new Counter({
+    name: 'keel_key_refusals_total',
+    help: "Requests refused for their virtual key's sake before anything started, by key and reason (budget_exceeded, rate_limit_exceeded, model_not_allowed, ...).",
+    labelNames: ['key', 'reason'] as const,
+    registers: [this.registry],
+  });
+  /** The workflow clock of the budget report each key's series show (older reports are dropped). */
+  private readonly budgetAt = new Map<string, number>();
 
   private readonly temporalUp = new Gauge({
     name: 'keel_temporal_metrics_up',
@@ -293,8 +298,9 @@ export class KeelMetrics {
   }
 
   /** One request workflow's outcome, handed over by its `metrics.requestEnded` sink. */
-  requestEnded(m: RequestMetrics, key: string): void {
+  requestEnded(m: RequestMetrics): void {
     const provider = m.provider ?? '';
+    const key = m.key;
     this.requests.inc({ model: m.model, provider, outcome: m.outcome, error_class: m.errorClass ?? '', mode: m.mode, source: m.batch ? 'batch' : 'api', key });
     this.requestDuration.observe({ model: m.model, provider, outcome: m.outcome, key }, m.durationMs / 1000);
     for (const f of m.fallbacks) this.fallbacks.inc({ model: m.model, provider: f.provider, target_model: f.model, error_class: f.errorClass });
@@ -343,17 +349,31 @@ export class KeelMetrics {
     };
   }
 
-  /** A virtual key's budget as last known (the key work calls this when it reserves, settles or reads one). */
-  setKeyBudget(key: string, budget: KeyBudget): void {
-    this.budgetRemaining.set({ key }, budget.remainingUsd);
-    if (budget.limitUsd !== undefined) this.budgetLimit.set({ key }, budget.limitUsd);
-    else this.budgetLimit.remove({ key });
+  /**
+   * A virtual key's budget, as its workflow reports it after each reservation, settlement, release
+   * or change (the `metrics.keyBudget` sink). A report older than the one shown is dropped: sinks
+   * of one worker arrive in order, but a key's workflow may have run on another worker since.
+   */
+  keyBudget(report: KeyBudgetReport): void {
+    const { key, at } = report;
+    if (at < (this.budgetAt.get(key) ?? -Infinity)) return;
+    if ('none' in report) {
+      // No budget any more, or the key's workflow ended: its series go (bounded by the keys that exist).
+      this.budgetAt.delete(key);
+      this.budgetRemaining.remove({ key });
+      this.budgetLimit.remove({ key });
+      this.budgetUpdated.remove({ key });
+      return;
+    }
+    this.budgetAt.set(key, at);
+    this.budgetRemaining.set({ key }, report.remainingUsd);
+    this.budgetLimit.set({ key }, report.limitUsd);
+    this.budgetUpdated.set({ key }, at / 1000);
   }
 
-  /** A key that was deleted or expired: its series go away. */
-  forgetKey(key: string): void {
-    this.budgetRemaining.remove({ key });
-    this.budgetLimit.remove({ key });
+  /** A request the API refused for its key (budget, rate limit, model) before starting anything. */
+  keyRefused(key: string, reason: string): void {
+    this.keyRefusals.inc({ key, reason });
   }
 
   temporalMetricsRead(ok: boolean): void {

@@ -12,10 +12,9 @@ import type { InjectedSinks } from '@temporalio/worker';
 import type { AnswerBoard } from '../channels/answer-board.js';
 import type { KeelSinks } from '../core/contract.js';
 import type { RoutingHealth } from '../core/health-types.js';
-import { KEY_SEARCH_ATTRIBUTE, KeelMetrics } from '../observability/metrics.js';
+import { KeelMetrics } from '../observability/metrics.js';
 import type { KeelTracing } from '../observability/tracing.js';
 import { tracingClientInterceptors, tracingWorkerParts } from '../observability/temporal-tracing.js';
-import type { WorkflowInfo } from '@temporalio/workflow';
 
 /**
  * How long one workflow activation may run before the SDK gives up on it. The default (5 s) is
@@ -53,14 +52,6 @@ export interface KeelWorkers {
   metrics: KeelMetrics;
 }
 
-/** The request's key id, from the search attribute the key work sets at start ('' without one). */
-function keyOf(info: WorkflowInfo): string {
-  // A sink gets the info copied out of the workflow sandbox: the typed attributes arrive as a plain
-  // object without their methods, the untyped record as it is.
-  const value = (info.searchAttributes as Record<string, unknown[] | undefined> | undefined)?.[KEY_SEARCH_ATTRIBUTE]?.[0];
-  return typeof value === 'string' ? value : '';
-}
-
 export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelWorkers> {
   const { connection, config } = opts;
   const workers: Worker[] = [];
@@ -92,8 +83,13 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
     },
     metrics: {
       requestEnded: {
-        fn: (info, request) => metrics.requestEnded(request, keyOf(info)),
+        fn: (_info, request) => metrics.requestEnded(request),
         // Counted once, by the worker that ran it; a replay (a restarted worker) counts nothing again.
+        callDuringReplay: false,
+      },
+      // A virtual key's workflow after each change to its budget (workflows/virtual-key.ts).
+      keyBudget: {
+        fn: (_info, report) => metrics.keyBudget(report),
         callDuringReplay: false,
       },
     },

@@ -47,8 +47,9 @@ export class Scrape {
   }
 }
 
-export async function scrape(url: string): Promise<Scrape> {
-  const res = await fetch(url);
+/** `token`: sent as `Authorization: Bearer <token>` (a metrics token or the admin key). */
+export async function scrape(url: string, token?: string): Promise<Scrape> {
+  const res = await fetch(url, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
   assert.equal(res.status, 200, `GET ${url}`);
   assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
   return new Scrape(await res.text());
