@@ -2,9 +2,12 @@
 // (JSON, as Keel exports them) as one trace that continues the caller's `traceparent`: the API's
 // server span, the workflow start, the workflow run, the provider-call activity — as a local
 // activity and on a provider's task queue — and the provider call itself, each the child of the one
-// before. Then the secrets: a provider key (configured, and echoed back by a provider in an error
-// the way OpenAI does) and a gateway key sent by the client appear in no history, log line, metric
-// or span.
+// before. Authentication is on and every request is made with a virtual key. Then the secrets: a
+// provider key (configured, and echoed back by a provider in an error the way OpenAI does), the
+// admin key, the virtual key's secret and the metrics scrape token appear in no history (decoded,
+// when the codec is on), log line, metric or span. `tracing.codec.test.ts` runs this file with
+// the payload codec on (test/helpers/codec.ts): the trace context travels in Temporal's headers
+// beside encrypted payloads.
 import assert from 'node:assert/strict';
 import { WORKFLOW_TYPES } from '../src/core/contract.js';
 import { createServer, type Server } from 'node:http';
@@ -16,6 +19,9 @@ import { KeelTracing } from '../src/observability/tracing.js';
 import { historyToJSON } from './helpers/history-json.js';
 import { callJson, until, type Json } from './helpers/http.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
+import { CODEC_UNDER_TEST, codecEnv, codecYaml, historyText, payloadEncoding } from './helpers/codec.js';
+import { keelDataConverter } from '../src/codec/data-converter.js';
+import { keyWorkflowId } from '../src/core/keys.js';
 
 /** One span as OTLP/HTTP JSON carries it (ids in hex). */
 interface OtlpSpan {
@@ -76,7 +82,10 @@ function attr(span: OtlpSpan, key: string): unknown {
 }
 
 const PROVIDER_SECRET = `sk-provider-secret-${process.pid}-f3a9c1`;
-const GATEWAY_SECRET = `sk-keel-gateway-secret-${process.pid}-7d2e4b`;
+const ADMIN_KEY = `keel-admin-secret-${process.pid}-7d2e4b9a`;
+const METRICS_TOKEN = `keel-metrics-secret-${process.pid}-0c8e51f2`;
+/** The virtual key every request is made with (made in `before`): its secret is shown once. */
+let virtualKey: { id: string; secret: string };
 
 let env: TestWorkflowEnvironment;
 let keel: KeelUnderTest;
@@ -105,6 +114,8 @@ before(async () => {
   keel = await startKeel(
     env,
     `
+auth: { adminKey: "\${KEEL_ADMIN_KEY}" }
+telemetry: { metrics: { token: "\${KEEL_METRICS_TOKEN}" } }
 providers:
   local: { type: openai, baseURL: ${fake.url}, apiKey: ${PROVIDER_SECRET} }
   queued: { type: openai, baseURL: ${fake.url}, apiKey: ${PROVIDER_SECRET}, callPath: queue }
@@ -113,9 +124,12 @@ models:
   chat: { targets: [local/m] }
   queued: { targets: [queued/m] }
   guarded: { targets: [leaky/m, local/m] }
-`,
-    { tracing },
+${codecYaml}`,
+    { tracing, env: { KEEL_ADMIN_KEY: ADMIN_KEY, KEEL_METRICS_TOKEN: METRICS_TOKEN, ...codecEnv() } },
   );
+  const created = await callJson(keel.url, 'POST', '/v1/keys', { name: 'traced' }, { authorization: `Bearer ${ADMIN_KEY}` });
+  assert.equal(created.res.status, 201, JSON.stringify(created.json));
+  virtualKey = { id: created.json.id, secret: created.json.secret };
 });
 
 after(async () => {
@@ -140,7 +154,7 @@ const responses: Json[] = [];
 const requestIds: string[] = [];
 
 async function ask(model: string, header: string) {
-  const r = await callJson(keel.url, 'POST', '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'Hello' }] }, { traceparent: header, authorization: `Bearer ${GATEWAY_SECRET}` });
+  const r = await callJson(keel.url, 'POST', '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'Hello' }] }, { traceparent: header, authorization: `Bearer ${virtualKey.secret}` });
   responses.push(r.json);
   requestIds.push(r.res.headers.get('x-request-id')!);
   return r;
@@ -204,7 +218,11 @@ describe('one trace per request, from the caller through the workflow to the pro
 
   test('a request without a traceparent starts a trace of its own, rooted at the API', async () => {
     const before = new Set(receiver.spans.map((s) => s.traceId));
-    const res = await fetch(`${keel.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'Hi' }] }) });
+    const res = await fetch(`${keel.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${virtualKey.secret}` },
+      body: JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'Hi' }] }),
+    });
     assert.equal(res.status, 200);
     const id = res.headers.get('x-request-id');
     const server = await until('the server span', async () => {
@@ -218,7 +236,7 @@ describe('one trace per request, from the caller through the workflow to the pro
 });
 
 describe('no secret in histories, logs, metrics or traces', () => {
-  test('a provider key quoted back by a provider and a gateway key sent by the client appear nowhere', async () => {
+  test("a provider key quoted back by a provider, the admin key, a virtual key's secret and the scrape token appear nowhere", async () => {
     const tp = traceparent();
     const { res, json } = await ask('guarded', tp.header);
     // The leaky provider refused the key (auth): the request fell back and was answered.
@@ -227,25 +245,37 @@ describe('no secret in histories, logs, metrics or traces', () => {
     await spansOf(tp.traceId, [RUN_WORKFLOW, 'chat m']);
     await tracing.flush();
 
+    const metrics = await fetch(`${keel.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    assert.equal(metrics.status, 200);
     const places: Record<string, string> = {
       'responses': JSON.stringify(responses),
       'traces (OTLP bodies)': receiver.bodies.join('\n'),
-      'metrics': await (await fetch(`${keel.url}/metrics`)).text(),
+      'metrics': await metrics.text(),
       'logs': logs,
     };
-    for (const id of requestIds) places[`history of ${id}`] = historyToJSON(await env.client.workflow.getHandle(id).fetchHistory());
-    assert.ok(receiver.bodies.length > 0 && Object.keys(places).length >= 4 + requestIds.length);
+    // Histories as stored, and decoded: with the codec on, what is stored is ciphertext.
+    const codec = keelDataConverter(keel.config.codec)?.payloadCodecs?.[0];
+    for (const id of [...requestIds, keyWorkflowId(virtualKey.id)]) {
+      const history = await env.client.workflow.getHandle(id).fetchHistory();
+      places[`history of ${id}`] = await historyText(history, codec, historyToJSON(history));
+      if (CODEC_UNDER_TEST) assert.equal(payloadEncoding(history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0]), 'binary/encrypted');
+    }
+    assert.ok(receiver.bodies.length > 0 && Object.keys(places).length >= 5 + requestIds.length);
     // The scan sees what it scans: the provider's error reached the history (with the key cut
-    // out), the logs were captured, the spans and the metrics are there.
+    // out), the request carries its key's id, the logs were captured, the spans and the metrics are there.
     assert.match(places['history of ' + requestIds.at(-1)], /leaky\/m attempt 1: .*Incorrect API key provided/);
+    assert.ok(places['history of ' + requestIds.at(-1)].includes(virtualKey.id));
     assert.match(places.logs, /Worker state changed/);
     assert.match(places['traces (OTLP bodies)'], /RunActivity:callProvider/);
     assert.match(places.metrics, /keel_provider_attempts_total\{provider="leaky",model="m",call_path="local",outcome="error",error_class="auth"\} 1/);
+    assert.ok(places.metrics.includes(`key="${virtualKey.id}"`), 'the metrics carry the key id');
+    const secrets = { 'the provider key': PROVIDER_SECRET, 'the admin key': ADMIN_KEY, "the virtual key's secret": virtualKey.secret, 'the metrics token': METRICS_TOKEN };
     for (const [where, text] of Object.entries(places)) {
-      assert.ok(!text.includes(PROVIDER_SECRET), `the provider key is in ${where}`);
-      assert.ok(!text.includes(GATEWAY_SECRET), `the gateway key is in ${where}`);
-      // Nor a recognisable part of one (a key cut short still leaks).
-      assert.ok(!text.includes(PROVIDER_SECRET.slice(0, 24)), `part of the provider key is in ${where}`);
+      for (const [what, secret] of Object.entries(secrets)) {
+        assert.ok(!text.includes(secret), `${what} is in ${where}`);
+        // Nor a recognisable part of one (a key cut short still leaks).
+        assert.ok(!text.includes(secret.slice(0, 24)) && !text.includes(secret.slice(-24)), `part of ${what} is in ${where}`);
+      }
     }
   });
 });
