@@ -3,13 +3,13 @@ import type { KeelConfig } from '../src/config/schema.js';
 import type { HealthLink } from './health-link.js';
 import type { RoutingHealth } from '../src/core/health-types.js';
 import type { StreamBoard } from '../src/channels/stream-board.js';
-import { createCallProvider } from './provider-call/call-provider.js';
+import { createCallProvider, type CallObservers } from './provider-call/call-provider.js';
 import { createDeliverWebhook } from './webhook/deliver.js';
 import { takeHedge } from './provider-call/hedge-budget.js';
 
-export function createActivities(config: KeelConfig, health?: HealthLink, streams?: StreamBoard) {
+export function createActivities(config: KeelConfig, health?: HealthLink, observers: CallObservers = {}, streams?: StreamBoard) {
   return {
-    callProvider: createCallProvider(config, health, streams),
+    callProvider: createCallProvider(config, health, observers, streams),
     /** Runs on the request task queue: POSTs an async job's signed webhook. */
     deliverWebhook: createDeliverWebhook(config),
     /** Runs as a local activity: the hedge budget is this worker's, read without a server round trip. */

@@ -94,7 +94,8 @@ function commandVersion(cmd: string, args: string[]): string | undefined {
 
 async function main() {
   stopChildrenOnExit();
-  installRuntime();
+  // No SDK metrics exporter: the floors measured here run without one.
+  await installRuntime({ metrics: false });
   const work = mkdtempSync(join(tmpdir(), 'keel-bench-gateways-'));
   // Registered first, so removed last, also when Ctrl-C ends the run.
   const removeWork = () => rmSync(work, { recursive: true, force: true });

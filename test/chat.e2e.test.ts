@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
-import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
+import { recordedDescription, startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
 import { WORKFLOW_TYPES } from '../src/core/contract.js';
 
 const KEYS = { ALPHA_KEY: 'alpha-test-secret-7f3a9', BETA_KEY: 'beta-test-secret-91c2', GAMMA_KEY: 'gamma-test-secret-55e1' };
@@ -80,10 +80,7 @@ describe('the happy path, for each provider wire format', () => {
       assert.equal(response.headers.get('x-keel-provider'), provider);
       assert.equal(fake().calls().length, 1);
       assert.equal(fake().calls()[0].authorized, true);
-      // An early answer comes before the completion is recorded (docs/REQUESTS.md): wait for the record.
-      const handle = env.client.workflow.getHandle(requestId);
-      await handle.result();
-      const description = await handle.describe();
+      const description = await recordedDescription(env, requestId);
       assert.equal(description.type, WORKFLOW_TYPES.request);
       assert.equal(description.status.name, 'COMPLETED');
     });
@@ -172,10 +169,8 @@ describe('errors in OpenAI shape with the right status', () => {
     assert.equal(res.status, 503);
     assert.equal(json.error?.code, 'unavailable');
     assert.equal(json.keel?.attempts.length, 4, 'two attempts on each of the two targets');
-    // Answered early, then recorded (docs/REQUESTS.md): the execution ends Failed.
-    const handle = env.client.workflow.getHandle(res.headers.get('x-request-id')!);
-    await handle.result().catch(() => undefined);
-    assert.equal((await handle.describe()).status.name, 'FAILED');
+    const description = await recordedDescription(env, res.headers.get('x-request-id')!);
+    assert.equal(description.status.name, 'FAILED');
   });
 
   test('502 when the provider rejects Keel\'s key (auth), 504 when it never answers', async () => {

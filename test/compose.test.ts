@@ -263,6 +263,7 @@ test('every Compose variable is a documented knob with a default (a shell $var m
     'KEEL_CODEC_KEY_ID',
     'KEEL_CODEC_TOKEN',
     'KEEL_ADMIN_KEY',
+    'KEEL_METRICS_TOKEN',
   ]);
   const refs: string[] = [];
   const walk = (node: unknown): void => {
@@ -526,6 +527,17 @@ test('gateway keys: the api requires KEEL_ADMIN_KEY, passed through to it alone;
   assert.equal(authProblem(closed), undefined);
   assert.deepEqual(closed.auth.openPaths, ['/healthz', '/status']);
   assert.throws(() => parseConfig(text, { ...keys, KEEL_ADMIN_KEY: 'short' }), /auth\.adminKey: must be at least 16 characters/);
+});
+
+test('metrics: the scrape token reaches the api and every worker; unset, there is none (the api then takes the admin key)', () => {
+  const raw = loadComposeRaw();
+  for (const svc of ['api', 'worker']) assert.equal(envOf(raw.services[svc]).KEEL_METRICS_TOKEN, '${KEEL_METRICS_TOKEN:-}', `${svc} gets KEEL_METRICS_TOKEN`);
+  const text = readFileSync(PROD_CONFIG_PATH, 'utf8');
+  const keys = { KEEL_CODEC_KEY: Buffer.alloc(32, 7).toString('base64'), KEEL_CODEC_TOKEN: 'compose-test-codec-server-token', KEEL_ADMIN_KEY: 'a-long-enough-admin-key' };
+  assert.equal(parseConfig(text, keys, PROD_CONFIG_PATH).telemetry.metrics.token, undefined);
+  const token = randomBytes(24).toString('base64url');
+  assert.equal(parseConfig(text, { ...keys, KEEL_METRICS_TOKEN: token }, PROD_CONFIG_PATH).telemetry.metrics.token, token);
+  assert.throws(() => parseConfig(text, { ...keys, KEEL_METRICS_TOKEN: 'short' }, PROD_CONFIG_PATH), /telemetry\.metrics\.token: must be at least 24 characters/);
 });
 
 test('deploy/keel.production.yaml parses, keeps keys in ${...} and is accepted by Keel', () => {

@@ -9,6 +9,7 @@ import { PROMPT_OVERHEAD_TOKENS, MEDIA_PART_TOKENS, keyedRequestProblem, promptT
 import {
   RATE_WINDOW_MS,
   applySettings,
+  budgetReport,
   keyRefusal,
   keyView,
   modelAllowed,
@@ -129,6 +130,37 @@ describe('budget reservations', () => {
     const outcomes = reserve(s, group, T0);
     assert.deepEqual(outcomes.map((o) => o.ok), [true, true, false, false]);
     assert.equal(keyView(s, T0).budget?.reserved_usd, 0.008, 'the 0.001 item after the refusal was not reserved');
+  });
+});
+
+describe('the budget the metrics report (budgetReport)', () => {
+  test("is GET /v1/keys/:id's remaining_usd after any reservations, settlements and expiries, and changes nothing", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ op: fc.constantFrom('reserve', 'settle', 'release', 'wait'), usd: fc.integer({ min: 0, max: 40 }).map((n) => n / 10_000), ms: fc.integer({ min: 0, max: 200_000 }) }), { maxLength: 40 }),
+        fc.constantFrom('day', 'month', 'total'),
+        (ops, period) => {
+          const s = state({ budget: { usd: 0.01, period } });
+          let now = T0;
+          let n = 0;
+          for (const o of ops) {
+            if (o.op === 'wait') now += o.ms;
+            else if (o.op === 'reserve') reserve(s, [item(`r${n++}`, o.usd)], now);
+            else if (o.op === 'settle' && n > 0) settle(s, { requestId: `r${n - 1}`, runId: 'r', nanos: usdToNanos(o.usd / 2), tokens: 0 }, now);
+            else if (o.op === 'release' && n > 0) release(s, `r${n - 1}`);
+            const before = JSON.stringify(s);
+            const report = budgetReport(s, now)!;
+            assert.equal(JSON.stringify(s), before);
+            assert.equal(report.budgetNanos, usdToNanos(0.01));
+            assert.equal(report.remainingNanos, usdToNanos(keyView(s, now).budget!.remaining_usd));
+          }
+        },
+      ),
+    );
+  });
+
+  test('a key without a budget reports none', () => {
+    assert.equal(budgetReport(state({ rpm: 5 }), T0), undefined);
   });
 });
 

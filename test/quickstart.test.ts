@@ -3,6 +3,7 @@
 // keel.config.yaml moved to free loopback ports, a chat completion, `npm run batch -- file.jsonl`
 // (src/bin/batch.ts) against it, and Ctrl-C (SIGINT) stopping everything it started.
 import assert from 'node:assert/strict';
+import { WORKFLOW_TYPES } from '../src/core/contract.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { parse, stringify } from 'yaml';
+import { scrape } from './helpers/prometheus.js';
 import { callJson, until, type Json } from './helpers/http.js';
 import { freePort } from './helpers/processes.js';
 
@@ -213,6 +215,19 @@ describe('quick start: npm start, a chat completion, npm run batch, Ctrl-C', () 
       assert.equal(res.headers.get('x-keel-provider'), name);
       assert.equal(json.choices[0].message.content, `[${model}] Hi ${name}`);
     }
+  });
+
+  test("GET /metrics: the API's and the worker's metrics, and the Temporal SDK's, in one scrape", async () => {
+    const sent = 1 + fakeProviders.length;
+    // Each part counts a request as its step is done (the SDK once the completion is sent): read until all have.
+    const s = await until('the requests above counted', async () => {
+      const now = await scrape(`${apiUrl}/metrics`);
+      const counted = now.value('keel_requests_total', { outcome: 'succeeded' }) >= sent && now.value('temporal_workflow_completed', { workflow_type: WORKFLOW_TYPES.request }) >= sent;
+      return counted ? now : undefined;
+    });
+    assert.equal(s.value('keel_requests_total', { outcome: 'succeeded' }), sent);
+    assert.equal(s.value('keel_chat_completions_total', { outcome: 'succeeded', answered_at: 'early' }), sent);
+    assert.equal(s.value('keel_temporal_metrics_up'), 1);
   });
 
   test('npm run batch: progress lines, status completed, every line answered once, the bad line in the error file', async () => {

@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { DefaultLogger, Runtime, Worker, type ReplayResult, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { DeterminismViolationError } from '@temporalio/workflow';
 import { historyFromJSON } from './helpers/history-json.js';
-import { workflowBundle } from './helpers/temporal.js';
+import { tracingWorkflowBundle, workflowBundle } from './helpers/temporal.js';
 
 Runtime.install({ logger: new DefaultLogger('ERROR') });
 
@@ -32,9 +32,16 @@ function recorded(names?: string[]) {
     .map((name) => ({ workflowId: name, history: historyFromJSON(JSON.parse(readFileSync(join(HISTORIES, `${name}.json`), 'utf8'))) }));
 }
 
+/** The sinks workers register (none is called while replaying; unregistered ones would be logged). */
+const SINKS = {
+  answers: { settled: { fn: () => undefined } },
+  metrics: { requestEnded: { fn: () => undefined }, keyBudget: { fn: () => undefined } },
+  exporter: { export: { fn: () => undefined } },
+};
+
 async function replay(bundle: WorkflowBundleWithSourceMap, names?: string[]): Promise<ReplayResult[]> {
   const results: ReplayResult[] = [];
-  for await (const r of Worker.runReplayHistories({ workflowBundle: bundle }, recorded(names))) results.push(r);
+  for await (const r of Worker.runReplayHistories({ workflowBundle: bundle, sinks: SINKS }, recorded(names))) results.push(r);
   return results;
 }
 
@@ -47,6 +54,19 @@ describe('recorded histories replay against the current workflow code', () => {
   test('every history in test/histories replays without a determinism error', async () => {
     const results = await replay(await workflowBundle());
     assert.deepEqual(results.map((r) => r.workflowId), recorded().map((h) => h.workflowId), 'one result per file');
+    assert.deepEqual(
+      results.filter((r) => r.error).map((r) => `${r.workflowId}: ${r.error!.message}`),
+      [],
+    );
+  });
+});
+
+describe('turning tracing on keeps in-flight executions running', () => {
+  // Tracing compiles Temporal's OpenTelemetry interceptors into the bundle; a deployment that turns
+  // it on restarts its workers with executions in flight, recorded without them.
+  test('every history in test/histories replays against the tracing bundle', async () => {
+    const results = await replay(await tracingWorkflowBundle());
+    assert.equal(results.length, recorded().length);
     assert.deepEqual(
       results.filter((r) => r.error).map((r) => `${r.workflowId}: ${r.error!.message}`),
       [],

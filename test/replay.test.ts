@@ -9,7 +9,7 @@ import proto from '@temporalio/proto';
 import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
 import { RequestService } from '../src/services/request-service.js';
 import { KeelBatchId, KeelErrorClass, KeelModel, KeelProvider, KeelStatus } from '../src/core/search-attributes.js';
-import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
+import { recordedDescription, startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
 import { callJson, settledRequest, until, type Json } from './helpers/http.js';
 
 const { temporal } = proto;
@@ -78,7 +78,7 @@ const settled = (id: string) => settledRequest(keel.url, id);
 describe('a failed request', () => {
   test('is a Failed workflow with model, last provider, error class and batch id as search attributes (no prompt text)', async () => {
     const id = await failedRequest();
-    const description = await env.client.workflow.getHandle(id).describe();
+    const description = await recordedDescription(env, id);
     assert.equal(description.status.name, 'FAILED');
     const sa = description.typedSearchAttributes;
     assert.equal(sa.get(KeelModel), 'flaky');

@@ -175,7 +175,7 @@ before(async () => {
   env = await startTemporal();
   const connection = env.nativeConnection;
   workers = [
-    await Worker.create({ connection, taskQueue, workflowBundle: await workflowBundle(), activities: localActivities, sinks: { answers: { settled: { fn: () => undefined } } } }),
+    await Worker.create({ connection, taskQueue, workflowBundle: await workflowBundle(), activities: localActivities, sinks: { answers: { settled: { fn: () => undefined } }, metrics: { requestEnded: { fn: () => undefined } } } }),
     ...(await Promise.all(Object.keys(routing.providers).map((p) => Worker.create({ connection, taskQueue: providerTaskQueue(p), activities: { callProvider } })))),
   ];
   running = Promise.all(workers.map((w) => w.run()));

@@ -11,6 +11,7 @@ import { requestIdForKey } from '../src/services/request-service.js';
 import { providerTaskQueue } from '../src/core/task-queues.js';
 import type { AttemptRecord, RequestFailureDetails } from '../src/core/request-types.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
+import { settledRequest } from './helpers/http.js';
 
 let env: TestWorkflowEnvironment;
 let keel: KeelUnderTest;
@@ -265,7 +266,8 @@ describe('a live handle on each request', () => {
     a.setBehaviour('m', { default: { kind: 'ok' } });
     const { response } = await ask('chain');
     const id = response.headers.get('x-request-id')!;
-    const body = (await (await fetch(`${keel.url}/v1/requests/${id}`)).json()) as { status: string; result: { choices: unknown[] }; ui_url: string };
+    // Answered early: the outcome is recorded a few milliseconds later (docs/REQUESTS.md).
+    const body = (await settledRequest(keel.url, id)) as { status: string; result: { choices: unknown[] }; ui_url: string };
     assert.equal(body.status, 'succeeded');
     assert.equal(body.result.choices.length, 1);
     assert.match(body.ui_url, new RegExp(`/workflows/${id}$`));

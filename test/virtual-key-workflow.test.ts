@@ -10,7 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
-import { WORKFLOW_TYPES, changeKeyUpdate, keySnapshotQuery, reserveKeyUpdate, settleKeySignal, type VirtualKeyWorkflow } from '../src/core/contract.js';
+import { WORKFLOW_TYPES, changeKeyUpdate, keySnapshotQuery, releaseKeySignal, reserveKeyUpdate, settleKeySignal, type KeyBudgetReport, type VirtualKeyWorkflow } from '../src/core/contract.js';
 import { keyWorkflowId, usdToNanos, type KeySettings, type ReserveItem } from '../src/core/keys.js';
 import { until } from './helpers/http.js';
 import { startTemporal, workflowBundle } from './helpers/temporal.js';
@@ -22,10 +22,17 @@ const TASK_QUEUE = 'virtual-key-workflow-test';
 let env: TestWorkflowEnvironment;
 let worker: Worker;
 let running: Promise<void>;
+/** What the key workflows reported to the worker's metrics (the `metrics.keyBudget` sink), in order. */
+const reports: KeyBudgetReport[] = [];
 
 before(async () => {
   env = await startTemporal();
-  worker = await Worker.create({ connection: env.nativeConnection, taskQueue: TASK_QUEUE, workflowBundle: await workflowBundle() });
+  worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue: TASK_QUEUE,
+    workflowBundle: await workflowBundle(),
+    sinks: { metrics: { requestEnded: { fn: () => undefined }, keyBudget: { fn: (_info, r: KeyBudgetReport) => void reports.push(r), callDuringReplay: false } } },
+  });
   running = worker.run();
 });
 
@@ -110,5 +117,44 @@ describe('the virtual-key workflow', () => {
     assert.deepEqual(final.reservations, []);
     // Its record stays readable (a query on the closed workflow).
     await until('the closed key to answer a query', async () => ((await snapshot(h)).view.status === 'revoked' ? true : undefined));
+  });
+
+  test("reports its budget to the worker's metrics after each reservation, settlement, release and change, and its end", async () => {
+    const h = await startKey({ budget: { usd: 0.01, period: 'month' } });
+    const id = h.workflowId.replace(/^keel-key-/, '');
+    const mine = () => reports.filter((r) => r.key === id);
+    /** The last report, as the gauges show it: [limit, remaining] in USD, or 'none'. */
+    const last = () => {
+      const r = mine().at(-1);
+      return r === undefined ? undefined : 'none' in r ? 'none' : [r.limitUsd, +r.remainingUsd.toFixed(9)];
+    };
+    assert.ok(await reserveOne(h, item('a', 0.004)));
+    assert.deepEqual(last(), [0.01, 0.006]);
+    // A retried reservation holds nothing new: no report.
+    const count = mine().length;
+    assert.ok(await reserveOne(h, item('a', 0.004)));
+    assert.equal(mine().length, count);
+    // Settled for less than reserved: the rest comes back.
+    await h.signal(settleKeySignal, { requestId: 'a', runId: 'r', nanos: usdToNanos(0.001), tokens: 10 });
+    await until('the settlement reported', () => (mine().length > count ? true : undefined));
+    assert.deepEqual(last(), [0.01, 0.009]);
+    assert.ok(await reserveOne(h, item('b', 0.002)));
+    assert.deepEqual(last(), [0.01, 0.007]);
+    await h.signal(releaseKeySignal, { requestId: 'b' });
+    await until('the release reported', () => (last()?.[1] === 0.009 ? true : undefined));
+    // A new budget, then none: the series would go.
+    await h.executeUpdate(changeKeyUpdate, { args: [{ settings: { budget: { usd: 0.05, period: 'month' } } }] });
+    assert.deepEqual(last(), [0.05, 0.049]);
+    await h.executeUpdate(changeKeyUpdate, { args: [{ settings: { budget: null } }] });
+    assert.equal(last(), 'none');
+    await h.executeUpdate(changeKeyUpdate, { args: [{ settings: { budget: { usd: 0.02, period: 'total' } } }] });
+    assert.deepEqual(last(), [0.02, 0.019]);
+    // Revoked with nothing in flight: it ends, and says so.
+    await h.executeUpdate(changeKeyUpdate, { args: [{ revoke: true }] });
+    await h.result();
+    assert.equal(last(), 'none');
+    // The workflow's clock orders them.
+    const times = mine().map((r) => r.at);
+    assert.deepEqual(times, [...times].sort((x, y) => x - y));
   });
 });

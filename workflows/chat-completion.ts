@@ -21,8 +21,9 @@ import type { KeelActivities } from '../activities/index.js';
 import { ERROR_POLICY, isErrorClass, type ErrorClass } from '../src/core/error-classes.js';
 import { PlanError, isLocalCall, targetKey, type Plan, type Target } from '../src/core/routing.js';
 import { usageCost, withUsageCost } from '../src/core/cost.js';
+import { NO_KEY, modelLabel, upstreamModelLabel } from '../src/core/metric-labels.js';
 import { planWithHealth } from './health-plan.js';
-import { requestStatusQuery, settleKeySignal, type KeelSinks, type RequestWorkflow } from '../src/core/contract.js';
+import { requestStatusQuery, settleKeySignal, type KeelSinks, type RequestMetrics, type RequestWorkflow } from '../src/core/contract.js';
 import { keyWorkflowId, nanosToUsd, usdToNanos } from '../src/core/keys.js';
 import { CANCELLED_ERROR, failureError } from '../src/core/openai-error.js';
 import { KeelErrorClass, KeelProvider, KeelStatus } from '../src/core/search-attributes.js';
@@ -57,7 +58,7 @@ const { hedgeAllowed } = proxyLocalActivities<KeelActivities>({
   retry: { maximumAttempts: 1 },
 });
 
-const { answers } = proxySinks<KeelSinks>();
+const { answers, metrics } = proxySinks<KeelSinks>();
 
 type Settled =
   | { target: Target; ok: true; out: ProviderCallOutput }
@@ -261,8 +262,44 @@ export const chatCompletionWorkflow: RequestWorkflow = async (input: ChatWorkflo
   return result;
 };
 
-/** The request itself; `extra` is merged into the status query (webhook state, outcome while delivering). */
+/** The request and its metrics: the outcome is handed to the worker's metrics sink once it is known. */
 async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatusView>): Promise<ChatWorkflowResult> {
+  const asked = input.request.model ?? input.request.models?.[0];
+  const m: RequestMetrics = {
+    // Names the configuration knows: a label value never comes from free client text.
+    model: modelLabel(asked, input.routing),
+    mode: (asked !== undefined && Object.hasOwn(input.routing.models, asked) ? input.routing.models[asked].mode : undefined) ?? input.routing.defaults.mode,
+    outcome: 'failed',
+    durationMs: 0,
+    fallbacks: [],
+    hedgesFired: 0,
+    hedgeWon: false,
+    batch: input.batchId !== undefined,
+    // The key's id (never its secret): the keys an admin made are a bounded set.
+    key: input.key?.id ?? NO_KEY,
+  };
+  const startedAt = Date.now();
+  try {
+    const result = await runTargets(input, extra, m);
+    m.outcome = 'succeeded';
+    m.provider = result.keel.provider;
+    m.targetModel = result.keel.model;
+    const usage = result.completion.usage;
+    if (usage) m.usage = { input: usage.prompt_tokens ?? 0, output: usage.completion_tokens ?? 0 };
+    if (result.keel.cost !== undefined) m.cost = result.keel.cost;
+    return result;
+  } catch (err) {
+    if (isCancellation(err)) m.outcome = 'cancelled';
+    else if (err instanceof ApplicationFailure && isErrorClass(err.type)) m.errorClass = err.type;
+    throw err;
+  } finally {
+    m.durationMs = Date.now() - startedAt;
+    metrics.requestEnded(m);
+  }
+}
+
+/** The request itself; `extra` is merged into the status query (webhook state, outcome while delivering). */
+async function runTargets(input: ChatWorkflowInput, extra: Partial<RequestStatusView>, m: RequestMetrics): Promise<ChatWorkflowResult> {
   const startedAt = Date.now();
   let plan: Plan;
   try {
@@ -273,6 +310,7 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
     }
     throw err;
   }
+  m.mode = plan.mode;
   const requestId = workflowInfo().workflowId;
   const deadline = startedAt + plan.timeouts.requestMs;
   const attempts: AttemptRecord[] = [];
@@ -296,7 +334,11 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
   let continuation: PartialStream | undefined;
   // The process that streams this request is gone (its queue starts nothing): calls go the ordinary way.
   let streaming = input.stream;
+  /** Targets started by a hedge (for the hedges-won count). */
+  const hedged = new Set<string>();
+  let hedging = false;
   const launch = (target: Target) => {
+    if (hedging) hedged.add(targetKey(target));
     const scope = new CancellationScope();
     const stream = streaming;
     const call = providerCall(target, plan, deadline, stream);
@@ -343,6 +385,7 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
   try {
     for (;;) {
       while (running.size < width && queue.length > 0 && Date.now() < deadline && (!streamTaken || continuation)) launch(queue.shift()!);
+      hedging = false;
       if (running.size === 0) {
         // The call that owns the stream is not one this execution runs (its workflow task was lost and run again).
         if (streamTaken && !continuation) lastFailure = { errorClass: 'stream_interrupted', status: 502, message: 'the call streaming this answer is no longer running', attempts: [] };
@@ -357,7 +400,11 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
       if (next === 'hedge') {
         hedgeTimer = undefined;
         // The cap keeps hedging from doubling the load when a provider is slow for everyone.
-        if (await hedgeAllowed(plan.hedge.maxShare)) width += 1;
+        if (await hedgeAllowed(plan.hedge.maxShare)) {
+          width += 1;
+          m.hedgesFired += 1;
+          hedging = true;
+        }
         continue;
       }
       running.delete(targetKey(next.target));
@@ -372,6 +419,7 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
         hedgeScope?.cancel();
         cancelRunning();
         attempts.push(...out.attempts);
+        m.hedgeWon = hedged.has(targetKey(next.target));
         state = 'succeeded';
         upsertSearchAttributes([
           { key: KeelProvider, value: next.target.provider },
@@ -407,6 +455,8 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
       attempts.push(...next.failure.attempts);
       lastFailure = next.failure;
       if (next.failure.stream) partial = next.failure.stream;
+      m.provider = next.target.provider;
+      m.targetModel = next.target.model;
       upsertSearchAttributes([{ key: KeelProvider, value: next.target.provider }]);
       const policy = ERROR_POLICY[next.failure.errorClass as ErrorClass] ?? ERROR_POLICY.bad_response;
       if (next.failure.errorClass === 'stream_interrupted' && next.failure.stream && plan.stream.recovery === 'continue' && continuable(next.failure.stream)) {
@@ -420,6 +470,10 @@ async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatus
         // Only a target known to hold more can take a prompt that was too long here.
         const larger = queue.filter((t) => t.contextWindow !== undefined && (limit === undefined || t.contextWindow > limit));
         queue.splice(0, queue.length, ...larger);
+      }
+      // A fallback: this target is given up on and another one is (or is still) on its way.
+      if (queue.length > 0 || running.size > 0) {
+        m.fallbacks.push({ provider: next.target.provider, model: upstreamModelLabel(next.target.provider, next.target.model, input.routing), errorClass: next.failure.errorClass });
       }
       // A failure frees a slot: hedge/race go on with the next target at once.
       hedgeScope?.cancel();

@@ -15,8 +15,13 @@ import { classifyError, internalStack, isAbortError } from './classify-error.js'
 import { noteProviderCall } from './hedge-budget.js';
 import { createAdapter } from '../providers/index.js';
 import type { ChatRequest } from '../providers/types.js';
+import type { ChatCompletion } from 'openai/resources/chat/completions';
 import { backoffDelayMs } from './retry-delay.js';
 import { StreamBroke, continuingRequest, streamCall } from './stream-call.js';
+import { SpanKind, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
+import { usageCost } from '../../src/core/cost.js';
+import { OTHER, upstreamModelLabel } from '../../src/core/metric-labels.js';
+import type { KeelMetrics } from '../../src/observability/metrics.js';
 
 const HEARTBEAT_EVERY_MS = 300;
 
@@ -49,7 +54,6 @@ function noteHealth(health: HealthLink | undefined, input: ProviderCallInput, re
   if (input.probe) health.publishSoon();
 }
 
-/** `streams`: the channel to an API in this process, where streamed calls publish their chunks. */
 /**
  * A stream that broke after the client had content: neither retried nor (unless the request asked
  * to continue it) falls back — the failure carries what the client has.
@@ -72,7 +76,18 @@ function streamInterrupted(err: StreamBroke, record: AttemptRecord, prior: Attem
   });
 }
 
-export function createCallProvider(config: KeelConfig, health?: HealthLink, streams?: StreamBoard) {
+/** How a worker observes provider calls: metrics per attempt, a span per call to the provider. */
+export interface CallObservers {
+  metrics?: KeelMetrics;
+  tracer?: Tracer;
+}
+
+/** `gen_ai.provider.name` (OpenTelemetry GenAI conventions) of each wire format. */
+const GENAI_PROVIDER = { openai: 'openai', anthropic: 'anthropic', gemini: 'gcp.gemini' } as const;
+
+/** `streams`: the channel to an API in this process, where streamed calls publish their chunks. */
+export function createCallProvider(config: KeelConfig, health?: HealthLink, observers: CallObservers = {}, streams?: StreamBoard) {
+  const { metrics, tracer } = observers;
   const secrets = Object.values(config.providers)
     .map((p) => p.apiKey)
     .filter((k): k is string => typeof k === 'string' && k.length > 0);
@@ -125,6 +140,43 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink, stre
     noteProviderCall(record.startedAt);
     log.keep(prior);
     let streamed = 0;
+    const callPath = ctx.info.isLocal ? 'local' : 'queue';
+    // Labels: an upstream model the configuration does not name is 'other' (a client may send any).
+    const modelLabel = upstreamModelLabel(input.provider, input.model, config.routing);
+    const observed = { provider: input.provider, providerType: provider.type, model: modelLabel, callPath, seconds: 0 } as const;
+    // The call to the provider, as a child of the activity's span (GenAI client span conventions).
+    // Labels and counts only: never the prompt, the completion or a key.
+    const span: Span | undefined = tracer?.startSpan(`chat ${input.model}`, {
+      kind: SpanKind.CLIENT,
+      attributes: {
+        'gen_ai.operation.name': 'chat',
+        'gen_ai.provider.name': GENAI_PROVIDER[provider.type],
+        'gen_ai.request.model': input.model,
+        'server.address': new URL(provider.baseURL).hostname,
+        'keel.provider': input.provider,
+        'keel.attempt': attempt,
+        'keel.call_path': callPath,
+        'keel.request_id': input.requestId,
+      },
+    });
+    const observeSuccess = (completion: ChatCompletion) => {
+      const usage = completion.usage;
+      const cost = usageCost(usage, input.provider, input.model, config.routing);
+      metrics?.providerCall({
+        ...observed,
+        outcome: 'success',
+        seconds: record.durationMs / 1000,
+        retrying: false,
+        // A provider may echo the requested name back: no more bounded than the request's.
+        responseModel: modelLabel === OTHER ? OTHER : completion.model,
+        ...(usage && { inputTokens: usage.prompt_tokens, outputTokens: usage.completion_tokens }),
+        ...(cost !== undefined && { cost }),
+      });
+      span?.setAttributes({
+        'gen_ai.response.model': completion.model,
+        ...(usage && { 'gen_ai.usage.input_tokens': usage.prompt_tokens, 'gen_ai.usage.output_tokens': usage.completion_tokens }),
+      });
+    };
     // Heartbeats are how a cancellation (race loser, client cancel) reaches a running call on a
     // task queue; a local call is cancelled in-process.
     const beat = ctx.info.isLocal ? undefined : setInterval(() => log.keep(prior, streamed), HEARTBEAT_EVERY_MS);
@@ -144,23 +196,30 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink, stre
           callId: `${ctx.info.activityId}#${attempt}#${randomUUID()}`,
           target: record.target,
           cancelled: ctx.cancellationSignal,
-          onProgress: (n) => (streamed = n),
+          onProgress: (n) => {
+            streamed = n;
+            if (n === 1) metrics?.firstChunk({ ...observed, seconds: (Date.now() - record.startedAt) / 1000 });
+          },
         });
         record.durationMs = Date.now() - record.startedAt;
         log.close();
         if (out.lost) {
           // Not a verdict on the target: another call of the request was first (a race, a hedge).
           Object.assign(record, { outcome: 'cancelled', message: `another target streamed first${out.to ? ` (${out.to})` : ''}` } satisfies Partial<AttemptRecord>);
+          metrics?.providerCall({ ...observed, outcome: 'cancelled', seconds: record.durationMs / 1000, retrying: false });
+          span?.setAttribute('keel.cancelled', true);
           return { lost: true, attempts: [...prior, record] };
         }
         record.stream = out.progress;
         noteHealth(health, input, record, undefined, out.completion.usage?.completion_tokens);
+        observeSuccess(out.completion);
         return { completion: out.completion, layout: out.layout, attempts: [...prior, record] };
       }
       const completion = await adapter.complete(providerRequest(input), input.model, ctx.cancellationSignal);
       record.durationMs = Date.now() - record.startedAt;
       noteHealth(health, input, record, undefined, completion.usage?.completion_tokens);
       log.close();
+      observeSuccess(completion);
       return { completion, attempts: [...prior, record] };
     } catch (err) {
       record.durationMs = Date.now() - record.startedAt;
@@ -168,12 +227,17 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink, stre
         // A lost race is no verdict on the target; running out of time is.
         if (ctx.cancellationDetails?.timedOut) noteHealth(health, input, record, 'timeout');
         log.close();
+        metrics?.providerCall({ ...observed, outcome: 'cancelled', seconds: record.durationMs / 1000, retrying: false });
+        span?.setAttribute('keel.cancelled', true);
         throw err instanceof CancelledFailure ? err : new CancelledFailure('provider call cancelled');
       }
       if (err instanceof StreamBroke) {
         const info = classifyError(err.cause, provider.type, secrets);
         noteHealth(health, input, record, info.errorClass);
         log.close();
+        metrics?.providerCall({ ...observed, outcome: 'error', errorClass: 'stream_interrupted', seconds: record.durationMs / 1000, retrying: false });
+        span?.setAttributes({ 'error.type': 'stream_interrupted', 'keel.stream.chunks': err.progress.chunks });
+        span?.setStatus({ code: SpanStatusCode.ERROR, message: 'stream_interrupted' });
         throw streamInterrupted(err, record, prior, attempt, info);
       }
       const info = classifyError(err, provider.type, secrets);
@@ -191,6 +255,10 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink, stre
       const attempts = [...prior, record];
       if (delay === undefined) log.close();
       else log.keep(attempts);
+      metrics?.providerCall({ ...observed, outcome: 'error', errorClass: info.errorClass, seconds: record.durationMs / 1000, retrying: delay !== undefined });
+      // The class and status only: the message may quote the provider's answer.
+      span?.setAttributes({ 'error.type': info.errorClass, ...(info.status !== undefined && { 'http.response.status_code': info.status }) });
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: info.errorClass });
       throw ApplicationFailure.create({
         type: info.errorClass,
         message: `${record.target} attempt ${attempt}: ${info.message}`,
@@ -202,6 +270,7 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink, stre
         details: [{ errorClass: info.errorClass, status: info.status, message: info.message, attempts }],
       });
     } finally {
+      span?.end();
       clearInterval(beat);
       release?.();
     }

@@ -14,6 +14,11 @@ import { openBatchStore } from '../store/batch-store.js';
 import { batchesRouter } from './batches.js';
 import { BatchService } from '../services/batch-service.js';
 import { filesRouter } from './files.js';
+import type { KeelMetrics } from '../observability/metrics.js';
+import type { MetricsEndpoint } from '../observability/metrics-endpoint.js';
+import type { KeelTracing } from '../observability/tracing.js';
+import { metricsRouter, observeHttp } from './telemetry.js';
+import { metricsAccess } from '../observability/metrics-access.js';
 import { codecRouter } from './codec.js';
 import { KeyService } from '../services/key-service.js';
 import { authMiddleware, keyOf } from './auth.js';
@@ -24,14 +29,20 @@ export interface ApiDeps {
   client: Client;
   config: KeelConfig;
   local?: LocalWorkers;
+  metrics: KeelMetrics;
+  /** GET /metrics; absent when metrics are turned off. */
+  metricsEndpoint?: MetricsEndpoint;
+  tracing?: KeelTracing;
 }
 
-export function createApp({ client, config, local }: ApiDeps): Express {
+export function createApp({ client, config, local, metrics, metricsEndpoint, tracing }: ApiDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   const keys = new KeyService(client, config);
   const requests = new RequestService(client, config, local, keys);
+  const observe = observeHttp(metrics, tracing);
+  app.use(observe.start);
 
   // Every response carries a request id; routes that start a workflow use it as the workflow ID.
   app.use((_req, res, next) => {
@@ -42,10 +53,13 @@ export function createApp({ client, config, local }: ApiDeps): Express {
   // Before the API's JSON parser: the codec server takes bodies of its own size (a history's payloads).
   // Before the gateway's keys too: the codec server checks its own bearer tokens (docs/ENCRYPTION.md).
   if (config.codec.server.enabled) app.use('/codec', codecRouter(config));
+  // Ahead of the gateway's keys too: a scrape token is no gateway key (docs/OPERATIONS.md, "Who may scrape").
+  if (metricsEndpoint) app.use(metricsRouter(metricsEndpoint, metricsAccess(config)));
   // Before the body is read: an unauthenticated request costs no parsing.
   app.use(authMiddleware(config, keys));
   // Over-limit bodies are refused from Content-Length, before anything is read or started.
   app.use(express.json({ limit: config.bodyLimitBytes, type: (req) => !String(req.headers['content-type'] ?? '').startsWith('multipart/') }));
+  app.use(observe.resume);
 
   app.get('/v1/models', (_req, res) => {
     // A virtual key sees the models it may use.
@@ -53,8 +67,8 @@ export function createApp({ client, config, local }: ApiDeps): Express {
     const models = listModels(config.routing).filter((m) => modelAllowed(allowed, m.id, config.routing.models[m.id]?.targets ?? []));
     res.json({ object: 'list', data: models.map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.owned_by })) });
   });
-  app.use(chatCompletionsRouter(requests));
-  app.use(requestsRouter(requests));
+  app.use(chatCompletionsRouter(requests, metrics));
+  app.use(requestsRouter(requests, metrics));
   app.use(healthRouter(client, config));
   app.use(providersRouter(client, config));
   const batchFiles = openBatchStore(config.codec);

@@ -6,6 +6,9 @@ import type { ChatWorkflowResult } from '../core/request-types.js';
 import { PlanError } from '../core/routing.js';
 import { ApiError, invalidRequest } from '../core/openai-error.js';
 import { fromZodError, sendError } from './errors.js';
+import type { KeelMetrics } from '../observability/metrics.js';
+import { keyLabel, noteKeyRefusal } from './telemetry.js';
+import { modelLabel } from '../core/metric-labels.js';
 import { keyOf } from './auth.js';
 import { followStream } from '../services/request-stream.js';
 import type { ChatRequestBody } from '../core/chat-request.js';
@@ -35,9 +38,10 @@ export function sendCompletion(res: Response, result: ChatWorkflowResult, uiUrl:
   res.json({ ...result.completion, keel: { ...result.keel, ui_url: uiUrl } });
 }
 
-export function chatCompletionsRouter(requests: RequestService): Router {
+export function chatCompletionsRouter(requests: RequestService, metrics?: KeelMetrics): Router {
   const router = Router();
   router.post('/v1/chat/completions', async (req, res) => {
+    const received = performance.now();
     const parsed = ChatRequestSchema.safeParse(req.body);
     if (!parsed.success) throw fromZodError(parsed.error);
     const streamed = parsed.data.stream === true;
@@ -51,6 +55,7 @@ export function chatCompletionsRouter(requests: RequestService): Router {
     const started = await requests.start(parsed.data, { requestId, waiting: true, ...stream, ...(key && { idempotencyKey: key }), ...(apiKey && { key: apiKey }) }).catch((err) => {
       // The key's request exists (with another body): still point at it.
       if (err instanceof ApiError && err.code === 'idempotency_key_reused') res.setHeader('x-keel-ui-url', uiUrl);
+      noteKeyRefusal(metrics, res, err);
       throw planErrorToApi(err);
     });
     res.setHeader('x-keel-ui-url', uiUrl);
@@ -60,6 +65,17 @@ export function chatCompletionsRouter(requests: RequestService): Router {
     }
     const outcome = await requests.outcome(started);
     if (outcome.answeredAt) res.setHeader('x-keel-answer', outcome.answeredAt);
+    const attempts = outcome.ok ? outcome.result.keel.attempts : (outcome.failure?.attempts ?? []);
+    metrics?.chatCompletion({
+      // A name the configuration knows: never free client text as a label.
+      model: modelLabel(started.plan.requestedModel, requests.config.routing),
+      provider: outcome.ok ? outcome.result.keel.provider : (attempts.at(-1)?.provider ?? ''),
+      outcome: outcome.ok ? 'succeeded' : 'failed',
+      ...(!outcome.ok && { errorClass: outcome.failure?.errorClass ?? outcome.error.code ?? 'unknown' }),
+      answeredAt: outcome.answeredAt ?? '',
+      key: keyLabel(res),
+      seconds: (performance.now() - received) / 1000,
+    });
     if (outcome.ok) return sendCompletion(res, outcome.result, uiUrl);
     if (outcome.failure) res.setHeader('x-keel-attempts', String(outcome.failure.attempts.length));
     // The failed request's id and UI link travel in the error body too (GET /v1/requests/:id, replay).

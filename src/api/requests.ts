@@ -15,6 +15,8 @@ import { fromZodError } from './errors.js';
 import { keyOf, requireAdmin } from './auth.js';
 import { followStream } from '../services/request-stream.js';
 import { sendStream } from './sse.js';
+import type { KeelMetrics } from '../observability/metrics.js';
+import { noteKeyRefusal } from './telemetry.js';
 
 /** `?after=N`, else the SSE `Last-Event-ID` header (a reconnecting EventSource sends it): the last chunk the client has. */
 function streamCursor(req: Request): number {
@@ -37,7 +39,7 @@ function uiHeader(res: Response, requests: RequestService, id: string): void {
   res.setHeader('x-keel-ui-url', requests.uiLink(id));
 }
 
-export function requestsRouter(requests: RequestService): Router {
+export function requestsRouter(requests: RequestService, metrics?: KeelMetrics): Router {
   const router = Router();
 
   // Async job: 202 at once; poll GET /v1/requests/:id, receive the webhook, or (stream: true) follow
@@ -64,6 +66,7 @@ export function requestsRouter(requests: RequestService): Router {
       .catch((err) => {
         // The key's request exists (another body): still point at it.
         if (err instanceof ApiError && err.code === 'idempotency_key_reused') res.setHeader('x-keel-ui-url', requests.uiLink(requestId));
+        noteKeyRefusal(metrics, res, err);
         throw planErrorToApi(err);
       });
     uiHeader(res, requests, requestId);

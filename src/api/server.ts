@@ -5,6 +5,10 @@ import { Client, Connection, type ConnectionLike } from '@temporalio/client';
 import type { KeelConfig } from '../config/schema.js';
 import type { LocalWorkers } from '../services/request-service.js';
 import { createApp } from './app.js';
+import { KeelMetrics } from '../observability/metrics.js';
+import { MetricsEndpoint } from '../observability/metrics-endpoint.js';
+import type { KeelTracing } from '../observability/tracing.js';
+import { tracingClientInterceptors } from '../observability/temporal-tracing.js';
 import { keelDataConverter } from '../codec/data-converter.js';
 import { ConfigError, authProblem } from '../config/load.js';
 
@@ -26,6 +30,11 @@ export interface ApiOptions {
   /** Workers in this process (with `connection`): eager starts and early answers. */
   local?: LocalWorkers;
   port?: number;
+  /** This process's metrics (shared with its workers); the API makes its own without. */
+  metrics?: KeelMetrics;
+  /** The Temporal SDK's metrics to append to /metrics (workers in this process: their Runtime's exporter). */
+  temporalMetricsUrl?: string;
+  tracing?: KeelTracing;
 }
 
 export async function startApi(config: KeelConfig, opts: ApiOptions): Promise<RunningApi> {
@@ -33,8 +42,11 @@ export async function startApi(config: KeelConfig, opts: ApiOptions): Promise<Ru
   if (problem) throw new ConfigError(problem);
   const own = opts.connection ? undefined : await Connection.connect({ address: opts.address ?? config.temporalAddress });
   const dataConverter = keelDataConverter(config.codec);
-  const client = new Client({ connection: opts.connection ?? own!, namespace: config.namespace, ...(dataConverter && { dataConverter }) });
-  const server = createApp({ client, config, ...(opts.connection && opts.local && { local: opts.local }) }).listen(opts.port ?? config.port, config.host);
+  const client = new Client({ connection: opts.connection ?? own!, namespace: config.namespace, ...(dataConverter && { dataConverter }), ...tracingClientInterceptors(opts.tracing) });
+  const metrics = opts.metrics ?? new KeelMetrics();
+  const metricsEndpoint = config.telemetry.metrics.enabled ? new MetricsEndpoint(metrics, opts.temporalMetricsUrl) : undefined;
+  const app = createApp({ client, config, metrics, ...(metricsEndpoint && { metricsEndpoint }), ...(opts.tracing && { tracing: opts.tracing }), ...(opts.connection && opts.local && { local: opts.local }) });
+  const server = app.listen(opts.port ?? config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);

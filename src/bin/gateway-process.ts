@@ -10,6 +10,9 @@ import { StreamBoard } from '../channels/stream-board.js';
 import type { KeelConfig } from '../config/schema.js';
 import { createKeelWorkers, healthSource, runKeelWorkers } from '../worker/workers.js';
 import { bundleWorkflows } from '../worker/workflow-bundle.js';
+import type { InstalledRuntime } from '../worker/temporal-runtime.js';
+import { KeelMetrics } from '../observability/metrics.js';
+import { KeelTracing } from '../observability/tracing.js';
 import { bundleOptionsFor } from '../codec/data-converter.js';
 
 export class GatewayProcess {
@@ -19,23 +22,38 @@ export class GatewayProcess {
   running: Promise<void> | undefined;
   api: RunningApi | undefined;
   streams: StreamBoard | undefined;
+  /** One set of metrics for the process: the API's /metrics shows the workers' too. */
+  readonly metrics = new KeelMetrics();
+  readonly tracing: KeelTracing | undefined;
 
-  constructor(private readonly config: KeelConfig) {}
+  /** `runtime`: what installRuntime() set up (where the Temporal SDK's metrics are read). */
+  constructor(
+    private readonly config: KeelConfig,
+    private readonly runtime: InstalledRuntime = {},
+  ) {
+    this.tracing = KeelTracing.start(config.telemetry.tracing, 'gateway');
+  }
 
   /** `checkpoint` is called between steps and throws to stop starting (Ctrl-C during start-up). */
   async start(address: string, checkpoint: () => void = () => undefined): Promise<RunningApi> {
     this.connection = await NativeConnection.connect({ address });
-    const workflowBundle = await bundleWorkflows(bundleOptionsFor(this.config.codec));
+    const workflowBundle = await bundleWorkflows({ ...bundleOptionsFor(this.config.codec), tracing: this.tracing !== undefined });
     checkpoint();
     const answers = new AnswerBoard();
     // Streamed requests' chunks pass from their calls to the API here; hedged ones run on a queue only this process polls.
     this.streams = new StreamBoard(this.config.streaming);
     const streams = { board: this.streams, processQueue: `keel-process-${randomUUID()}` };
-    const keel = await createKeelWorkers({ connection: this.connection, config: this.config, workflowBundle, answers, streams });
+    const observe = { metrics: this.metrics, ...(this.tracing && { tracing: this.tracing }) };
+    const keel = await createKeelWorkers({ connection: this.connection, config: this.config, workflowBundle, answers, streams, ...observe });
     this.workers = keel.workers;
     this.running = runKeelWorkers(this.workers);
     await keel.health.warmUp();
-    this.api = await startApi(this.config, { connection: this.connection, local: { answers, streams, health: healthSource(keel.health) } });
+    this.api = await startApi(this.config, {
+      connection: this.connection,
+      local: { answers, streams, health: healthSource(keel.health) },
+      ...observe,
+      ...(this.runtime.temporalMetricsUrl && { temporalMetricsUrl: this.runtime.temporalMetricsUrl }),
+    });
     checkpoint();
     return this.api;
   }
@@ -46,6 +64,7 @@ export class GatewayProcess {
     for (const w of this.workers) if (w.getState() === 'RUNNING') w.shutdown();
     await this.running?.catch(() => undefined);
     this.streams?.close();
+    await this.tracing?.shutdown().catch(() => undefined);
     await this.connection?.close();
   }
 }

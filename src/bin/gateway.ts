@@ -6,8 +6,8 @@ import { installRuntime } from '../worker/temporal-runtime.js';
 import { GatewayProcess } from './gateway-process.js';
 
 const config = apiConfigOrExit();
-installRuntime();
-const gateway = new GatewayProcess(config);
+const runtime = await installRuntime({ metrics: config.telemetry.metrics.enabled && config.telemetry.metrics.temporal });
+const gateway = new GatewayProcess(config, runtime);
 let stopping = false;
 async function stop(code: number): Promise<void> {
   if (stopping) return;

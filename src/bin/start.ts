@@ -9,7 +9,7 @@ import type { KeelConfig } from '../config/schema.js';
 import { GatewayProcess } from './gateway-process.js';
 
 const loaded = apiConfigOrExit();
-installRuntime();
+const runtime = await installRuntime({ metrics: loaded.telemetry.metrics.enabled && loaded.telemetry.metrics.temporal });
 const data = resolve(dataDir());
 
 // What has been started so far: Ctrl-C during start-up, or a start-up failure, stops exactly that.
@@ -89,7 +89,7 @@ try {
   }
 
   checkpoint();
-  gateway = new GatewayProcess(config);
+  gateway = new GatewayProcess(config, runtime);
   const api = await gateway.start(address, checkpoint);
   gateway.running?.catch((err) => {
     console.error(`keel: a worker failed: ${(err as Error).stack ?? err}`);

@@ -9,6 +9,7 @@ import {
   DEFAULT_BREAKER,
   DEFAULT_HEDGE,
   DEFAULT_LIMITS,
+  DEFAULT_METRICS_PORT,
   DEFAULT_OPEN_PATHS,
   DEFAULT_RETRY,
   DEFAULT_STREAM,
@@ -16,7 +17,9 @@ import {
   DEFAULT_TIMEOUTS,
   DEFAULT_WEBHOOK_RETRY,
   type KeelConfig,
+  type RawConfig,
   type RoutingConfig,
+  type TelemetrySettings,
 } from './schema.js';
 
 export const DEFAULT_CONFIG_PATH = 'keel.config.yaml';
@@ -111,6 +114,7 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
     },
     temporalAddress: env.TEMPORAL_ADDRESS ?? raw.temporal?.address ?? '127.0.0.1:7233',
     batches: { ...DEFAULT_BATCHES, ...raw.batches },
+    telemetry: telemetrySettings(raw, env),
     auth: {
       // `${KEEL_ADMIN_KEY:-}` with the variable unset is an empty string: authentication off.
       ...(raw.auth?.adminKey && { adminKey: raw.auth.adminKey }),
@@ -139,6 +143,30 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
         maxBodyBytes: raw.codec?.server?.maxBodyBytes ?? 16 * 1024 * 1024,
       },
     },
+  };
+}
+
+/** OTLP/HTTP traces URL: the signal's own variable as is, else the base endpoint + /v1/traces. */
+function tracesUrl(raw: RawConfig, env: NodeJS.ProcessEnv): string | undefined {
+  if (env.OTEL_SDK_DISABLED === 'true' || env.OTEL_TRACES_EXPORTER === 'none') return undefined;
+  if (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT || raw.telemetry?.tracing?.endpoint;
+  return base ? `${base.replace(/\/$/, '')}/v1/traces` : undefined;
+}
+
+function telemetrySettings(raw: RawConfig, env: NodeJS.ProcessEnv): TelemetrySettings {
+  const port = Number(env.KEEL_METRICS_PORT ?? raw.telemetry?.metrics?.port ?? DEFAULT_METRICS_PORT);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`KEEL_METRICS_PORT: not a valid port: ${env.KEEL_METRICS_PORT}`);
+  const url = tracesUrl(raw, env);
+  return {
+    metrics: {
+      enabled: raw.telemetry?.metrics?.enabled ?? true,
+      port,
+      temporal: raw.telemetry?.metrics?.temporal ?? true,
+      // `${KEEL_METRICS_TOKEN:-}` with the variable unset is an empty string: no scrape token.
+      ...(raw.telemetry?.metrics?.token && { token: raw.telemetry.metrics.token }),
+    },
+    tracing: { ...(url && { tracesUrl: url }), serviceName: env.OTEL_SERVICE_NAME || raw.telemetry?.tracing?.serviceName || 'keel' },
   };
 }
 

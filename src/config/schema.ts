@@ -311,6 +311,41 @@ export const HealthSchema = z
   })
   .strict();
 
+// Metrics and traces (docs/OPERATIONS.md).
+export const TelemetrySchema = z
+  .object({
+    metrics: z
+      .object({
+        // Serve Prometheus metrics: the API at /metrics on its own port, a worker on `port`.
+        enabled: z.boolean().optional(),
+        // The worker role's metrics port (KEEL_METRICS_PORT); 0 picks a free one. Default 9464.
+        port: z.number().int().min(0).max(65535).optional(),
+        // Include the Temporal SDK's own metrics (its Runtime's Prometheus exporter) in /metrics.
+        temporal: z.boolean().optional(),
+        // A scrape token (`Authorization: Bearer <token>`) that reads /metrics and nothing else,
+        // on the API and the worker's port; at least 24 characters. Empty or unset: none (with
+        // auth.adminKey set, the API's /metrics then takes the admin key). docs/OPERATIONS.md.
+        token: z.string().optional(),
+      })
+      .strict()
+      .refine((m) => m.token === undefined || m.token === '' || m.token.length >= 24, {
+        message: 'must be at least 24 characters (the value is not shown)',
+        path: ['token'],
+      })
+      .optional(),
+    tracing: z
+      .object({
+        // OTLP/HTTP endpoint (the collector's base URL, e.g. http://collector:4318; traces go to
+        // <endpoint>/v1/traces). OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT
+        // win over it. Unset: no tracing.
+        endpoint: z.string().url().optional(),
+        serviceName: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
 export const ConfigSchema = z
   .object({
     server: z
@@ -356,6 +391,7 @@ export const ConfigSchema = z
     models: z.record(z.string(), ModelEntrySchema).default({}),
     health: HealthSchema.optional(),
     webhooks: WebhooksSchema.optional(),
+    telemetry: TelemetrySchema.optional(),
     auth: AuthSchema.optional(),
     codec: CodecSchema.optional(),
     // The API process's buffer of streamed chunks (docs/STREAMING.md): how long a finished
@@ -437,6 +473,7 @@ export interface KeelConfig {
   temporalAddress: string;
   webhooks: WebhookSettings;
   batches: BatchSettings;
+  telemetry: TelemetrySettings;
   auth: AuthSettings;
   codec: CodecSettings;
   streaming: StreamingSettings;
@@ -468,6 +505,29 @@ export interface AuthSettings {
   /** Paths answered without a key. */
   openPaths: string[];
 }
+
+export interface MetricsSettings {
+  enabled: boolean;
+  /** The worker role's own metrics server (the API serves /metrics on its port). */
+  port: number;
+  /** Append the Temporal SDK's metrics (the Runtime's Prometheus exporter) to /metrics. */
+  temporal: boolean;
+  /** A bearer token that reads /metrics (and nothing else); a secret, never logged. */
+  token?: string;
+}
+
+export interface TracingSettings {
+  /** Where OTLP/HTTP JSON spans are POSTed; undefined: tracing is off. */
+  tracesUrl?: string;
+  serviceName: string;
+}
+
+export interface TelemetrySettings {
+  metrics: MetricsSettings;
+  tracing: TracingSettings;
+}
+
+export const DEFAULT_METRICS_PORT = 9464;
 
 export const DEFAULT_OPEN_PATHS = ['/healthz', '/status'];
 

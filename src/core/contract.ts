@@ -3,7 +3,8 @@
 // for these definitions; the API, services and worker send them. No handler or workflow name
 // is written anywhere else (test/boundaries.test.ts checks).
 import { defineQuery, defineSignal, defineUpdate, type Sinks } from '@temporalio/workflow';
-import type { BreakerSettings } from '../config/schema.js';
+import type { BreakerSettings, RoutingMode } from '../config/schema.js';
+import type { ErrorClass } from './error-classes.js';
 import type { BatchWorkflowInput } from './batch-types.js';
 import type { HealthState } from './health-state.js';
 import type { HealthReport, HealthSnapshot } from './health-types.js';
@@ -48,6 +49,51 @@ export type SettledRequest = { ok: true; result: ChatWorkflowResult } | { ok: fa
  */
 export interface KeelSinks extends Sinks {
   answers: { settled(outcome: SettledRequest): void };
+  /** Registered with `callDuringReplay: false`: each outcome is counted once, when it happens. */
+  metrics: {
+    requestEnded(request: RequestMetrics): void;
+    /** A virtual key's workflow after each change to its budget: a reservation, a settlement, a release, new settings, its end. */
+    keyBudget(report: KeyBudgetReport): void;
+  };
+}
+
+/**
+ * A virtual key's budget as its workflow holds it (src/core/keys.ts, `budgetReport`). `at` is the
+ * workflow's clock: a report older than one already seen is stale (the key's workflow moved to
+ * another worker and back).
+ */
+export type KeyBudgetReport =
+  | { key: string; at: number; limitUsd: number; remainingUsd: number }
+  /** No budget (none set, or cleared), or the key's workflow ended (revoked): its series go away. */
+  | { key: string; at: number; none: true };
+
+/**
+ * What a request workflow hands its worker's metrics when it ends: the decisions only workflow code
+ * sees (fallbacks, hedges) and its outcome. Labels only: no request id, no prompt, no secret.
+ */
+export interface RequestMetrics {
+  /** The model asked for, as the configuration knows it ('other' otherwise: src/core/metric-labels.ts). */
+  model: string;
+  mode: RoutingMode;
+  outcome: 'succeeded' | 'failed' | 'cancelled';
+  errorClass?: ErrorClass;
+  /** The provider that answered, or the last one tried. */
+  provider?: string;
+  targetModel?: string;
+  durationMs: number;
+  /** Each target given up on before the next one was tried (an upstream model the configuration does not name: 'other'). */
+  fallbacks: { provider: string; model: string; errorClass: ErrorClass }[];
+  hedgesFired: number;
+  /** The answer came from a call started by a hedge. */
+  hedgeWon: boolean;
+  /** Tokens of the answer. */
+  usage?: { input: number; output: number };
+  /** USD of the answer (usage.cost). */
+  cost?: number;
+  /** A batch line (a child of a batch workflow). */
+  batch: boolean;
+  /** The virtual key's id, or NO_KEY ('none': src/core/metric-labels.ts). */
+  key: string;
 }
 
 // ---- Batch workflow ------------------------------------------------------------------------

@@ -309,6 +309,22 @@ export function settle(state: KeyState, s: Settlement, now: number): boolean {
   return true;
 }
 
+/**
+ * The key's budget for the metrics (`keel_key_budget_*`): the budget of its period and what is
+ * left of it — spend settled this period and open reservations taken off, as GET /v1/keys/:id
+ * shows it. Undefined for a key without a budget. Leaves `state` as it is.
+ */
+export function budgetReport(state: KeyState, now: number): { budgetNanos: number; remainingNanos: number } | undefined {
+  const budget = state.record.settings.budget;
+  if (!budget) return undefined;
+  const end = periodEnd(budget.period, state.periodStart);
+  // A period that has ended holds no spend of the current one (refresh rolls it over on the next change).
+  const spent = end !== undefined && now >= end ? 0 : state.periodNanos;
+  const reserved = Object.values(state.reservations).reduce((n, r) => n + (r.expiresAt > now ? r.nanos : 0), 0);
+  const budgetNanos = usdToNanos(budget.usd);
+  return { budgetNanos, remainingNanos: Math.max(0, budgetNanos - spent - reserved) };
+}
+
 /** Gives back a reservation whose request never started (its start failed): no charge, no admission. */
 export function release(state: KeyState, requestId: string): void {
   delete state.reservations[requestId];

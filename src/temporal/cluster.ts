@@ -322,7 +322,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     let workerCount = 0;
     const addWorker = async () => {
       const name = `worker-${++workerCount}`;
-      const w = await spawnKeelRole({ role: 'worker', name, env: roleEnv, logFile: join(logsDir, `${name}.log`) });
+      // Several workers on one machine: each its own metrics port (named in its ready line).
+      const w = await spawnKeelRole({ role: 'worker', name, env: { ...roleEnv, KEEL_METRICS_PORT: process.env.KEEL_METRICS_PORT ?? '0' }, logFile: join(logsDir, `${name}.log`) });
       workers.push(w);
       return w;
     };

@@ -58,8 +58,17 @@ export function providerSlotSupplier(provider: ProviderConfig): ProviderSlotSupp
   return new ProviderSlotSupplier({ maxConcurrent: concurrency, leadMs: RATE_POLL_LEAD_MS, ...rateShare(provider.rateLimitPerSecond, provider.rateLimitWorkers ?? 1) });
 }
 
+export interface ProviderWorkerHooks {
+  /**
+   * A call starts waiting for its turn to send; the returned function is called when it may.
+   * `scheduledAtMs`: when its attempt was scheduled (the server's clock), so the wait can include
+   * the time its task was held back at the server and by this worker's polling.
+   */
+  onWait?: (scheduledAtMs: number) => () => void;
+}
+
 /** `slots`: the provider's supplier, when other calls to it in this process (streamed ones) must share its window. */
-export function providerWorkerOptions(provider: ProviderConfig, slots: ProviderSlotSupplier | undefined = providerSlotSupplier(provider)): Partial<WorkerOptions> {
+export function providerWorkerOptions(provider: ProviderConfig, hooks: ProviderWorkerHooks = {}, slots: ProviderSlotSupplier | undefined = providerSlotSupplier(provider)): Partial<WorkerOptions> {
   const concurrency = provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY;
   if (provider.rateLimitPerSecond === undefined || !slots) return { maxConcurrentActivityTaskExecutions: concurrency };
   return {
@@ -71,7 +80,7 @@ export function providerWorkerOptions(provider: ProviderConfig, slots: ProviderS
       localActivityTaskSlotSupplier: { type: 'fixed-size', numSlots: 1 },
       nexusTaskSlotSupplier: { type: 'fixed-size', numSlots: 1 },
     },
-    interceptors: { activity: [() => ({ inbound: sendTracker(slots) })] },
+    interceptors: { activity: [(ctx) => ({ inbound: sendTracker(slots, hooks, ctx.info.currentAttemptScheduledTimestampMs) })] },
   };
 }
 
@@ -103,12 +112,17 @@ function watchRequests(): void {
 }
 
 /** Runs one provider call within `slots`' window: it waits for its turn to send, and its send is counted. */
-async function trackCall<T>(slots: ProviderSlotSupplier, run: () => Promise<T>, external = false): Promise<T> {
+async function trackCall<T>(slots: ProviderSlotSupplier, run: () => Promise<T>, opts: { external?: boolean; onWait?: () => () => void } = {}): Promise<T> {
   watchRequests();
   const call: Call = { slots, sent: false };
-  slots.callStarted(external);
+  slots.callStarted(opts.external);
   try {
-    await slots.sendTurn();
+    const waited = opts.onWait?.();
+    try {
+      await slots.sendTurn();
+    } finally {
+      waited?.();
+    }
     return await currentCall.run(call, run);
   } finally {
     // No request seen (failed before it, or a client that is not fetch): counted as sent now,
@@ -117,12 +131,13 @@ async function trackCall<T>(slots: ProviderSlotSupplier, run: () => Promise<T>, 
       call.sent = true;
       slots.callSent();
     }
-    slots.callEnded(external);
+    slots.callEnded(opts.external);
   }
 }
 
-function sendTracker(slots: ProviderSlotSupplier): ActivityInboundCallsInterceptor {
-  return { execute: (input, next) => trackCall(slots, () => next(input)) };
+function sendTracker(slots: ProviderSlotSupplier, hooks: ProviderWorkerHooks, scheduledAtMs: number): ActivityInboundCallsInterceptor {
+  const onWait = hooks.onWait;
+  return { execute: (input, next) => trackCall(slots, () => next(input), onWait ? { onWait: () => onWait(scheduledAtMs) } : {}) };
 }
 
 /**
@@ -136,7 +151,7 @@ export function streamedCallLimiter(slotsByProvider: ReadonlyMap<string, Provide
     execute(input, next) {
       const arg = input.args[0] as { provider?: unknown; stream?: unknown } | undefined;
       const slots = arg?.stream && typeof arg.provider === 'string' ? slotsByProvider.get(arg.provider) : undefined;
-      return slots ? trackCall(slots, () => next(input), true) : next(input);
+      return slots ? trackCall(slots, () => next(input), { external: true }) : next(input);
     },
   };
 }

@@ -13,6 +13,9 @@ import type { AnswerBoard } from '../channels/answer-board.js';
 import type { StreamBoard } from '../channels/stream-board.js';
 import type { KeelSinks } from '../core/contract.js';
 import type { RoutingHealth } from '../core/health-types.js';
+import { KeelMetrics } from '../observability/metrics.js';
+import type { KeelTracing } from '../observability/tracing.js';
+import { tracingClientInterceptors, tracingWorkerParts } from '../observability/temporal-tracing.js';
 
 /**
  * How long one workflow activation may run before the SDK gives up on it. The default (5 s) is
@@ -42,22 +45,30 @@ export interface KeelWorkersOptions {
    * and hedged streamed calls run on `processQueue`, which only this process polls.
    */
   streams?: { board: StreamBoard; processQueue: string };
+  /** Where this process's metrics are recorded (shared with an API in the same process). */
+  metrics?: KeelMetrics;
+  /** Traces: the workflow bundle must have been built with `bundleWorkflows({ tracing: true })`. */
+  tracing?: KeelTracing;
 }
 
 export interface KeelWorkers {
   workers: Worker[];
   /** This process's link to provider health (an API in the same process reads it too). */
   health: HealthAgent;
+  metrics: KeelMetrics;
 }
 
 export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelWorkers> {
   const { connection, config } = opts;
   const workers: Worker[] = [];
+  const metrics = opts.metrics ?? new KeelMetrics({ processMetrics: false });
+  const traced = tracingClientInterceptors(opts.tracing);
+  const tracing = tracingWorkerParts(opts.tracing);
   // Every client and worker here encodes payloads the same way (the codec, when configured).
   const dataConverter = keelDataConverter(config.codec);
   const withCodec = dataConverter ? { dataConverter } : {};
   const health = new HealthAgent({
-    client: new Client({ connection, namespace: config.namespace, ...withCodec }),
+    client: new Client({ connection, namespace: config.namespace, ...withCodec, ...traced }),
     workflowId: providerHealthWorkflowId(config.taskQueue),
     taskQueue: config.taskQueue,
     settings: config.health,
@@ -65,7 +76,8 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
     // The request worker's state stands for the set: once it stops, publish the rest and stop.
     stopWhen: () => workers.length > 0 && !['INITIALIZED', 'RUNNING'].includes(workers[0].getState()),
   });
-  const activities = createActivities(config, health, opts.streams?.board);
+  metrics.watchHealth(() => health.current(), config.routing);
+  const activities = createActivities(config, health, { metrics, ...(opts.tracing && { tracer: opts.tracing.tracer }) }, opts.streams?.board);
   const common = { connection, namespace: config.namespace, ...withCodec, ...(opts.identity && { identity: opts.identity }) };
   const sinks: InjectedSinks<KeelSinks> = {
     answers: {
@@ -75,7 +87,21 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
         callDuringReplay: false,
       },
     },
+    metrics: {
+      requestEnded: {
+        fn: (_info, request) => metrics.requestEnded(request),
+        // Counted once, by the worker that ran it; a replay (a restarted worker) counts nothing again.
+        callDuringReplay: false,
+      },
+      // A virtual key's workflow after each change to its budget (workflows/virtual-key.ts).
+      keyBudget: {
+        fn: (_info, report) => metrics.keyBudget(report),
+        callDuringReplay: false,
+      },
+    },
   };
+  const workflowSinks = { ...sinks, ...tracing.sinks };
+  const activityInterceptors = tracing.activity;
   // Streamed calls run locally whatever their provider's call path (each capped by its own permits).
   const runsLocally = (name: string) => opts.streams !== undefined || config.routing.providers[name].callPath === 'local';
   const localCallSlots = Object.entries(config.providers).reduce((n, [name, p]) => n + (runsLocally(name) ? (p.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY) : 0), 0);
@@ -85,14 +111,15 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
     const supplier = providerSlotSupplier(provider);
     if (supplier) slots.set(name, supplier);
   }
-  const streamedLimits = opts.streams && slots.size > 0 ? { interceptors: { activity: [() => ({ inbound: streamedCallLimiter(slots) })] } } : {};
+  const streamedLimits = opts.streams && slots.size > 0 ? [() => ({ inbound: streamedCallLimiter(slots) })] : [];
   workers.push(
     await Worker.create({
       ...common,
       taskQueue: config.taskQueue,
       workflowBundle: opts.workflowBundle,
       ...ISOLATE_TIMEOUT,
-      sinks,
+      sinks: workflowSinks,
+      interceptors: { activity: [...activityInterceptors, ...streamedLimits] },
       // Local activities run where the workflow runs: the health reads and probes, and provider
       // calls on the local path (each provider capped by its own permits, activities/provider-call/local-gate.ts).
       activities: {
@@ -103,16 +130,18 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
         acquireProbe: activities.acquireProbe,
       },
       maxConcurrentLocalActivityExecutions: LOCAL_HOUSEKEEPING_SLOTS + localCallSlots,
-      ...streamedLimits,
     }),
   );
   for (const [name, provider] of Object.entries(config.providers)) {
+    const options = providerWorkerOptions(provider, { onWait: (scheduledAt) => metrics.rateLimitWait(name, scheduledAt) }, slots.get(name));
     workers.push(
       await Worker.create({
         ...common,
         taskQueue: providerTaskQueue(name),
         activities: { callProvider: activities.callProvider },
-        ...providerWorkerOptions(provider, slots.get(name)),
+        ...options,
+        // The trace's activity span first, so it covers the wait for a rate-limit turn too.
+        interceptors: { activity: [...activityInterceptors, ...(options.interceptors?.activity ?? [])] },
       }),
     );
   }
@@ -125,7 +154,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
         taskQueue: opts.streams.processQueue,
         activities: { callProvider: activities.callProvider },
         maxConcurrentActivityTaskExecutions: localCallSlots,
-        ...streamedLimits,
+        interceptors: { activity: [...activityInterceptors, ...streamedLimits] },
       }),
     );
   }
@@ -142,12 +171,14 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
       // One thread is enough for the few batch runs a worker drives; each thread holds a V8 heap.
       workflowThreadPoolSize: 1,
       maxCachedWorkflows: 20,
+      sinks: workflowSinks,
+      interceptors: { activity: activityInterceptors },
       // Batch activities read children's outcomes through a client on the worker's own connection.
-      activities: createBatchActivities(config, new Client({ connection, namespace: config.namespace, ...withCodec }), openBatchStore(config.codec)),
+      activities: createBatchActivities(config, new Client({ connection, namespace: config.namespace, ...withCodec, ...traced }), openBatchStore(config.codec)),
     }),
   );
   health.start();
-  return { workers, health };
+  return { workers, health, metrics };
 }
 
 /**

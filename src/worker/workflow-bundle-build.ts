@@ -6,6 +6,13 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 const [workflowsPath, outDir, failureConverterPath] = process.argv.slice(2);
 // The bundler reports every module at info level; start-up output should stay readable.
 const quiet = { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: (m: string) => console.warn(m), error: (m: string) => console.error(m) };
-const bundle = await bundleWorkflowCode({ workflowsPath, logger: quiet, ...(failureConverterPath && { failureConverterPath }) });
+// Workflow interceptor modules (tracing) come from the parent through the environment.
+const interceptors = process.env.KEEL_BUNDLE_INTERCEPTORS;
+const bundle = await bundleWorkflowCode({
+  workflowsPath,
+  logger: quiet,
+  ...(interceptors && { workflowInterceptorModules: [interceptors] }),
+  ...(failureConverterPath && { failureConverterPath }),
+});
 writeFileSync(join(outDir, 'workflows.js'), bundle.code);
 writeFileSync(join(outDir, 'workflows.js.map'), bundle.sourceMap);

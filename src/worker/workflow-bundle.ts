@@ -6,20 +6,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { WORKFLOW_TRACING_INTERCEPTORS } from '../observability/temporal-tracing.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
 const BUILDER = fileURLToPath(new URL('./workflow-bundle-build.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /**
+ * `tracing`: compile Temporal's OpenTelemetry workflow interceptors into the bundle (a bundle is
+ * built for one tracing setting: without them, workflow code spends nothing on spans).
  * `failureConverterPath`: the failure converter compiled into the bundle — with the codec on,
  * failure messages are encoded inside the workflow sandbox (src/codec/data-converter.ts,
- * `bundleOptionsFor`), so a bundle is built for one codec setting.
+ * `bundleOptionsFor`), so a bundle is built for one codec setting too.
  */
-export async function bundleWorkflows(opts: { failureConverterPath?: string } = {}): Promise<WorkflowBundleWithSourceMap> {
+export async function bundleWorkflows(opts: { tracing?: boolean; failureConverterPath?: string } = {}): Promise<WorkflowBundleWithSourceMap> {
   const out = mkdtempSync(join(tmpdir(), 'keel-bundle-'));
   try {
-    const child = spawn(process.execPath, ['--import', 'tsx', BUILDER, WORKFLOWS_PATH, out, ...(opts.failureConverterPath ? [opts.failureConverterPath] : [])], { cwd: ROOT, stdio: ['ignore', 'inherit', 'pipe'] });
+    const env = { ...process.env, KEEL_BUNDLE_INTERCEPTORS: opts.tracing ? WORKFLOW_TRACING_INTERCEPTORS : '' };
+    const args = [BUILDER, WORKFLOWS_PATH, out, ...(opts.failureConverterPath ? [opts.failureConverterPath] : [])];
+    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => {
       stderr = (stderr + b.toString()).slice(-10_000);

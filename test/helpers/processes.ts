@@ -54,7 +54,7 @@ export interface RoleEnv {
   temporalAddress: string;
   dataDir: string;
   port?: number;
-  /** More environment (e.g. KEEL_ADMIN_KEY). */
+  /** More environment for the process (e.g. KEEL_ADMIN_KEY, KEEL_TASK_QUEUE, KEEL_METRICS_PORT). */
   env?: Record<string, string>;
 }
 
@@ -70,6 +70,8 @@ export async function startRole(role: 'worker' | 'api', env: RoleEnv, timeoutMs 
       // The worker runs as `npm run worker` runs it.
       ...(role === 'worker' && { ...WORKER_PROCESS_ENV, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${WORKER_PROCESS_ENV.NODE_OPTIONS}`.trim() }),
       ...(env.port !== undefined && { PORT: String(env.port) }),
+      // A worker's metrics on any free port: other test runs on this machine may hold 9464.
+      ...(role === 'worker' && { KEEL_METRICS_PORT: '0' }),
       ...env.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

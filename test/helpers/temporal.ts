@@ -13,6 +13,8 @@ import { createKeelWorkers, healthSource } from '../../src/worker/workers.js';
 import { AnswerBoard } from '../../src/channels/answer-board.js';
 import { StreamBoard } from '../../src/channels/stream-board.js';
 import { bundleWorkflows } from '../../src/worker/workflow-bundle.js';
+import { KeelMetrics } from '../../src/observability/metrics.js';
+import type { KeelTracing } from '../../src/observability/tracing.js';
 
 /**
  * `dynamicConfig`: dev-server dynamic config values, e.g. `{ 'matching.numTaskqueueReadPartitions': 1 }`;
@@ -34,16 +36,24 @@ export async function startTemporal(opts: { dynamicConfig?: Record<string, strin
 }
 
 const bundles = new Map<string, Promise<WorkflowBundleWithSourceMap>>();
-/** One bundle per codec setting (with the codec on, the failure converter is compiled in). */
-export function workflowBundle(codec?: CodecSettings): Promise<WorkflowBundleWithSourceMap> {
+/**
+ * One bundle per codec setting (with the codec on, the failure converter is compiled in) and
+ * tracing setting (`tracing`: Temporal's OpenTelemetry workflow interceptors compiled in).
+ */
+export function workflowBundle(codec?: CodecSettings, tracing = false): Promise<WorkflowBundleWithSourceMap> {
   const opts = codec ? bundleOptionsFor(codec) : {};
-  const key = opts.failureConverterPath ?? '';
+  const key = `${opts.failureConverterPath ?? ''}|${tracing}`;
   let bundle = bundles.get(key);
   if (!bundle) {
-    bundle = bundleWorkflows(opts);
+    bundle = bundleWorkflows({ ...opts, tracing });
     bundles.set(key, bundle);
   }
   return bundle;
+}
+
+/** The bundle with Temporal's OpenTelemetry workflow interceptors compiled in. */
+export function tracingWorkflowBundle(codec?: CodecSettings): Promise<WorkflowBundleWithSourceMap> {
+  return workflowBundle(codec, true);
 }
 
 export interface KeelUnderTest {
@@ -53,6 +63,8 @@ export interface KeelUnderTest {
   workers: Worker[];
   /** The process's stream board (shared API and worker only). */
   streams?: StreamBoard;
+  /** The metrics the workers record (and the API too, unless `shared: false`). */
+  metrics: KeelMetrics;
   stop(): Promise<void>;
 }
 
@@ -62,7 +74,11 @@ let counter = 0;
  * Starts workers and the API for `yaml`. Each call gets its own task queue, so tests do not share
  * workers, unless `taskQueue` names one (a restarted Keel picking up where another left off).
  */
-export async function startKeel(env: TestWorkflowEnvironment, yaml: string, opts: { env?: NodeJS.ProcessEnv; api?: boolean; shared?: boolean; taskQueue?: string; port?: number; identity?: string } = {}): Promise<KeelUnderTest> {
+export async function startKeel(
+  env: TestWorkflowEnvironment,
+  yaml: string,
+  opts: { env?: NodeJS.ProcessEnv; api?: boolean; shared?: boolean; taskQueue?: string; port?: number; identity?: string; tracing?: KeelTracing; temporalMetricsUrl?: string } = {},
+): Promise<KeelUnderTest> {
   const taskQueue = opts.taskQueue ?? `keel-test-${process.pid}-${++counter}`;
   const config = parseConfig(yaml, { ...opts.env, KEEL_TASK_QUEUE: taskQueue, PORT: String(opts.port ?? 0) }, 'test config');
   const address = env.address;
@@ -72,24 +88,31 @@ export async function startKeel(env: TestWorkflowEnvironment, yaml: string, opts
   const shared = opts.shared !== false;
   const board = shared ? new StreamBoard(config.streaming) : undefined;
   const streams = board && { board, processQueue: `${taskQueue}-process` };
-  const { workers, health } = await createKeelWorkers({
+  const tracing = opts.tracing ? { tracing: opts.tracing } : {};
+  const { workers, health, metrics } = await createKeelWorkers({
     connection,
     config,
-    workflowBundle: await workflowBundle(config.codec),
+    workflowBundle: await workflowBundle(config.codec, opts.tracing !== undefined),
     answers,
     ...(streams && { streams }),
+    metrics: new KeelMetrics({ processMetrics: false }),
+    ...tracing,
     ...(opts.identity && { identity: opts.identity }),
   });
   const running = Promise.all(workers.map((w) => w.run()));
   if (shared) await health.warmUp();
   const port = opts.port ?? 0;
-  const api = !streams ? await startApi(config, { address, port }) : await startApi(config, { connection, local: { answers, streams, health: healthSource(health) }, port });
+  const temporalMetrics = opts.temporalMetricsUrl ? { temporalMetricsUrl: opts.temporalMetricsUrl } : {};
+  const api = !streams
+    ? await startApi(config, { address, port, metrics: new KeelMetrics({ processMetrics: false }), ...tracing })
+    : await startApi(config, { connection, local: { answers, streams, health: healthSource(health) }, port, metrics, ...tracing, ...temporalMetrics });
   return {
     config,
     api,
     url: api.url,
     workers,
     ...(board && { streams: board }),
+    metrics,
     async stop() {
       board?.close();
       await api.close();
@@ -98,4 +121,19 @@ export async function startKeel(env: TestWorkflowEnvironment, yaml: string, opts
       await connection.close();
     },
   };
+}
+
+/**
+ * A request's description once its outcome is recorded. An `early` answer (docs/REQUESTS.md)
+ * reaches the client while the workflow task that records it is on its way to the server: the
+ * request shows RUNNING for those few milliseconds.
+ */
+export async function recordedDescription(env: TestWorkflowEnvironment, requestId: string, timeoutMs = 10_000) {
+  const handle = env.client.workflow.getHandle(requestId);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const d = await handle.describe();
+    if (d.status.name !== 'RUNNING' || Date.now() > deadline) return d;
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
