@@ -4,6 +4,7 @@
 // Keel on a real dev server with fake providers that answer, fail, hang and are rate limited, and
 // the worker role as its own process (`src/bin/worker.ts`) with its own /metrics.
 import assert from 'node:assert/strict';
+import OpenAI from 'openai';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -122,6 +123,43 @@ describe('GET /metrics on the API (a gateway: the API and its workers share the 
     assert.ok(Math.abs(delta(before, after, 'keel_provider_cost_usd_total', { provider: 'good', model: 'm' }) - cost) < 1e-9);
     // The HTTP view: by route pattern and status.
     assert.equal(after.histogram('keel_http_request_duration_seconds', { method: 'POST', route: '/v1/chat/completions', status: '200' }).count - before.histogram('keel_http_request_duration_seconds', { method: 'POST', route: '/v1/chat/completions', status: '200' }).count, 3);
+  });
+
+  test('streamed requests: time to first chunk per call, and their tokens and cost like any other answer', async () => {
+    good.setBehaviour('m', { default: { kind: 'ok' }, stream: { chunkDelayMs: 30 } });
+    const client = new OpenAI({ baseURL: `${keel.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const genai = { gen_ai_operation_name: 'chat', gen_ai_provider_name: 'openai', gen_ai_request_model: 'm', provider: 'good' };
+    const before = await scrape(metricsUrl());
+    let output = 0;
+    let cost = 0;
+    try {
+      for (let i = 0; i < 2; i++) {
+        const stream = await client.chat.completions.create({ model: 'chat', stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'Hello there' }] });
+        for await (const chunk of stream) {
+          if (chunk.usage) {
+            output += chunk.usage.completion_tokens;
+            cost += (chunk.usage as { cost?: number }).cost ?? 0;
+          }
+        }
+      }
+    } finally {
+      good.setBehaviour('m', { default: { kind: 'ok' } });
+    }
+    assert.ok(output > 0 && cost > 0);
+    const after = await until('two streamed requests counted', async () => {
+      const s = await scrape(metricsUrl());
+      return delta(before, s, 'keel_requests_total', { model: 'chat' }) >= 2 ? s : undefined;
+    });
+    const ttft = (s: Scrape) => s.histogram('gen_ai_client_operation_time_to_first_chunk_seconds', genai);
+    assert.equal(ttft(after).count - ttft(before).count, 2, 'one first chunk per streamed call');
+    // The first chunk is timed when it comes, not when the call ends: the fake pauses 30 ms between chunks.
+    const meanTtft = (ttft(after).sum - ttft(before).sum) / 2;
+    const duration = (s: Scrape) => s.histogram('gen_ai_client_operation_duration_seconds', genai);
+    const meanDuration = (duration(after).sum - duration(before).sum) / 2;
+    assert.ok(meanTtft > 0 && meanTtft <= meanDuration - 0.03, `time to first chunk ${meanTtft} s, call ${meanDuration} s`);
+    const tokens = (s: Scrape) => s.histogram('gen_ai_client_token_usage', { ...genai, gen_ai_token_type: 'output' }).sum;
+    assert.equal(tokens(after) - tokens(before), output);
+    assert.ok(Math.abs(delta(before, after, 'keel_request_cost_usd_total', { model: 'chat', provider: 'good', key: 'none' }) - cost) < 1e-9);
   });
 
   test('retries, fallbacks, a failed request and an open breaker match the attempt logs', async () => {
