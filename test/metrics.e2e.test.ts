@@ -243,8 +243,8 @@ describe('GET /metrics on the API (a gateway: the API and its workers share the 
       return now.value('temporal_workflow_completed', { task_queue: keel.config.taskQueue, workflow_type: WORKFLOW_TYPES.request }) >= 7 ? now : undefined;
     });
     assert.equal(s.value('keel_temporal_metrics_up'), 1);
-    // 3 chat + 2 chain + 1 hedged + 5 limited succeeded; the broken one failed.
-    assert.equal(s.value('temporal_workflow_completed', { task_queue: keel.config.taskQueue, workflow_type: WORKFLOW_TYPES.request }), 11);
+    // 3 chat + 2 streamed + 2 chain + 1 hedged + 5 limited succeeded; the broken one failed.
+    assert.equal(s.value('temporal_workflow_completed', { task_queue: keel.config.taskQueue, workflow_type: WORKFLOW_TYPES.request }), 13);
     assert.equal(s.value('temporal_workflow_failed', { task_queue: keel.config.taskQueue, workflow_type: WORKFLOW_TYPES.request }), 1);
     assert.ok(s.families.has('temporal_activity_schedule_to_start_latency'), 'activity schedule-to-start latency');
     // No family is declared twice across Keel's and the SDK's parts.

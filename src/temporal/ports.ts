@@ -12,10 +12,13 @@ function tryListen(port: number, host: string): Promise<number | undefined> {
   });
 }
 
-/** A port nothing listens on now (the OS's choice: from the ephemeral range, 32768 and up on Linux). */
+/**
+ * A port nothing listens on now, below the ephemeral range (32768 and up on Linux). A port the OS
+ * hands out for `listen(0)` comes from the range it also gives outgoing connections: between the
+ * check and the server's own bind, any client on the machine may take it ("address in use").
+ */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const port = await tryListen(0, host);
-  if (port === undefined) throw new Error(`cannot bind a port on ${host}`);
+  const [port] = await freeLowPorts(1, host);
   return port;
 }
 

@@ -2,7 +2,6 @@
 // a temp folder: what the durability test kills and restarts, and what the benchmarks measure.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { WORKER_PROCESS_ENV } from '../../src/worker/process-env.js';
 
@@ -29,16 +28,7 @@ export async function spawnEntry(entry: string, ready: RegExp, env: NodeJS.Proce
   return child;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../src/temporal/ports.js';
 
 export interface RoleProcess {
   child: ChildProcess;
