@@ -110,8 +110,19 @@ try {
   }
   for (const [id, why] of Object.entries(unavailable)) log(`${id}: ${why}`);
 
+  // A peer that cannot stream this answer at all is reported, not measured (Portkey 1.15.2's Node
+  // server fails every streamed request here: "TypeError: immutable" as it appends to a fetch
+  // Response's headers).
+  for (const t of [...targets]) {
+    try {
+      for (let i = 0; i < WARMUP; i++) await once(fake, t);
+    } catch (err) {
+      if (t.id === 'direct' || t.id === 'keel') throw err;
+      unavailable[t.id] = `${t.label}: ${(err as Error).message.slice(0, 300)}`;
+      targets.splice(targets.indexOf(t), 1);
+    }
+  }
   const samples = new Map<string, Sample[]>(targets.map((t) => [t.id, []]));
-  for (const t of targets) for (let i = 0; i < WARMUP; i++) await once(fake, t);
   // Interleaved rounds: drift in machine load hits every target alike.
   for (let round = 0; round < ROUNDS; round++) {
     for (const t of targets) for (let i = 0; i < Math.ceil(N / ROUNDS); i++) samples.get(t.id)!.push(await once(fake, t));
