@@ -3,6 +3,7 @@
 // (chunks, errors the SDK raises, headers) and what Keel records (the attempt log, the request's
 // history); timings state their tolerance.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import proto from '@temporalio/proto';
@@ -483,5 +484,49 @@ describe('resumable streams', () => {
     const bad = await fetch(`${keel.url}/v1/requests/${id}/stream?after=-1`);
     assert.equal(bad.status, 400);
     assert.equal(((await bad.json()) as Json).error.param, 'after');
+  });
+});
+
+describe('virtual keys on the live stream', () => {
+  test('a stream that breaks after its first token is charged what it streamed: not zero, never past its reservation', async () => {
+    const admin = `keel-admin-${randomBytes(16).toString('hex')}`;
+    // Input free, output $1 per million tokens: the charge is the streamed text at one token a byte.
+    const keyed = await startKeel(
+      env,
+      `
+auth:
+  adminKey: \${KEEL_ADMIN_KEY}
+defaults:
+  retry: { maxAttempts: 1, initialIntervalMs: 50, backoffCoefficient: 2, maximumIntervalMs: 100, jitter: 0 }
+providers:
+  a: { type: openai, baseURL: ${a.url}, models: { cut: { pricing: { input: 0, output: 1 } } } }
+models:
+  cut: { targets: [a/cut] }
+`,
+      { env: { KEEL_ADMIN_KEY: admin } },
+    );
+    try {
+      a.setBehaviour('cut', { default: { kind: 'stream-break', afterChunks: 5, how: 'reset', content: 'word '.repeat(400) } });
+      const created = await callJson(keyed.url, 'POST', '/v1/keys', { budget: { usd: 0.01, period: 'total' } }, { authorization: `Bearer ${admin}` });
+      assert.equal(created.res.status, 201, JSON.stringify(created.json));
+      const sdk = new OpenAI({ baseURL: `${keyed.url}/v1`, apiKey: created.json.secret, maxRetries: 0 });
+      const stream = await sdk.chat.completions.create({ model: 'cut', max_tokens: 1_000, stream: true, messages: [{ role: 'user', content: 'Hello' }] });
+      let received = '';
+      await assert.rejects(
+        async () => {
+          for await (const chunk of stream) received += chunk.choices[0]?.delta.content ?? '';
+        },
+        (err: unknown) => err instanceof OpenAI.APIError && (err.error as { code?: string } | undefined)?.code === 'stream_interrupted',
+      );
+      assert.ok(received.length > 0, 'the client had part of the answer');
+      const view = await until('the broken stream to settle', async () => {
+        const { json } = await callJson(keyed.url, 'GET', `/v1/keys/${created.json.id}`, undefined, { authorization: `Bearer ${admin}` });
+        return json.spend?.requests === 1 && json.budget?.reserved_usd === 0 ? json : undefined;
+      });
+      assert.equal(view.budget.spent_usd, received.length / 1_000_000);
+      assert.ok(view.budget.spent_usd > 0 && view.budget.spent_usd <= 0.001, 'within the $0.001 reserved');
+    } finally {
+      await keyed.stop();
+    }
   });
 });

@@ -25,6 +25,7 @@ import { NO_KEY, modelLabel, upstreamModelLabel } from '../src/core/metric-label
 import { planWithHealth } from './health-plan.js';
 import { requestStatusQuery, settleKeySignal, type KeelSinks, type RequestMetrics, type RequestWorkflow } from '../src/core/contract.js';
 import { keyWorkflowId, nanosToUsd, usdToNanos } from '../src/core/keys.js';
+import { promptTokenBound, utf8Length } from '../src/core/key-cost.js';
 import { CANCELLED_ERROR, failureError } from '../src/core/openai-error.js';
 import { KeelErrorClass, KeelProvider, KeelStatus } from '../src/core/search-attributes.js';
 import { providerTaskQueue } from '../src/core/task-queues.js';
@@ -212,6 +213,28 @@ function charge(key: RequestKey, cost: number | undefined, usage: { total_tokens
 }
 
 /**
+ * What a failed request is charged: nothing, unless its stream broke after the first token. The
+ * provider bills what it streamed, and a zero would let a client stream for free by breaking off;
+ * its usage never came, so the reservation's own bound is used — the prompt and the streamed part
+ * at one token per UTF-8 byte (src/core/key-cost.ts), priced on the target that streamed — and
+ * never more than was reserved.
+ */
+function failedCharge(input: ChatWorkflowInput, failure: RequestFailureDetails | undefined): { nanos: number; tokens: number } {
+  const key = input.key;
+  const partial = failure?.stream;
+  if (!key || !partial) return { nanos: 0, tokens: 0 };
+  const streamed = [...failure.attempts].reverse().find((a) => a.stream !== undefined);
+  const text = partial.completion.choices
+    .map((c) => (c.message.content ?? '') + (c.message.refusal ?? '') + (c.message.tool_calls ?? []).map((t) => ('function' in t ? t.function.arguments : '')).join(''))
+    .join('');
+  const usage = { prompt_tokens: promptTokenBound(input.request), completion_tokens: utf8Length(text) };
+  const tokens = usage.prompt_tokens + usage.completion_tokens;
+  const cost = streamed ? usageCost(usage, streamed.provider, streamed.model, input.routing) : undefined;
+  const nanos = cost !== undefined ? usdToNanos(cost) : (key.reservedNanos ?? 0);
+  return { nanos: Math.min(nanos, key.reservedNanos ?? nanos), tokens: Math.min(tokens, key.reservedTokens ?? tokens) };
+}
+
+/**
  * Settles the request with its key's workflow as the request ends, whatever the outcome: the
  * reservation is released and the actual cost charged. The workflow does it itself, so a request
  * whose API process died is settled all the same. The signal is awaited: a workflow that completes
@@ -234,7 +257,9 @@ async function withSettlement(input: ChatWorkflowInput, run: () => Promise<ChatW
   try {
     result = await run();
   } catch (err) {
-    await send(0, 0);
+    const details = err instanceof ApplicationFailure ? (err.details?.[0] as RequestFailureDetails | undefined) : undefined;
+    const charged = failedCharge(input, details);
+    await send(charged.nanos, charged.tokens);
     throw err;
   }
   const charged = charge(key, result.keel.cost, result.completion.usage);
@@ -492,9 +517,9 @@ async function runTargets(input: ChatWorkflowInput, extra: Partial<RequestStatus
   const failure: RequestFailureDetails = lastFailure
     ? { ...lastFailure, attempts }
     : { errorClass: 'timeout', status: 504, message: 'The request deadline passed before a provider answered', attempts };
-  if (input.key) failure.key = keyInfo(input.key, 0);
   // Once the client has part of an answer, whatever ends the request ends that stream.
   if (partial) Object.assign(failure, { stream: partial, ...(failure.errorClass !== 'stream_interrupted' && { cause: failure.errorClass, errorClass: 'stream_interrupted', status: 502 }) });
+  if (input.key) failure.key = keyInfo(input.key, failedCharge(input, failure).nanos);
   const tried = new Set(attempts.map((a) => a.target)).size;
   failure.message = `All ${tried} target(s) failed for model '${plan.requestedModel}'; last error: ${failure.message}`;
   upsertSearchAttributes([
