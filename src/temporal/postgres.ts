@@ -5,8 +5,9 @@
 // PostgreSQL refuses to run as root. Run as root (CI, containers), it is started as the `postgres`
 // user if there is one, else `nobody`, and its data folder is handed to that user.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, chownSync, constants, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { chownSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { delimiter, dirname, join, resolve } from 'node:path';
+import { isExecutable } from './executable.js';
 
 export const POSTGRES_USER = 'temporal';
 
@@ -28,15 +29,6 @@ export interface Postgres {
   stop(mode?: 'fast' | 'immediate'): Promise<void>;
   /** Starts it again on the same folder and port. */
   start(): Promise<void>;
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The folder holding initdb and postgres: POSTGRES_BIN_DIR, else PATH, else Debian's /usr/lib/postgresql/<newest>/bin. */

@@ -7,9 +7,10 @@
 // temporalio/server image in docker-compose.yml has the same tag. A cold build (empty Go caches)
 // takes many minutes: README, "A cluster on one machine".
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isExecutable } from './executable.js';
 
 export const TEMPORAL_SERVER_VERSION = '1.30.4';
 const MODULE = 'go.temporal.io/server';
@@ -29,15 +30,6 @@ export interface TemporalServerTools {
   /** The module's schema/postgresql/v12 folder (temporal/ and visibility/versioned). */
   postgresSchemaDir: string;
   version: string;
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function go(args: string[], env: NodeJS.ProcessEnv, stdio: 'inherit' | 'pipe'): string {
