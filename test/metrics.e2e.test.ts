@@ -238,14 +238,17 @@ describe('GET /metrics on the API (a gateway: the API and its workers share the 
   });
 
   test("the Temporal SDK's metrics are in the same scrape (the Runtime's Prometheus exporter)", async () => {
+    // The SDK counts a completion when its worker reports the workflow task, which can come after the
+    // client has the result: wait for every count to arrive, then check none arrived twice.
+    const labels = { task_queue: keel.config.taskQueue, workflow_type: WORKFLOW_TYPES.request };
     const s = await until('workflow completions counted by the SDK', async () => {
       const now = await scrape(metricsUrl());
-      return now.value('temporal_workflow_completed', { task_queue: keel.config.taskQueue, workflow_type: WORKFLOW_TYPES.request }) >= 7 ? now : undefined;
+      return now.value('temporal_workflow_completed', labels) >= 13 && now.value('temporal_workflow_failed', labels) >= 1 ? now : undefined;
     });
     assert.equal(s.value('keel_temporal_metrics_up'), 1);
     // 3 chat + 2 streamed + 2 chain + 1 hedged + 5 limited succeeded; the broken one failed.
-    assert.equal(s.value('temporal_workflow_completed', { task_queue: keel.config.taskQueue, workflow_type: WORKFLOW_TYPES.request }), 13);
-    assert.equal(s.value('temporal_workflow_failed', { task_queue: keel.config.taskQueue, workflow_type: WORKFLOW_TYPES.request }), 1);
+    assert.equal(s.value('temporal_workflow_completed', labels), 13);
+    assert.equal(s.value('temporal_workflow_failed', labels), 1);
     assert.ok(s.families.has('temporal_activity_schedule_to_start_latency'), 'activity schedule-to-start latency');
     // No family is declared twice across Keel's and the SDK's parts.
     const declared = [...s.text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]);

@@ -31,6 +31,22 @@ function providerRequest(input: ProviderCallInput): ChatRequest {
   return { ...(rest as unknown as ChatRequest), model: input.model };
 }
 
+/**
+ * A call on a task queue must heartbeat within seconds of its start (that is how a dead worker is
+ * noticed), also while it waits before calling: for this worker's first health snapshot (seconds,
+ * when the health workflow's last worker died) or for a permit. A local call has no heartbeat.
+ */
+async function provingAlive<T>(ctx: Context, beat: () => void, wait: Promise<T>): Promise<T> {
+  if (ctx.info.isLocal) return wait;
+  beat();
+  const timer = setInterval(beat, HEARTBEAT_EVERY_MS);
+  try {
+    return await wait;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /** Whether to try this target again, and when; undefined = move on (or stop). */
 function nextDelay(info: ProviderErrorInfo, input: ProviderCallInput, attempt: number): number | undefined {
   if (!ERROR_POLICY[info.errorClass].retrySameTarget || attempt >= input.retry.maxAttempts) return undefined;
@@ -102,7 +118,7 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink, obse
     const log = attemptLog(ctx);
     const prior = log.prior;
     // A breaker that opened while this request was planned or retrying: not one more call to it.
-    if (health && !input.probe) await health.ready();
+    if (health && !input.probe) await provingAlive(ctx, () => log.keep(prior), health.ready());
     if (health && !input.probe && !health.admits(`${input.provider}/${input.model}`)) {
       throw ApplicationFailure.create({
         type: 'unavailable',
@@ -135,7 +151,9 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink, obse
     }
     // Local and streamed calls run beside the worker's own slots: the provider's cap is a permit here.
     const gated = ctx.info.isLocal || input.stream !== undefined;
-    const release = gated ? await acquirePermit(input.provider, provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY, ctx.cancellationSignal) : undefined;
+    const release = gated
+      ? await provingAlive(ctx, () => log.keep(prior), acquirePermit(input.provider, provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY, ctx.cancellationSignal))
+      : undefined;
     record.startedAt = Date.now();
     noteProviderCall(record.startedAt);
     log.keep(prior);
