@@ -1,5 +1,5 @@
 // Keel on the production engine vs the dev server, in one run, with the same process layout:
-// 2 API and 2 worker processes (`npm run api` / `npm run worker`, src/temporal/cluster.ts) against
+// 2 API and 2 worker processes (`npm run gateway` / `npm run worker`, src/temporal/cluster.ts) against
 //   - the Temporal CLI dev server (SQLite in WAL mode), and
 //   - PostgreSQL 15 + the Temporal server 1.30.4 with deploy/temporal/ (`npm run cluster`).
 // Per backend: the overhead benchmark (N sequential requests through API 1 vs straight to the
@@ -77,7 +77,7 @@ async function runBackend(backend: 'dev-server' | 'postgres') {
     const batchS = (Date.now() - batchStart) / 1000;
     const result = {
       backend,
-      layout: `${cluster.apis.length} API + ${cluster.workers.length} worker processes (npm run api / npm run worker)${backend === 'postgres' ? ', Temporal server + PostgreSQL 15' : ', Temporal CLI dev server (SQLite, WAL)'}`,
+      layout: `${cluster.apis.length} API + ${cluster.workers.length} worker processes (npm run gateway / npm run worker)${backend === 'postgres' ? ', Temporal server + PostgreSQL 15' : ', Temporal CLI dev server (SQLite, WAL)'}`,
       start_s: Number(startS.toFixed(1)),
       overhead: { requests: N, direct: d, keel: k, addedMs: { p50: +(k.p50 - d.p50).toFixed(2), p99: +(k.p99 - d.p99).toFixed(2) } },
       concurrent: { concurrency: CONCURRENT, requests: REQUESTS, requests_per_s: Number((REQUESTS / concurrentS).toFixed(1)), latency: summarize(latencies) },

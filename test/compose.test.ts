@@ -466,7 +466,8 @@ test('api and worker run the Keel image build and point TEMPORAL_ADDRESS at the 
     assert.equal(dependsOn(svc).temporal, 'service_healthy');
     assert.equal(dependsOn(svc)['temporal-setup'], 'service_completed_successfully', 'search attributes exist before Keel starts');
   }
-  assert.match(commandText(services.api), /npm run api$/);
+  // The API runs with a worker of its own (eager starts, early answers, live streams).
+  assert.match(commandText(services.api), /npm run gateway$/);
   assert.match(commandText(services.worker), /npm run worker$/);
 });
 

@@ -238,11 +238,13 @@ describe('replay', () => {
 
   test('a cancelled async request can be replayed; a running one cannot (409)', async () => {
     a.resetCalls();
-    a.setBehaviour('m', { default: { kind: 'ok', latencyMs: 5000 } });
+    // Longer than a replay's wait for a run that is closing (3 s), so the request is still at work.
+    a.setBehaviour('m', { default: { kind: 'ok', latencyMs: 30_000 } });
     const { json } = await call('POST', '/v1/requests', chat());
     await a.waitForCalls(1, { model: 'm', timeoutMs: 10_000 }).catch(() => undefined);
     const running = await call('POST', `/v1/requests/${json.id}/replay`);
     assert.equal(running.res.status, 409);
+    assert.match(running.json.error.message, /is running/);
     await call('POST', `/v1/requests/${json.id}/cancel`);
     assert.equal((await settled(json.id)).status, 'cancelled');
     healthy();

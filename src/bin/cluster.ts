@@ -1,6 +1,6 @@
 // `npm run cluster`: Keel's production topology on this machine as processes on loopback —
 // PostgreSQL, the Temporal server (deploy/temporal/), two workers and two APIs run with
-// `npm run worker` / `npm run api` and deploy/keel.production.yaml — the same files as
+// `npm run worker` / `npm run gateway` and deploy/keel.production.yaml — the same files as
 // docker-compose.yml. Ctrl-C stops everything. README, "A cluster on one machine".
 //
 //   npm run cluster -- [--data-dir DIR] [--apis 2] [--workers 2] [--api-port 3000] [--temporal-port 7233] [--real-providers]
@@ -102,7 +102,7 @@ try {
   // Made for this data folder when the environment has none (src/temporal/cluster-secrets.ts); never printed.
   const adminKeyFile = c.secrets.KEEL_ADMIN_KEY ? join(c.dataDir, 'secrets.json') : undefined;
   console.log(`
-Keel cluster is running (${c.apis.length} APIs, ${c.workers.length} workers).
+Keel cluster is running (${c.apis.length} APIs, each with a worker of its own, and ${c.workers.length} workers).
 ${c.apis.map((a) => `  ${pad(a.name)}${a.url}/v1   (health: ${a.url}/healthz)`).join('\n')}
 ${c.workers.map((w) => `  ${pad(w.name)}pid ${w.pid}`).join('\n')}
   ${pad('Temporal')}${c.address}  namespace ${c.namespace}  (PostgreSQL ${c.postgres?.host}:${c.postgres?.port})

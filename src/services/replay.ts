@@ -12,6 +12,13 @@ import { WORKFLOW_TYPES } from '../core/contract.js';
 /** Closed states a request can be replayed from. */
 const REPLAYABLE = new Set(['FAILED', 'TIMED_OUT', 'CANCELLED', 'TERMINATED']);
 
+/**
+ * A request answered early (docs/REQUESTS.md) has told its client it failed a moment before its run
+ * closes: a replay asked for at once waits this long for the close rather than calling it running.
+ */
+const CLOSING_GRACE_MS = 3_000;
+const CLOSING_POLL_MS = 100;
+
 export interface ReplayResult {
   requestId: string;
   /** The failed (or cancelled) run that was reset. */
@@ -54,6 +61,12 @@ export async function replayRequest(client: Client, requestId: string, opts: { r
     throw err;
   }
   if (description.type !== WORKFLOW_TYPES.request) throw new ApiError(404, `No request with id '${requestId}'`, 'invalid_request_error', 'id', 'request_not_found');
+  // Read again until it closes or the grace is over (a long poll on the result is not cut short by
+  // the client's abort signal, so the status is asked for instead).
+  for (const until = Date.now() + CLOSING_GRACE_MS; description.status.name === 'RUNNING' && Date.now() < until; ) {
+    await new Promise((r) => setTimeout(r, CLOSING_POLL_MS));
+    description = await handle.describe();
+  }
   if (!REPLAYABLE.has(description.status.name)) {
     throw new ApiError(409, `Request '${requestId}' is ${description.status.name.toLowerCase()}: only failed or cancelled requests can be replayed`, 'invalid_request_error', 'id', 'request_not_replayable');
   }

@@ -1,7 +1,8 @@
 // Keel's production topology on one machine, as plain processes on loopback: PostgreSQL, Temporal's
 // schema set-up, the Temporal server with deploy/temporal/config.yaml and its dynamic config, Keel's
 // namespace set-up (setup.ts), then N API and M worker processes started with the production
-// commands (`npm run api`, `npm run worker`). docker-compose.yml runs the same topology in
+// commands (`npm run gateway`: the API with a worker of its own, so that requests start eagerly,
+// answers come early and streams are live; `npm run worker`). docker-compose.yml runs the same topology in
 // containers with the same files. `npm run cluster` (src/bin/cluster.ts), the cluster test and the
 // cluster benchmark use it.
 //
@@ -48,9 +49,9 @@ export interface ClusterOptions {
 }
 
 export interface KeelProcess {
-  role: 'api' | 'worker';
+  role: KeelRole;
   name: string;
-  /** The API's base URL (api only). */
+  /** The API's base URL (api and gateway). */
   url?: string;
   port?: number;
   /** The `npm run …` process: what a container's init would signal. */
@@ -131,10 +132,13 @@ function npmCommand(): { cmd: string; args: string[] } {
   return npmCli && npmCli.endsWith('npm-cli.js') ? { cmd: process.execPath, args: [npmCli] } : { cmd: 'npm', args: [] };
 }
 
-const READY = { api: /keel api listening on (\S+)/, worker: /keel worker polling/ };
+/** `npm run <role>`: the API alone, the API with a worker (the cluster's API tier), a worker. */
+export type KeelRole = 'api' | 'gateway' | 'worker';
+
+const READY: Record<KeelRole, RegExp> = { api: /keel api listening on (\S+)/, gateway: /keel gateway listening on (\S+)/, worker: /keel worker polling/ };
 
 interface RoleSpawn {
-  role: 'api' | 'worker';
+  role: KeelRole;
   name: string;
   env: NodeJS.ProcessEnv;
   logFile: string;
@@ -142,7 +146,7 @@ interface RoleSpawn {
   timeoutMs?: number;
 }
 
-/** `npm run api` / `npm run worker` in its own process group; resolves once it prints its ready line. */
+/** `npm run <role>` in its own process group; resolves once it prints its ready line. */
 export async function spawnKeelRole(s: RoleSpawn): Promise<KeelProcess> {
   const npm = npmCommand();
   const log: WriteStream = createWriteStream(s.logFile, { flags: 'a' });
@@ -192,7 +196,7 @@ export async function spawnKeelRole(s: RoleSpawn): Promise<KeelProcess> {
   const proc: KeelProcess = {
     role: s.role,
     name: s.name,
-    ...(s.role === 'api' && { url: READY.api.exec(out)![1], port: s.port }),
+    ...(s.role !== 'worker' && { url: READY[s.role].exec(out)![1], port: s.port }),
     pid: child.pid!,
     keelPid() {
       if (keelPid !== undefined && cmdline(keelPid).includes(`src/bin/${s.role}.ts`)) return keelPid;
@@ -329,7 +333,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     };
     const addApi = async (port?: number) => {
       const name = `api-${++apiCount}`;
-      const a = await spawnKeelRole({ role: 'api', name, env: { ...roleEnv, ...(adminKey && { KEEL_ADMIN_KEY: adminKey }) }, port: port ?? (await freePort()), logFile: join(logsDir, `${name}.log`) });
+      const a = await spawnKeelRole({ role: 'gateway', name, env: { ...roleEnv, ...(adminKey && { KEEL_ADMIN_KEY: adminKey }) }, port: port ?? (await freePort()), logFile: join(logsDir, `${name}.log`) });
       apis.push(a);
       return a;
     };

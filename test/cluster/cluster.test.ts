@@ -1,14 +1,15 @@
 // Keel on its production engine: the topology of docker-compose.yml run as processes on loopback by
 // src/temporal/cluster.ts — PostgreSQL, the Temporal server 1.30.4 with deploy/temporal/, Keel's
-// set-up, two APIs and two workers started with `npm run api` / `npm run worker` — under load and
-// failures:
+// set-up, two APIs and two workers started with `npm run gateway` (the API with a worker of its
+// own) / `npm run worker` — under load and failures:
 //  - sync chat requests, async jobs and a 2,000-line batch through both APIs;
 //  - one worker and one API SIGKILLed mid-load, the Temporal server restarted once, PostgreSQL
 //    restarted once (fast shutdown); the surviving workers are never restarted: they reconnect;
 //  - every request answered or retrievable by id with its result, every batch custom_id exactly
 //    once, the per-provider rate limit held across both workers, a breaker opened by one worker's
 //    calls protecting the other's, /healthz telling "Temporal unreachable" from "no worker";
-//  - a failed request replayed (Keel's REST replay and a Temporal reset).
+//  - a failed request replayed (Keel's REST replay and a Temporal reset);
+//  - a streamed request streamed live by the API that started it, through the official SDK.
 // Run: npm run test:cluster (builds the Temporal server on first use: README, "A cluster on one machine").
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -36,7 +37,10 @@ const LINES = 2_000;
 // failures are over: at most this many (~8 and ~6 minutes' worth).
 const SYNC_MAX = 320;
 const ASYNC_MAX = 120;
-const RATE = 6;
+const RATE = 8;
+// Every process that runs a worker polls the rate-limited provider's queue: 2 APIs and 2 workers.
+const RATE_WORKERS = 4;
+const STREAM_TEXT = Array.from({ length: 30 }, (_, i) => `token${i}`).join(' ');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (line: string) => console.log(`# ${new Date().toISOString().slice(11, 23)} ${line}`);
 
@@ -50,7 +54,7 @@ function testConfig(): string {
   const prod = parseYaml(readFileSync(join(ROOT, 'deploy', 'keel.production.yaml'), 'utf8')) as Json;
   // Gateway keys are not this test's subject (test/keys.e2e.test.ts; command.test.ts runs the production config with them).
   delete prod.auth;
-  prod.providers.openai = { ...prod.providers.openai, rateLimitPerSecond: RATE, rateLimitWorkers: 2 };
+  prod.providers.openai = { ...prod.providers.openai, rateLimitPerSecond: RATE, rateLimitWorkers: RATE_WORKERS };
   prod.defaults = {
     retry: { maxAttempts: 5, initialIntervalMs: 200, backoffCoefficient: 2, maximumIntervalMs: 2000, jitter: 0.2 },
     // A call on a killed worker is retried after this, not after the default minute.
@@ -64,6 +68,7 @@ function testConfig(): string {
     limited: { targets: ['openai/gpt-4o-mini'] },
     replay: { targets: ['anthropic/replay-model'], retry: { maxAttempts: 1 } },
     hedged: { targets: ['anthropic/slow-model', 'openai/gpt-4o-mini'], mode: 'hedge', hedge: { delayMs: 200 } },
+    streamed: { targets: ['anthropic/stream-model'] },
   };
   const path = join(dir, 'keel.yaml');
   writeFileSync(path, stringify(prod));
@@ -76,6 +81,7 @@ before(async () => {
   }
   fakes.gemini.setBehaviour('gemini-2.0-flash', { default: { kind: 'error', status: 503 } });
   fakes.anthropic.setBehaviour('slow-model', { latency: { baseMs: 3_000 } });
+  fakes.anthropic.setBehaviour('stream-model', { default: { kind: 'ok', content: STREAM_TEXT }, stream: { chunkDelayMs: 50 } });
   const env = Object.fromEntries(
     Object.entries(fakes).flatMap(([type, f]) => [
       [`${type.toUpperCase()}_BASE_URL`, f.url],
@@ -205,7 +211,8 @@ test('the production topology under load, with a worker and an API killed and Te
   log(`batch at ${await progress()}: SIGKILL ${w2.name} and ${api2.name}`);
   await Promise.all([w2.kill(), api2.kill()]);
 
-  // --- A breaker opened by one worker's calls (only worker 1 is alive now)... --------------------
+  // --- A breaker opened by one process's calls (only API 1 and worker 1 are alive now)... ----------
+  // The API runs the requests it starts on its own worker (eager start; gemini's calls are local).
   let opened = false;
   for (let i = 0; i < 40 && !opened; i++) {
     const { res, json } = await callJson(api1.url!, 'POST', '/v1/chat/completions', chat('flaky', `flaky before ${i}`));
@@ -219,9 +226,9 @@ test('the production topology under load, with a worker and an API killed and Te
   }
   assert.ok(opened, 'the gemini breaker opened');
   const geminiCalls = fakes.gemini.calls().length;
-  log(`gemini breaker open after ${geminiCalls} failed calls, all from ${w1.name}`);
+  log(`gemini breaker open after ${geminiCalls} failed calls`);
 
-  // ... protects a worker that never called gemini: the replacement for the killed one.
+  // ... protects a process that never called gemini: the replacement API, which plans what it starts.
   const w3 = await c.addWorker();
   const api2b = await c.addApi(api2.port);
   log(`${w3.name} and ${api2b.name} (port ${api2.port}) started`);
@@ -235,8 +242,8 @@ test('the production topology under load, with a worker and an API killed and Te
   }
   assert.equal(fakes.gemini.calls().length, geminiCalls, 'no call reached the provider whose breaker is open');
   const plannedBy = await Promise.all(flakyIds.map(async (id) => (await history(id)).find((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)?.workflowTaskCompletedEventAttributes?.identity));
-  t.diagnostic(`flaky requests planned by: ${plannedBy.join(', ')}; ${w3.name} is ${identity(w3)}`);
-  assert.ok(plannedBy.includes(identity(w3)), `${w3.name} planned some of them (and skipped gemini): ${plannedBy.join(', ')}`);
+  t.diagnostic(`flaky requests planned by: ${plannedBy.join(', ')}; ${api2b.name} is ${identity(api2b)}`);
+  assert.ok(plannedBy.includes(identity(api2b)), `${api2b.name} planned some of them (and skipped gemini): ${plannedBy.join(', ')}`);
 
   // --- The Temporal server restarts; /healthz says it is unreachable meanwhile. ------------------
   await whenProgress(700);
@@ -278,17 +285,20 @@ test('the production topology under load, with a worker and an API killed and Te
   );
   t.diagnostic(`rate limit ${RATE}/s: ${starts.length} calls, at most ${windowMax} in any 1-s window, made by ${[...callers].join(', ')}`);
   assert.ok(windowMax <= RATE + 1, `${windowMax} calls within one rolling second (limit ${RATE}/s, tolerance 1: docs/ROUTING.md)`);
-  assert.deepEqual([...callers].sort(), [identity(w1), identity(w3)].sort(), 'both workers made calls, each holding its share');
+  const pollingProcesses = [api1, api2b, w1, w3];
+  const known = new Set(pollingProcesses.map(identity));
+  assert.ok(callers.size >= 2, `several processes made calls, each holding its share: ${[...callers].join(', ')}`);
+  for (const caller of callers) assert.ok(known.has(caller!), `${caller} is one of the live processes`);
 
-  // --- The surviving workers reconnected by themselves (never restarted). -------------------------
-  assert.ok(w1.alive() && w3.alive(), 'workers 1 and 3 are the processes that lived through both restarts');
+  // --- The surviving processes reconnected by themselves (never restarted). -----------------------
+  assert.ok(pollingProcesses.every((p) => p.alive()), 'APIs 1 and 2b and workers 1 and 3 lived through both restarts');
   const pollers = await client!.workflowService.describeTaskQueue({
     namespace: c.namespace,
     taskQueue: { name: 'keel-requests' },
     taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
   });
   const polling = (pollers.pollers ?? []).filter((p) => Number(p.lastAccessTime?.seconds ?? 0) * 1000 > restartedAt).map((p) => p.identity);
-  for (const w of [w1, w3]) assert.ok(polling.includes(identity(w)), `${w.name} (${identity(w)}) polls again after the restarts: ${polling.join(', ')}`);
+  for (const w of pollingProcesses) assert.ok(polling.includes(identity(w)), `${w.name} (${identity(w)}) polls again after the restarts: ${polling.join(', ')}`);
 
   // --- Everything that was asked for is there. ------------------------------------------------------
   await Promise.all([syncLoad, asyncLoad]);
@@ -428,7 +438,8 @@ test('/healthz: "no worker polling" is told apart from "Temporal unreachable"', 
   const c = cluster!;
   const healthy = await callJson(c.apis.find((a) => a.alive())!.url!, 'GET', '/healthz');
   assert.equal(healthy.res.status, 200);
-  assert.equal(healthy.json.workers, 2);
+  // Every live process runs a worker: the APIs (gateways) and the workers.
+  assert.equal(healthy.json.workers, [...c.apis, ...c.workers].filter((p) => p.alive()).length);
   // An API whose task queue no worker polls (a misconfigured deployment).
   const env = { ...process.env, ...c.secrets, KEEL_CONFIG: join(dir, 'keel.yaml'), KEEL_DATA_DIR: dir, TEMPORAL_ADDRESS: c.address, KEEL_TASK_QUEUE: 'keel-nobody-polls' };
   const lonely = await spawnKeelRole({ role: 'api', name: 'api-lonely', env, port: 0, logFile: join(c.logsDir, 'api-lonely.log') });
@@ -441,4 +452,30 @@ test('/healthz: "no worker polling" is told apart from "Temporal unreachable"', 
   } finally {
     await lonely.stop(10_000);
   }
+});
+
+test('a streamed request is streamed live by the API that started it (the official SDK as the client)', { timeout: 120_000 }, async () => {
+  const api = live(cluster!.apis)[0];
+  const openai = new OpenAI({ baseURL: `${api.url}/v1`, apiKey: 'k', maxRetries: 0 });
+  const { data, response } = await openai.chat.completions.create({ model: 'streamed', stream: true, messages: [{ role: 'user', content: 'stream me' }] }).withResponse();
+  // Live: chunks come from the provider call as it streams, not from the record once it ended.
+  assert.equal(response.headers.get('x-keel-stream'), 'live');
+  let text = '';
+  let chunks = 0;
+  let finish: string | null | undefined;
+  for await (const c of data) {
+    text += c.choices[0]?.delta.content ?? '';
+    if (c.choices[0]?.delta.content) chunks++;
+    finish = c.choices[0]?.finish_reason ?? finish;
+  }
+  assert.equal(text, STREAM_TEXT);
+  assert.ok(chunks > 1, `${chunks} content chunks`);
+  assert.equal(finish, 'stop');
+  const id = response.headers.get('x-request-id')!;
+  const view = await settled(id, 30_000);
+  assert.equal(view.result.choices[0].message.content, STREAM_TEXT, 'the recorded answer is the streamed one');
+  // The API's own worker ran it: its first workflow task came back with the start.
+  const events = await history(id);
+  const by = events.find((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)?.workflowTaskCompletedEventAttributes?.identity;
+  assert.equal(by, identity(api));
 });
