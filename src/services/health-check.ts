@@ -26,7 +26,10 @@ export type HealthProblem = 'temporal_unreachable' | 'no_worker_polling';
 export interface HealthCheck {
   ok: boolean;
   temporal: 'ok' | 'unreachable';
-  /** Workers seen polling the request task queue (0 when Temporal is unreachable: unknown). */
+  /**
+   * Workers seen polling the request task queue (0 when Temporal is unreachable: unknown). The
+   * server describes the queue's root partition: with several partitions, a lower bound.
+   */
   workers: number;
   /** Why it is not ok. */
   code?: HealthProblem;

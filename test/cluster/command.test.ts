@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { freeLowPorts, freePort } from '../../src/temporal/ports.js';
+import { freeLowPorts } from '../../src/temporal/ports.js';
 import { callJson } from '../helpers/http.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -32,16 +32,19 @@ function processesMentioning(text: string): number[] {
 
 test('npm run cluster: prints the topology, answers on both APIs, Ctrl-C stops everything', { timeout: 600_000 }, async () => {
   const [temporalPort] = await freeLowPorts(1);
-  // Two consecutive API ports: the command gives API i the port --api-port + i.
+  // Two consecutive API ports: the command gives API i the port --api-port + i. Below the range
+  // Keel's own processes pick free ports from (20000-31999: src/temporal/ports.ts), as a user's
+  // --api-port 3000 is: one of them cannot take the second port before the second API binds it.
   const base = await (async () => {
     for (;;) {
-      const p = await freePort();
+      const p = 10_000 + Math.floor(Math.random() * 9_000);
       const { createServer } = await import('node:net');
-      const ok = await new Promise<boolean>((r) => {
-        const s = createServer().once('error', () => r(false));
-        s.listen(p + 1, '127.0.0.1', () => s.close(() => r(true)));
-      });
-      if (ok && p < 65_535) return p;
+      const free = (port: number) =>
+        new Promise<boolean>((r) => {
+          const s = createServer().once('error', () => r(false));
+          s.listen(port, '127.0.0.1', () => s.close(() => r(true)));
+        });
+      if ((await free(p)) && (await free(p + 1))) return p;
     }
   })();
   const data = join(dir, 'data');
@@ -63,7 +66,7 @@ test('npm run cluster: prints the topology, answers on both APIs, Ctrl-C stops e
       if (Date.now() > deadline) throw new Error(`npm run cluster not up in time:\n${out}`);
       await new Promise((r) => setTimeout(r, 500));
     }
-    assert.match(out, /Keel cluster is running \(2 APIs, 2 workers\)/);
+    assert.match(out, /Keel cluster is running \(2 APIs, each with a worker of its own, and 2 workers\)/);
     for (const port of [base, base + 1]) assert.match(out, new RegExp(`api-\\d +http://127\\.0\\.0\\.1:${port}/v1`));
     assert.match(out, new RegExp(`Temporal +127\\.0\\.0\\.1:${temporalPort} +namespace default +\\(PostgreSQL 127\\.0\\.0\\.1:\\d+\\)`));
     assert.match(out, /deploy\/keel\.production\.yaml; server: deploy\/temporal\/config\.yaml, \S+deploy\/temporal\/dynamicconfig\.yaml/);
@@ -78,8 +81,11 @@ test('npm run cluster: prints the topology, answers on both APIs, Ctrl-C stops e
       const { res, json } = await callJson(`http://127.0.0.1:${port}`, 'POST', '/v1/chat/completions', { model: 'chat', messages: [{ role: 'user', content: 'Hello' }] }, { authorization: `Bearer ${admin}` });
       assert.equal(res.status, 200, JSON.stringify(json));
       assert.equal(res.headers.get('x-keel-provider'), 'openai', "the production config's first target, pointed at a fake");
+      // The 2 APIs (each with a worker of its own) and the 2 workers poll; the server counts what
+      // the queue's root partition sees, so some of the 4 (README, "Health").
       const health = await callJson(`http://127.0.0.1:${port}`, 'GET', '/healthz');
-      assert.equal(health.json.workers, 2);
+      assert.equal(health.res.status, 200);
+      assert.ok(health.json.workers >= 2 && health.json.workers <= 4, `${health.json.workers} polling`);
     }
     assert.ok(processesMentioning(data).length >= 1, 'PostgreSQL runs on the data folder');
 
