@@ -4,12 +4,13 @@ import type { HealthLink } from './health-link.js';
 import type { RoutingHealth } from '../src/core/health-types.js';
 import type { StreamBoard } from '../src/channels/stream-board.js';
 import { createCallProvider, type CallObservers } from './provider-call/call-provider.js';
+import type { HeadStarts } from './provider-call/head-start.js';
 import { createDeliverWebhook } from './webhook/deliver.js';
 import { takeHedge } from './provider-call/hedge-budget.js';
 
-export function createActivities(config: KeelConfig, health?: HealthLink, observers: CallObservers = {}, streams?: StreamBoard) {
+export function createActivities(config: KeelConfig, health?: HealthLink, observers: CallObservers = {}, streams?: StreamBoard, headStarts?: HeadStarts) {
   return {
-    callProvider: createCallProvider(config, health, observers, streams),
+    callProvider: createCallProvider(config, health, observers, streams, headStarts),
     /** Runs on the request task queue: POSTs an async job's signed webhook. */
     deliverWebhook: createDeliverWebhook(config),
     /** Runs as a local activity: the hedge budget is this worker's, read without a server round trip. */

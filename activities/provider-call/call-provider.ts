@@ -11,13 +11,13 @@ import { ERROR_POLICY, type ErrorClass, type ProviderErrorInfo } from '../../src
 import type { AttemptRecord, ProviderCallInput, ProviderCallOutput } from '../../src/core/request-types.js';
 import { attemptLog } from './attempt-log.js';
 import { acquirePermit } from './local-gate.js';
+import { providerRequest, type HeadStarts } from './head-start.js';
 import { classifyError, internalStack, isAbortError } from './classify-error.js';
 import { noteProviderCall } from './hedge-budget.js';
 import { createAdapter } from '../providers/index.js';
-import type { ChatRequest } from '../providers/types.js';
 import type { ChatCompletion } from 'openai/resources/chat/completions';
 import { backoffDelayMs } from './retry-delay.js';
-import { StreamBroke, continuingRequest, streamCall } from './stream-call.js';
+import { StreamBroke, continuingRequest, streamCall, type StreamCallResult } from './stream-call.js';
 import { SpanKind, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import { usageCost } from '../../src/core/cost.js';
 import { OTHER, upstreamModelLabel } from '../../src/core/metric-labels.js';
@@ -25,11 +25,6 @@ import type { KeelMetrics } from '../../src/observability/metrics.js';
 
 const HEARTBEAT_EVERY_MS = 300;
 
-// Routing fields are Keel's and OpenRouter's, not the provider's.
-function providerRequest(input: ProviderCallInput): ChatRequest {
-  const { models: _m, provider: _p, keel: _k, stream: _s, ...rest } = input.request;
-  return { ...(rest as unknown as ChatRequest), model: input.model };
-}
 
 /**
  * A call on a task queue must heartbeat within seconds of its start (that is how a dead worker is
@@ -101,8 +96,11 @@ export interface CallObservers {
 /** `gen_ai.provider.name` (OpenTelemetry GenAI conventions) of each wire format. */
 const GENAI_PROVIDER = { openai: 'openai', anthropic: 'anthropic', gemini: 'gcp.gemini' } as const;
 
-/** `streams`: the channel to an API in this process, where streamed calls publish their chunks. */
-export function createCallProvider(config: KeelConfig, health?: HealthLink, observers: CallObservers = {}, streams?: StreamBoard) {
+/**
+ * `streams`: the channel to an API in this process, where streamed calls publish their chunks.
+ * `headStarts`: first calls that API sent before the workflow asked (head-start.ts).
+ */
+export function createCallProvider(config: KeelConfig, health?: HealthLink, observers: CallObservers = {}, streams?: StreamBoard, headStarts?: HeadStarts) {
   const { metrics, tracer } = observers;
   const secrets = Object.values(config.providers)
     .map((p) => p.apiKey)
@@ -115,11 +113,15 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink, obse
       throw ApplicationFailure.create({ type: 'invalid_request', nonRetryable: true, message: `Provider '${input.provider}' is not configured on this worker` });
     }
     const attempt = ctx.info.attempt;
+    // The API of this process may have sent this first call already: adopt it rather than send another.
+    const head = ctx.info.isLocal && attempt === 1 && !input.probe && !input.stream?.continuation ? headStarts?.take(input.requestId, input.provider, input.model, input.stream !== undefined) : undefined;
     const log = attemptLog(ctx);
     const prior = log.prior;
     // A breaker that opened while this request was planned or retrying: not one more call to it.
     if (health && !input.probe) await provingAlive(ctx, () => log.keep(prior), health.ready());
     if (health && !input.probe && !health.admits(`${input.provider}/${input.model}`)) {
+      head?.controller.abort(new DOMException('circuit breaker open', 'AbortError'));
+      head?.release();
       throw ApplicationFailure.create({
         type: 'unavailable',
         nonRetryable: true,
@@ -151,10 +153,18 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink, obse
     }
     // Local and streamed calls run beside the worker's own slots: the provider's cap is a permit here.
     const gated = ctx.info.isLocal || input.stream !== undefined;
-    const release = gated
-      ? await provingAlive(ctx, () => log.keep(prior), acquirePermit(input.provider, provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY, ctx.cancellationSignal))
-      : undefined;
-    record.startedAt = Date.now();
+    const release = head
+      ? head.release
+      : gated
+        ? await provingAlive(ctx, () => log.keep(prior), acquirePermit(input.provider, provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY, ctx.cancellationSignal))
+        : undefined;
+    // An adopted call's attempt began when its request went out.
+    record.startedAt = head?.startedAt ?? Date.now();
+    if (head) {
+      const abortHead = () => head.controller.abort(new DOMException('provider call cancelled', 'AbortError'));
+      if (ctx.cancellationSignal.aborted) abortHead();
+      else ctx.cancellationSignal.addEventListener('abort', abortHead, { once: true });
+    }
     noteProviderCall(record.startedAt);
     log.keep(prior);
     let streamed = 0;
@@ -202,23 +212,32 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink, obse
       const adapter = createAdapter(provider.type, { baseURL: provider.baseURL, ...(provider.apiKey && { apiKey: provider.apiKey }) });
       if (input.stream) {
         const continuation = input.stream.continuation;
-        const out = await streamCall({
-          adapter,
-          request: continuation ? continuingRequest(providerRequest(input), continuation, provider.type === 'anthropic') : providerRequest(input),
-          upstreamModel: input.model,
-          spec: input.stream,
-          ...(streams && { board: streams }),
-          requestId: input.requestId,
-          runId: ctx.info.workflowExecution?.runId ?? '',
-          // Unique per execution: a local call run again after a lost workflow task must not pass for the first.
-          callId: `${ctx.info.activityId}#${attempt}#${randomUUID()}`,
-          target: record.target,
-          cancelled: ctx.cancellationSignal,
-          onProgress: (n) => {
-            streamed = n;
-            if (n === 1) metrics?.firstChunk({ ...observed, seconds: (Date.now() - record.startedAt) / 1000 });
-          },
-        });
+        const onProgress = (n: number) => {
+          streamed = n;
+          if (n === 1) metrics?.firstChunk({ ...observed, seconds: (Date.now() - record.startedAt) / 1000 });
+        };
+        let out: StreamCallResult;
+        if (head?.call.kind === 'stream') {
+          // The API's call streams already: its first chunk may have gone out before this attempt began.
+          const firstAt = head.call.firstChunkAt();
+          if (firstAt !== undefined) metrics?.firstChunk({ ...observed, seconds: (firstAt - record.startedAt) / 1000 });
+          out = await head.call.adopt(onProgress);
+        } else {
+          out = await streamCall({
+            adapter,
+            request: continuation ? continuingRequest(providerRequest(input.request, input.model), continuation, provider.type === 'anthropic') : providerRequest(input.request, input.model),
+            upstreamModel: input.model,
+            spec: input.stream,
+            ...(streams && { board: streams }),
+            requestId: input.requestId,
+            runId: ctx.info.workflowExecution?.runId ?? '',
+            // Unique per execution: a local call run again after a lost workflow task must not pass for the first.
+            callId: `${ctx.info.activityId}#${attempt}#${randomUUID()}`,
+            target: record.target,
+            cancelled: ctx.cancellationSignal,
+            onProgress,
+          });
+        }
         record.durationMs = Date.now() - record.startedAt;
         log.close();
         if (out.lost) {
@@ -233,7 +252,7 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink, obse
         observeSuccess(out.completion);
         return { completion: out.completion, layout: out.layout, attempts: [...prior, record] };
       }
-      const completion = await adapter.complete(providerRequest(input), input.model, ctx.cancellationSignal);
+      const completion = head?.call.kind === 'complete' ? await head.call.answer : await adapter.complete(providerRequest(input.request, input.model), input.model, ctx.cancellationSignal);
       record.durationMs = Date.now() - record.startedAt;
       noteHealth(health, input, record, undefined, completion.usage?.completion_tokens);
       log.close();

@@ -4,6 +4,23 @@
 const inFlight = new Map<string, number>();
 const waiting = new Map<string, (() => void)[]>();
 
+/** A release function when fewer than `limit` calls to `provider` are in flight now; undefined otherwise (nothing waits). */
+export function tryAcquirePermit(provider: string, limit: number): (() => void) | undefined {
+  if ((inFlight.get(provider) ?? 0) >= limit) return undefined;
+  return take(provider);
+}
+
+function take(provider: string): () => void {
+  inFlight.set(provider, (inFlight.get(provider) ?? 0) + 1);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    inFlight.set(provider, (inFlight.get(provider) ?? 1) - 1);
+    waiting.get(provider)?.shift()?.();
+  };
+}
+
 /** Resolves with a release function once fewer than `limit` calls to `provider` are in flight. */
 export async function acquirePermit(provider: string, limit: number, signal: AbortSignal): Promise<() => void> {
   while ((inFlight.get(provider) ?? 0) >= limit) {
@@ -21,12 +38,5 @@ export async function acquirePermit(provider: string, limit: number, signal: Abo
       signal.addEventListener('abort', wake, { once: true });
     });
   }
-  inFlight.set(provider, (inFlight.get(provider) ?? 0) + 1);
-  let released = false;
-  return () => {
-    if (released) return;
-    released = true;
-    inFlight.set(provider, (inFlight.get(provider) ?? 1) - 1);
-    waiting.get(provider)?.shift()?.();
-  };
+  return take(provider);
 }

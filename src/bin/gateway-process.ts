@@ -7,6 +7,7 @@ import { NativeConnection, type Worker } from '@temporalio/worker';
 import { startApi, type RunningApi } from '../api/server.js';
 import { AnswerBoard } from '../channels/answer-board.js';
 import { StreamBoard } from '../channels/stream-board.js';
+import type { HeadStarts } from '../../activities/provider-call/head-start.js';
 import type { KeelConfig } from '../config/schema.js';
 import { createKeelWorkers, healthSource, runKeelWorkers } from '../worker/workers.js';
 import { bundleWorkflows } from '../worker/workflow-bundle.js';
@@ -22,6 +23,7 @@ export class GatewayProcess {
   running: Promise<void> | undefined;
   api: RunningApi | undefined;
   streams: StreamBoard | undefined;
+  headStarts: HeadStarts | undefined;
   /** One set of metrics for the process: the API's /metrics shows the workers' too. */
   readonly metrics = new KeelMetrics();
   readonly tracing: KeelTracing | undefined;
@@ -46,11 +48,12 @@ export class GatewayProcess {
     const observe = { metrics: this.metrics, ...(this.tracing && { tracing: this.tracing }) };
     const keel = await createKeelWorkers({ connection: this.connection, config: this.config, workflowBundle, answers, streams, ...observe });
     this.workers = keel.workers;
+    this.headStarts = keel.headStarts;
     this.running = runKeelWorkers(this.workers);
     await keel.health.warmUp();
     this.api = await startApi(this.config, {
       connection: this.connection,
-      local: { answers, streams, health: healthSource(keel.health) },
+      local: { answers, streams, health: healthSource(keel.health), ...(keel.headStarts && { headStart: (c) => keel.headStarts!.begin(c) }) },
       ...observe,
       ...(this.runtime.temporalMetricsUrl && { temporalMetricsUrl: this.runtime.temporalMetricsUrl }),
     });
@@ -64,6 +67,7 @@ export class GatewayProcess {
     for (const w of this.workers) if (w.getState() === 'RUNNING') w.shutdown();
     await this.running?.catch(() => undefined);
     this.streams?.close();
+    this.headStarts?.close();
     await this.tracing?.shutdown().catch(() => undefined);
     await this.connection?.close();
   }

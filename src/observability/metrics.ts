@@ -214,6 +214,12 @@ export class KeelMetrics {
     labelNames: ['key', 'reason'] as const,
     registers: [this.registry],
   });
+  private readonly headStarts = new Counter({
+    name: 'keel_head_starts_total',
+    help: "First calls a gateway's API sent as their requests started, by outcome: adopted by the request's first attempt, or abandoned (aborted unadopted: a wasted call).",
+    labelNames: ['provider', 'outcome'] as const,
+    registers: [this.registry],
+  });
   /** The workflow clock of the budget report each key's series show (older reports are dropped). */
   private readonly budgetAt = new Map<string, number>();
 
@@ -374,6 +380,11 @@ export class KeelMetrics {
   /** A request the API refused for its key (budget, rate limit, model) before starting anything. */
   keyRefused(key: string, reason: string): void {
     this.keyRefusals.inc({ key, reason });
+  }
+
+  /** A head start's end (activities/provider-call/head-start.ts). */
+  headStart(provider: string, outcome: 'adopted' | 'abandoned'): void {
+    this.headStarts.inc({ provider, outcome });
   }
 
   temporalMetricsRead(ok: boolean): void {

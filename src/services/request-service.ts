@@ -57,6 +57,18 @@ export interface LocalWorkers {
   health?: HealthSource;
   /** Where streamed requests' calls publish their chunks, and this process's own activity queue (docs/STREAMING.md). */
   streams?: { board: StreamBoard; processQueue: string };
+  /**
+   * Sends a request's first provider call now, for the worker's first attempt to adopt (docs/ROUTING.md,
+   * "Head start"); false when it did not (a full concurrency cap, a rate-limited provider).
+   */
+  headStart?: (call: {
+    requestId: string;
+    runId: string;
+    provider: string;
+    model: string;
+    request: ChatRequestBody;
+    stream?: { idleTimeoutMs: number; firstChunkTimeoutMs: number };
+  }) => boolean;
 }
 
 export interface StartedRequest {
@@ -168,6 +180,7 @@ export class RequestService {
     const early = opts.waiting && plan.answer === 'early' ? this.local?.answers.wait(opts.requestId) : undefined;
     let handle: RequestHandle;
     let eagerlyStarted = false;
+    let runId: string | undefined;
     try {
       const startedHandle = await this.client.workflow.start<RequestWorkflow>(WORKFLOW_TYPES.request, {
         taskQueue: this.config.taskQueue,
@@ -189,6 +202,7 @@ export class RequestService {
       });
       handle = startedHandle;
       eagerlyStarted = startedHandle.eagerlyStarted;
+      runId = startedHandle.firstExecutionRunId;
     } catch (err) {
       // Nothing new runs: a reservation made for this call goes back.
       release();
@@ -199,6 +213,8 @@ export class RequestService {
       }
       handle = this.client.workflow.getHandle(opts.requestId);
     }
+    // The first workflow task is this process's: its first call can go out now.
+    if (eagerlyStarted) this.headStart(input, opts.requestId, runId);
     if (opts.idempotencyKey) {
       const memo = (await handle.describe()).memo as { bodyHash?: string } | undefined;
       if (memo?.bodyHash !== undefined && memo.bodyHash !== bodyHash) {
@@ -207,6 +223,30 @@ export class RequestService {
       }
     }
     return { handle, plan, eagerlyStarted, ...(early && { early }), ...(reserved?.remainingNanos !== undefined && { budgetRemainingUsd: nanosToUsd(reserved.remainingNanos) }) };
+  }
+
+  /**
+   * The first call of a request whose workflow plans with the health in its input (no local
+   * activity first), as that workflow plans it: the same planner on the same input. Only where the
+   * workflow's first attempt is a local call of one target: no race, no hedge, no breaker probe.
+   */
+  private headStart(input: ChatWorkflowInput, requestId: string, runId: string | undefined): void {
+    const send = this.local?.headStart;
+    if (!send || input.health === undefined || runId === undefined) return;
+    const plan = planRequest(input.request, input.routing, input.health ?? undefined, { features: requestFeatures(input.request) });
+    const first = plan.targets[0];
+    if (!first || plan.mode !== 'fallback' || plan.probe || plan.probeCandidate) return;
+    // A streamed request's calls are local whatever their path (docs/STREAMING.md).
+    if (!input.stream && !isLocalCall(plan, first)) return;
+    send({
+      requestId,
+      runId,
+      provider: first.provider,
+      model: first.model,
+      request: input.request,
+      // As the workflow gives its calls their limits.
+      ...(input.stream && { stream: { idleTimeoutMs: plan.stream.idleTimeoutMs, firstChunkTimeoutMs: plan.timeouts.attemptMs } }),
+    });
   }
 
   /** Requests found through Temporal visibility (GET /v1/requests). */

@@ -2,6 +2,7 @@
 // provider on that provider's task queue (its own rate limit, concurrency cap and scaling).
 import { NativeConnection, Worker, type WorkerOptions, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
+import { HeadStarts } from '../../activities/provider-call/head-start.js';
 import { Client } from '@temporalio/client';
 import { createBatchActivities } from '../../activities/batch/index.js';
 import { openBatchStore } from '../store/batch-store.js';
@@ -53,6 +54,8 @@ export interface KeelWorkersOptions {
 
 export interface KeelWorkers {
   workers: Worker[];
+  /** First calls an API in this process sends as its requests start (docs/ROUTING.md, "Head start"). */
+  headStarts?: HeadStarts;
   /** This process's link to provider health (an API in the same process reads it too). */
   health: HealthAgent;
   metrics: KeelMetrics;
@@ -77,7 +80,9 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
     stopWhen: () => workers.length > 0 && !['INITIALIZED', 'RUNNING'].includes(workers[0].getState()),
   });
   metrics.watchHealth(() => health.current(), config.routing);
-  const activities = createActivities(config, health, { metrics, ...(opts.tracing && { tracer: opts.tracing.tracer }) }, opts.streams?.board);
+  // An API in this process starts its requests here (eagerly): it may send their first calls itself.
+  const headStarts = opts.answers ? new HeadStarts(config, opts.streams?.board, undefined, (provider, outcome) => metrics.headStart(provider, outcome)) : undefined;
+  const activities = createActivities(config, health, { metrics, ...(opts.tracing && { tracer: opts.tracing.tracer }) }, opts.streams?.board, headStarts);
   const common = { connection, namespace: config.namespace, ...withCodec, ...(opts.identity && { identity: opts.identity }) };
   const sinks: InjectedSinks<KeelSinks> = {
     answers: {
@@ -178,7 +183,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
     }),
   );
   health.start();
-  return { workers, health, metrics };
+  return { workers, health, metrics, ...(headStarts && { headStarts }) };
 }
 
 /**

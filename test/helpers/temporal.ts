@@ -9,6 +9,7 @@ import { bundleOptionsFor } from '../../src/codec/data-converter.js';
 import { devServerDynamicConfigArgs } from '../../src/temporal/dev-server.js';
 import { KEEL_SEARCH_ATTRIBUTES } from '../../src/core/search-attributes.js';
 import { ensureTemporalCli } from '../../src/temporal/cli.js';
+import type { HeadStarts } from '../../activities/provider-call/head-start.js';
 import { createKeelWorkers, healthSource } from '../../src/worker/workers.js';
 import { AnswerBoard } from '../../src/channels/answer-board.js';
 import { StreamBoard } from '../../src/channels/stream-board.js';
@@ -65,6 +66,8 @@ export interface KeelUnderTest {
   streams?: StreamBoard;
   /** The metrics the workers record (and the API too, unless `shared: false`). */
   metrics: KeelMetrics;
+  /** First calls the API sends as requests start (shared API and worker). */
+  headStarts?: HeadStarts;
   stop(): Promise<void>;
 }
 
@@ -89,7 +92,7 @@ export async function startKeel(
   const board = shared ? new StreamBoard(config.streaming) : undefined;
   const streams = board && { board, processQueue: `${taskQueue}-process` };
   const tracing = opts.tracing ? { tracing: opts.tracing } : {};
-  const { workers, health, metrics } = await createKeelWorkers({
+  const { workers, health, metrics, headStarts } = await createKeelWorkers({
     connection,
     config,
     workflowBundle: await workflowBundle(config.codec, opts.tracing !== undefined),
@@ -105,7 +108,7 @@ export async function startKeel(
   const temporalMetrics = opts.temporalMetricsUrl ? { temporalMetricsUrl: opts.temporalMetricsUrl } : {};
   const api = !streams
     ? await startApi(config, { address, port, metrics: new KeelMetrics({ processMetrics: false }), ...tracing })
-    : await startApi(config, { connection, local: { answers, streams, health: healthSource(health) }, port, metrics, ...tracing, ...temporalMetrics });
+    : await startApi(config, { connection, local: { answers, streams, health: healthSource(health), ...(headStarts && { headStart: (c) => headStarts.begin(c) }) }, port, metrics, ...tracing, ...temporalMetrics });
   return {
     config,
     api,
@@ -113,8 +116,10 @@ export async function startKeel(
     workers,
     ...(board && { streams: board }),
     metrics,
+    ...(headStarts && { headStarts }),
     async stop() {
       board?.close();
+      headStarts?.close();
       await api.close();
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
       await running;
