@@ -8,6 +8,7 @@
 // activity's as before. A head start that no attempt adopts is aborted: one the workflow did not
 // plan (it planned from the same input, so only a bug or a cancellation before the call leaves one).
 import type { ChatRequestBody } from '../../src/core/chat-request.js';
+import type { HeadStartSpec } from '../../src/core/request-types.js';
 import { DEFAULT_PROVIDER_CONCURRENCY, type KeelConfig } from '../../src/config/schema.js';
 import { randomUUID } from 'node:crypto';
 import type { StreamBoard } from '../../src/channels/stream-board.js';
@@ -18,17 +19,6 @@ import { streamCall, type StreamCallResult } from './stream-call.js';
 
 /** How long a head start waits for its attempt: well past a workflow task's first activation. */
 const ADOPT_WITHIN_MS = 10_000;
-
-export interface HeadStartSpec {
-  requestId: string;
-  /** The run the call belongs to (the stream board keys a request's stream by it). */
-  runId: string;
-  provider: string;
-  model: string;
-  request: ChatRequestBody;
-  /** A streamed request: the limits its call streams under (as the workflow gives them). */
-  stream?: { idleTimeoutMs: number; firstChunkTimeoutMs: number };
-}
 
 /** What an attempt adopts: the call's HTTP request is out, its answer (or first event) on its way. */
 export interface HeadStartedCall {

@@ -110,6 +110,21 @@ export interface StreamRequestSpec {
   includeUsage: boolean;
 }
 
+/**
+ * A request's first provider call as a gateway's API sends it before the workflow asks for it
+ * (docs/ROUTING.md, "Head start"): the call the workflow's first attempt will make.
+ */
+export interface HeadStartSpec {
+  requestId: string;
+  /** The run the call belongs to (the stream board keys a request's stream by it). */
+  runId: string;
+  provider: string;
+  model: string;
+  request: ChatRequestBody;
+  /** A streamed request: the limits its call streams under (as the workflow gives them). */
+  stream?: { idleTimeoutMs: number; firstChunkTimeoutMs: number };
+}
+
 export interface RequestKey {
   id: string;
   /** The worst case reserved against the key before the start, nano-USD (absent: nothing was reserved). */

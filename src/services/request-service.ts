@@ -13,7 +13,7 @@ import type { RoutingHealth } from '../core/health-types.js';
 import { ApiError, failureError, requestFailureError } from '../core/openai-error.js';
 import type { ChatRequestBody } from '../core/chat-request.js';
 import type { KeelConfig } from '../config/schema.js';
-import type { ChatWorkflowInput, ChatWorkflowResult, RequestFailureDetails, RequestKey, WebhookSpec } from '../core/request-types.js';
+import type { ChatWorkflowInput, ChatWorkflowResult, HeadStartSpec, RequestFailureDetails, RequestKey, WebhookSpec } from '../core/request-types.js';
 import { keyedRequestProblem, worstCase } from '../core/key-cost.js';
 import { nanosToUsd } from '../core/keys.js';
 import { refusalError, type KeyPrincipal, type KeyService } from './key-service.js';
@@ -61,14 +61,7 @@ export interface LocalWorkers {
    * Sends a request's first provider call now, for the worker's first attempt to adopt (docs/ROUTING.md,
    * "Head start"); false when it did not (a full concurrency cap, a rate-limited provider).
    */
-  headStart?: (call: {
-    requestId: string;
-    runId: string;
-    provider: string;
-    model: string;
-    request: ChatRequestBody;
-    stream?: { idleTimeoutMs: number; firstChunkTimeoutMs: number };
-  }) => boolean;
+  headStart?: (call: HeadStartSpec) => boolean;
 }
 
 export interface StartedRequest {
