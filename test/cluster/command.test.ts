@@ -104,6 +104,17 @@ test('npm run cluster: prints the topology, answers on both APIs, Ctrl-C stops e
     }
     assert.ok(existsSync(join(data, 'postgres', 'PG_VERSION')), 'the data folder is kept for the next run');
   } finally {
+    // A failed run still stops what it started: the roles, the server and PostgreSQL run in process
+    // groups of their own, which only the runner's own stop reaches (a SIGKILL of npm leaves them).
+    if (!out.includes('keel cluster: stopped')) {
+      try {
+        process.kill(-child.pid!, 'SIGINT');
+      } catch {
+        // gone
+      }
+      const until = Date.now() + 90_000;
+      while (!out.includes('keel cluster: stopped') && Date.now() < until) await new Promise((r) => setTimeout(r, 250));
+    }
     try {
       process.kill(-child.pid!, 'SIGKILL');
     } catch {
