@@ -25,7 +25,6 @@ import type { KeelMetrics } from '../../src/observability/metrics.js';
 
 const HEARTBEAT_EVERY_MS = 300;
 
-
 /**
  * A call on a task queue must heartbeat within seconds of its start (that is how a dead worker is
  * noticed), also while it waits before calling: for this worker's first health snapshot (seconds,

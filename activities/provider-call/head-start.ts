@@ -68,6 +68,19 @@ export class HeadStarts {
     if (spec.stream && !this.board) return false;
     const release = tryAcquirePermit(spec.provider, provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY);
     if (!release) return false;
+    try {
+      this.send(spec, release);
+    } catch {
+      // A head start is only a head start: whatever stops it here, the attempt makes the call itself.
+      release();
+      return false;
+    }
+    this.counts.begun += 1;
+    return true;
+  }
+
+  private send(spec: HeadStartSpec, release: () => void): void {
+    const provider = this.config.providers[spec.provider]!;
     const adapter = createAdapter(provider.type, { baseURL: provider.baseURL, ...(provider.apiKey && { apiKey: provider.apiKey }) });
     const controller = new AbortController();
     const body = providerRequest(spec.request, spec.model);
@@ -110,8 +123,6 @@ export class HeadStarts {
     const timer = setTimeout(() => this.abandon(spec.requestId), this.adoptWithinMs);
     timer.unref();
     this.pending.set(spec.requestId, { startedAt, controller, release, call, provider: spec.provider, model: spec.model, timer });
-    this.counts.begun += 1;
-    return true;
   }
 
   /**

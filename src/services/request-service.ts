@@ -226,20 +226,25 @@ export class RequestService {
   private headStart(input: ChatWorkflowInput, requestId: string, runId: string | undefined): void {
     const send = this.local?.headStart;
     if (!send || input.health === undefined || runId === undefined) return;
-    const plan = planRequest(input.request, input.routing, input.health ?? undefined, { features: requestFeatures(input.request) });
-    const first = plan.targets[0];
-    if (!first || plan.mode !== 'fallback' || plan.probe || plan.probeCandidate) return;
-    // A streamed request's calls are local whatever their path (docs/STREAMING.md).
-    if (!input.stream && !isLocalCall(plan, first)) return;
-    send({
-      requestId,
-      runId,
-      provider: first.provider,
-      model: first.model,
-      request: input.request,
-      // As the workflow gives its calls their limits.
-      ...(input.stream && { stream: { idleTimeoutMs: plan.stream.idleTimeoutMs, firstChunkTimeoutMs: plan.timeouts.attemptMs } }),
-    });
+    // Best effort: the request has started, and a head start that cannot go leaves the call to the attempt.
+    try {
+      const plan = planRequest(input.request, input.routing, input.health ?? undefined, { features: requestFeatures(input.request) });
+      const first = plan.targets[0];
+      if (!first || plan.mode !== 'fallback' || plan.probe || plan.probeCandidate) return;
+      // A streamed request's calls are local whatever their path (docs/STREAMING.md).
+      if (!input.stream && !isLocalCall(plan, first)) return;
+      send({
+        requestId,
+        runId,
+        provider: first.provider,
+        model: first.model,
+        request: input.request,
+        // As the workflow gives its calls their limits.
+        ...(input.stream && { stream: { idleTimeoutMs: plan.stream.idleTimeoutMs, firstChunkTimeoutMs: plan.timeouts.attemptMs } }),
+      });
+    } catch {
+      // planned differently than the workflow will (it reports its own PlanError): no head start
+    }
   }
 
   /** Requests found through Temporal visibility (GET /v1/requests). */
