@@ -264,10 +264,11 @@ describe('keys, rotation, mixed histories', () => {
     try {
       const after = await ask(rotated.url, 'queued', PROMPT);
       const newId = after.res.headers.get('x-request-id')!;
+      // Each answer came early, a moment before its record (docs/REQUESTS.md): read once recorded.
+      for (const id of [oldId, newId]) assert.equal((await settledRequest(rotated.url, id)).result.choices[0].message.content, ANSWER);
       const events = async (id: string) => (await rotated.api.client.workflow.getHandle(id).fetchHistory()).events ?? [];
       assert.deepEqual(historyPayloadKeys(await events(oldId)), ['k1', 'k1']);
       assert.deepEqual(historyPayloadKeys(await events(newId)), ['k2', 'k2']);
-      for (const id of [oldId, newId]) assert.equal((await callJson(rotated.url, 'GET', `/v1/requests/${id}`)).json.result.choices[0].message.content, ANSWER);
       // Replay of the old history against today's workflow code, decoded with today's keys.
       const history = await rotated.api.client.workflow.getHandle(oldId).fetchHistory();
       await Worker.runReplayHistory({ workflowBundle: await workflowBundle(rotated.config.codec), dataConverter: keelDataConverter(rotated.config.codec)! }, history, oldId);

@@ -104,6 +104,8 @@ describe('a failed request', () => {
     assert.ok(ui?.endsWith(`/workflows/${id}`), `x-keel-ui-url ${ui}`);
     assert.equal(json.keel.ui_url, ui);
     assert.ok(Array.isArray(json.keel.attempts) && json.keel.attempts.length === 4);
+    // An early answer comes a moment before the failure is recorded (docs/REQUESTS.md): GET shows it once it is.
+    await settled(id);
     const got = await call('GET', `/v1/requests/${id}`);
     assert.equal(got.json.status, 'failed');
     assert.equal(got.json.ui_url, ui);
