@@ -292,12 +292,20 @@ test('the production topology under load, with a worker and an API killed and Te
 
   // --- The surviving processes reconnected by themselves (never restarted). -----------------------
   assert.ok(pollingProcesses.every((p) => p.alive()), 'APIs 1 and 2b and workers 1 and 3 lived through both restarts');
-  const pollers = await client!.workflowService.describeTaskQueue({
-    namespace: c.namespace,
-    taskQueue: { name: 'keel-requests' },
-    taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-  });
-  const polling = (pollers.pollers ?? []).filter((p) => Number(p.lastAccessTime?.seconds ?? 0) * 1000 > restartedAt).map((p) => p.identity);
+  // A poller polls one partition of the queue at a time, and the server describes one partition per
+  // call (the root is `keel-requests`, the others `/_sys/keel-requests/<n>`): every partition's
+  // pollers together are the queue's (4 partitions by default; a name past the last one is an error).
+  const polling: string[] = [];
+  for (let n = 0; n < 8; n++) {
+    const described = await client!.workflowService
+      .describeTaskQueue({
+        namespace: c.namespace,
+        taskQueue: { name: n === 0 ? 'keel-requests' : `/_sys/keel-requests/${n}`, kind: proto.temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+        taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+      })
+      .catch(() => undefined);
+    for (const p of described?.pollers ?? []) if (Number(p.lastAccessTime?.seconds ?? 0) * 1000 > restartedAt) polling.push(p.identity!);
+  }
   for (const w of pollingProcesses) assert.ok(polling.includes(identity(w)), `${w.name} (${identity(w)}) polls again after the restarts: ${polling.join(', ')}`);
 
   // --- Everything that was asked for is there. ------------------------------------------------------
@@ -441,7 +449,7 @@ test('/healthz: "no worker polling" is told apart from "Temporal unreachable"', 
   // Every live process runs a worker (the APIs and the workers); the server counts what the
   // queue's root partition sees, so some of them (README, "Health").
   const polling = [...c.apis, ...c.workers].filter((p) => p.alive()).length;
-  assert.ok(healthy.json.workers >= 2 && healthy.json.workers <= polling, `${healthy.json.workers} of ${polling} polling`);
+  assert.ok(healthy.json.workers >= 1 && healthy.json.workers <= polling, `${healthy.json.workers} of ${polling} polling`);
   // An API whose task queue no worker polls (a misconfigured deployment).
   const env = { ...process.env, ...c.secrets, KEEL_CONFIG: join(dir, 'keel.yaml'), KEEL_DATA_DIR: dir, TEMPORAL_ADDRESS: c.address, KEEL_TASK_QUEUE: 'keel-nobody-polls' };
   const lonely = await spawnKeelRole({ role: 'api', name: 'api-lonely', env, port: 0, logFile: join(c.logsDir, 'api-lonely.log') });
