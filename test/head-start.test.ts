@@ -65,7 +65,7 @@ describe('HeadStarts against a provider', () => {
   test('never adopted: aborted after its wait; a full cap or a rate-limited provider gets no head start', async () => {
     fake.resetCalls();
     fake.setBehaviour('slow', { default: { kind: 'ok', latencyMs: 5_000 } });
-    const heads = new HeadStarts(config(), undefined, 300);
+    const heads = new HeadStarts(config(), { adoptWithinMs: 300 });
     assert.ok(heads.begin({ requestId: 'r3', runId: 'run', provider: 'p', model: 'slow', request: body('nobody comes') }));
     // concurrency 1, taken by the pending head start: the next request's call waits for its attempt.
     assert.equal(heads.begin({ requestId: 'r4', runId: 'run', provider: 'p', model: 'slow', request: body('no permit') }), false);

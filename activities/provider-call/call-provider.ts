@@ -119,8 +119,7 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink, obse
     // A breaker that opened while this request was planned or retrying: not one more call to it.
     if (health && !input.probe) await provingAlive(ctx, () => log.keep(prior), health.ready());
     if (health && !input.probe && !health.admits(`${input.provider}/${input.model}`)) {
-      head?.controller.abort(new DOMException('circuit breaker open', 'AbortError'));
-      head?.release();
+      head?.drop('circuit breaker open');
       throw ApplicationFailure.create({
         type: 'unavailable',
         nonRetryable: true,

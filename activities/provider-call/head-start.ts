@@ -9,7 +9,7 @@
 // plan (it planned from the same input, so only a bug or a cancellation before the call leaves one).
 import type { ChatRequestBody } from '../../src/core/chat-request.js';
 import type { HeadStartSpec } from '../../src/core/request-types.js';
-import { DEFAULT_PROVIDER_CONCURRENCY, type KeelConfig } from '../../src/config/schema.js';
+import { DEFAULT_PROVIDER_CONCURRENCY, type KeelConfig, type ProviderConfig } from '../../src/config/schema.js';
 import { randomUUID } from 'node:crypto';
 import type { StreamBoard } from '../../src/channels/stream-board.js';
 import { createAdapter } from '../providers/index.js';
@@ -28,6 +28,8 @@ export interface HeadStartedCall {
   controller: AbortController;
   /** The provider's concurrency permit, taken when the call went out; the attempt releases it. */
   release: () => void;
+  /** The attempt will not use it after all: the call is aborted and its permit freed. */
+  drop(why: string): void;
   call:
     | { kind: 'complete'; answer: Promise<ChatCompletion> }
     /**
@@ -44,18 +46,26 @@ export function providerRequest(request: ChatRequestBody, model: string): ChatRe
   return { ...(rest as unknown as ChatRequest), model };
 }
 
+function stop(call: Pick<HeadStartedCall, 'controller' | 'release'>, why: string): void {
+  call.controller.abort(new DOMException(why, 'AbortError'));
+  call.release();
+}
+
 export class HeadStarts {
-  private readonly pending = new Map<string, HeadStartedCall & { provider: string; model: string; timer: NodeJS.Timeout }>();
+  private readonly pending = new Map<string, Omit<HeadStartedCall, 'drop'> & { provider: string; model: string; timer: NodeJS.Timeout }>();
   /** Head starts begun, adopted by their attempt, and abandoned (aborted unadopted). */
   readonly counts = { begun: 0, adopted: 0, abandoned: 0 };
 
-  /** `adoptWithinMs`: how long a head start waits for its attempt before it is aborted. */
   constructor(
     private readonly config: KeelConfig,
-    private readonly board?: StreamBoard,
-    private readonly adoptWithinMs = ADOPT_WITHIN_MS,
-    /** Each head start's end, for the process's metrics. */
-    private readonly onEnd?: (provider: string, outcome: 'adopted' | 'abandoned') => void,
+    private readonly opts: {
+      /** Where streamed calls publish their chunks (no board: no streamed head starts). */
+      board?: StreamBoard;
+      /** How long a head start waits for its attempt before it is aborted. */
+      adoptWithinMs?: number;
+      /** Each head start's end, for the process's metrics. */
+      onEnd?: (provider: string, outcome: 'adopted' | 'abandoned') => void;
+    } = {},
   ) {}
 
   /**
@@ -65,11 +75,11 @@ export class HeadStarts {
   begin(spec: HeadStartSpec): boolean {
     const provider = this.config.providers[spec.provider];
     if (!provider || provider.rateLimitPerSecond !== undefined || this.pending.has(spec.requestId)) return false;
-    if (spec.stream && !this.board) return false;
+    if (spec.stream && !this.opts.board) return false;
     const release = tryAcquirePermit(spec.provider, provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY);
     if (!release) return false;
     try {
-      this.send(spec, release);
+      this.send(spec, provider, release);
     } catch {
       // A head start is only a head start: whatever stops it here, the attempt makes the call itself.
       release();
@@ -79,8 +89,7 @@ export class HeadStarts {
     return true;
   }
 
-  private send(spec: HeadStartSpec, release: () => void): void {
-    const provider = this.config.providers[spec.provider]!;
+  private send(spec: HeadStartSpec, provider: ProviderConfig, release: () => void): void {
     const adapter = createAdapter(provider.type, { baseURL: provider.baseURL, ...(provider.apiKey && { apiKey: provider.apiKey }) });
     const controller = new AbortController();
     const body = providerRequest(spec.request, spec.model);
@@ -94,7 +103,7 @@ export class HeadStarts {
         request: body,
         upstreamModel: spec.model,
         spec: spec.stream,
-        board: this.board!,
+        board: this.opts.board!,
         requestId: spec.requestId,
         runId: spec.runId,
         callId: `head#${randomUUID()}`,
@@ -120,7 +129,7 @@ export class HeadStarts {
       call = { kind: 'complete', answer };
       answer.catch(() => undefined);
     }
-    const timer = setTimeout(() => this.abandon(spec.requestId), this.adoptWithinMs);
+    const timer = setTimeout(() => this.abandon(spec.requestId), this.opts.adoptWithinMs ?? ADOPT_WITHIN_MS);
     timer.unref();
     this.pending.set(spec.requestId, { startedAt, controller, release, call, provider: spec.provider, model: spec.model, timer });
   }
@@ -139,8 +148,8 @@ export class HeadStarts {
     this.pending.delete(requestId);
     clearTimeout(p.timer);
     this.counts.adopted += 1;
-    this.onEnd?.(provider, 'adopted');
-    return { startedAt: p.startedAt, controller: p.controller, release: p.release, call: p.call };
+    this.opts.onEnd?.(provider, 'adopted');
+    return { startedAt: p.startedAt, controller: p.controller, release: p.release, call: p.call, drop: (why) => stop(p, why) };
   }
 
   /** Head starts waiting for their attempt. */
@@ -153,10 +162,9 @@ export class HeadStarts {
     if (!p) return;
     this.pending.delete(requestId);
     clearTimeout(p.timer);
-    p.controller.abort(new DOMException('head start not adopted', 'AbortError'));
-    p.release();
+    stop(p, 'head start not adopted');
     this.counts.abandoned += 1;
-    this.onEnd?.(p.provider, 'abandoned');
+    this.opts.onEnd?.(p.provider, 'abandoned');
   }
 
   /** Aborts every head start (the process is stopping). */

@@ -2,6 +2,7 @@
 // task — exactly what the Temporal UI's "Reset" does. The request keeps its id (the workflow ID
 // the client already holds, and any Idempotency-Key that maps onto it); the failed run stays in
 // the UI's run history, linked to the new run. See docs/REQUESTS.md, "Why reset".
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import type { temporal as T } from '@temporalio/proto';
@@ -64,7 +65,7 @@ export async function replayRequest(client: Client, requestId: string, opts: { r
   // Read again until it closes or the grace is over (a long poll on the result is not cut short by
   // the client's abort signal, so the status is asked for instead).
   for (const until = Date.now() + CLOSING_GRACE_MS; description.status.name === 'RUNNING' && Date.now() < until; ) {
-    await new Promise((r) => setTimeout(r, CLOSING_POLL_MS));
+    await sleep(CLOSING_POLL_MS);
     description = await handle.describe();
   }
   if (!REPLAYABLE.has(description.status.name)) {

@@ -96,14 +96,14 @@ export class RequestService {
    * a rate limit — its worst case reserved through the key's workflow (the exact check across API
    * processes). Keys with neither pay no round trip here.
    */
-  private async reserveFor(key: KeyPrincipal, body: ChatRequestBody, plan: Plan, requestId: string): Promise<{ key: RequestKey; fresh: boolean; remainingNanos?: number }> {
+  private async reserveFor(key: KeyPrincipal, body: ChatRequestBody, features: ReturnType<typeof requestFeatures>, plan: Plan, requestId: string): Promise<{ key: RequestKey; fresh: boolean; remainingNanos?: number }> {
     if (!this.keys) throw new Error('virtual keys need a KeyService');
     const routing = this.config.routing;
     const budgeted = key.view.budget !== null;
     const tpm = key.view.limits.tpm !== null;
     const allowance = { ...(key.view.models && { models: key.view.models }), budgeted, tpm };
     const reserves = budgeted || tpm || key.view.limits.rpm !== null;
-    const wc = budgeted || tpm ? worstCase(body, routing, requestFeatures(body)) : undefined;
+    const wc = budgeted || tpm ? worstCase(body, routing, features) : undefined;
     const problem = keyedRequestProblem(allowance, body, routing, wc);
     if (problem) throw new ApiError(problem.status, problem.message, 'invalid_request_error', problem.param, problem.code);
     // Keys without a budget or a limit pay no round trip here.
@@ -147,9 +147,10 @@ export class RequestService {
     },
   ): Promise<StartedRequest> {
     // A feature no target can carry is the client's 400 here, before anything starts.
-    const plan = planRequest(body, this.config.routing, undefined, { features: requestFeatures(body) });
+    const features = requestFeatures(body);
+    const plan = planRequest(body, this.config.routing, undefined, { features });
     // Before any provider call: the key's models, budget and limits (a refusal starts nothing).
-    const reserved = opts.key ? await this.reserveFor(opts.key, body, plan, opts.requestId) : undefined;
+    const reserved = opts.key ? await this.reserveFor(opts.key, body, features, plan, opts.requestId) : undefined;
     const release = () => {
       if (reserved?.fresh) this.keys!.release(reserved.key.id, opts.requestId).catch(() => undefined);
     };
@@ -207,7 +208,7 @@ export class RequestService {
       handle = this.client.workflow.getHandle(opts.requestId);
     }
     // The first workflow task is this process's: its first call can go out now.
-    if (eagerlyStarted) this.headStart(input, opts.requestId, runId);
+    if (eagerlyStarted) this.headStart(input, features, opts.requestId, runId);
     if (opts.idempotencyKey) {
       const memo = (await handle.describe()).memo as { bodyHash?: string } | undefined;
       if (memo?.bodyHash !== undefined && memo.bodyHash !== bodyHash) {
@@ -223,12 +224,12 @@ export class RequestService {
    * activity first), as that workflow plans it: the same planner on the same input. Only where the
    * workflow's first attempt is a local call of one target: no race, no hedge, no breaker probe.
    */
-  private headStart(input: ChatWorkflowInput, requestId: string, runId: string | undefined): void {
+  private headStart(input: ChatWorkflowInput, features: ReturnType<typeof requestFeatures>, requestId: string, runId: string | undefined): void {
     const send = this.local?.headStart;
     if (!send || input.health === undefined || runId === undefined) return;
     // Best effort: the request has started, and a head start that cannot go leaves the call to the attempt.
     try {
-      const plan = planRequest(input.request, input.routing, input.health ?? undefined, { features: requestFeatures(input.request) });
+      const plan = planRequest(input.request, input.routing, input.health ?? undefined, { features });
       const first = plan.targets[0];
       if (!first || plan.mode !== 'fallback' || plan.probe || plan.probeCandidate) return;
       // A streamed request's calls are local whatever their path (docs/STREAMING.md).
