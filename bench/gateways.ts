@@ -63,7 +63,7 @@ const OPTS = {
   throughput: !flags['no-throughput'],
 };
 const GROUPS: Record<string, string[]> = {
-  keel: ['keel-start', 'keel-split'],
+  keel: ['keel-start', 'keel-start-call', 'keel-start-recorded', 'keel-split'],
   peers: ['litellm', 'portkey'],
   floors: Object.keys(FLOORS),
 };
@@ -75,6 +75,8 @@ const wanted = (id: string) =>
 const LABELS: Record<string, string> = {
   direct: 'direct call (openai SDK → fake)',
   'keel-start': 'Keel, `npm start` (one process + its dev server)',
+  'keel-start-call': 'Keel, `npm start`, a model set to `answer: call`',
+  'keel-start-recorded': 'Keel, `npm start`, a model set to `answer: recorded`',
   'keel-split': 'Keel, `npm run api` + `npm run worker`',
   litellm: `LiteLLM proxy ${LITELLM_VERSION} (1 worker)`,
   portkey: `Portkey gateway ${PORTKEY_VERSION}`,
@@ -154,13 +156,16 @@ async function main() {
         );
       }
     }
-    if (wanted('keel-start')) {
+    const answerPoints = { 'keel-start': ['chat', 'early'], 'keel-start-call': ['chat-call', 'call'], 'keel-start-recorded': ['chat-recorded', 'recorded'] } as const;
+    if (Object.keys(answerPoints).some(wanted)) {
       log('starting Keel with npm start ...');
       const keel = await startKeelNpmStart(fake.url, work);
-      // npm, tsx, node and the dev server it runs: one process group.
-      targets.push(
-        httpTarget('keel-start', keel.baseURL, 'chat', { cpuPids: () => [...common(), ...groupPids(keel.child.pid)], serverPids: () => groupPids(keel.child.pid, 'temporal') }),
-      );
+      // One process for its three answer points (the same target, a model each); npm, tsx, node and
+      // the dev server it runs: one process group.
+      for (const [id, [model, answeredAt]] of Object.entries(answerPoints)) {
+        if (!wanted(id)) continue;
+        targets.push(httpTarget(id, keel.baseURL, model, { answeredAt, cpuPids: () => [...common(), ...groupPids(keel.child.pid)], serverPids: () => groupPids(keel.child.pid, 'temporal') }));
+      }
     }
     const peers: [string, () => Promise<RunningPeer>][] = [
       ['litellm', () => startLiteLLM(fake.url, work)],
@@ -192,7 +197,7 @@ async function main() {
       for (const [c, byTarget] of Object.entries(throughputOut)) {
         const rps = (id: string) => byTarget[id]?.requestsPerS;
         ratios[c] = {};
-        for (const keel of ['keel-start', 'keel-split']) {
+        for (const keel of ['keel-start', 'keel-start-call', 'keel-start-recorded', 'keel-split']) {
           for (const other of ['litellm', 'portkey', 'floor-eager-local']) {
             if (rps(keel) && rps(other)) ratios[c][`${keel}/${other}`] = +(rps(keel)! / rps(other)!).toFixed(2);
           }

@@ -20,11 +20,12 @@ import {
 import type { KeelActivities } from '../activities/index.js';
 import { ERROR_POLICY, isErrorClass, type ErrorClass } from '../src/core/error-classes.js';
 import { PlanError, isLocalCall, targetKey, type Plan, type Target } from '../src/core/routing.js';
-import { usageCost, withUsageCost } from '../src/core/cost.js';
+import { usageCost } from '../src/core/cost.js';
+import { charge, keyInfo, succeededResult } from '../src/core/request-result.js';
 import { NO_KEY, modelLabel, upstreamModelLabel } from '../src/core/metric-labels.js';
 import { planWithHealth } from './health-plan.js';
 import { requestStatusQuery, settleKeySignal, type KeelSinks, type RequestMetrics, type RequestWorkflow } from '../src/core/contract.js';
-import { keyWorkflowId, nanosToUsd, usdToNanos } from '../src/core/keys.js';
+import { keyWorkflowId, usdToNanos } from '../src/core/keys.js';
 import { promptTokenBound, utf8Length } from '../src/core/key-cost.js';
 import { CANCELLED_ERROR, failureError } from '../src/core/openai-error.js';
 import { KeelErrorClass, KeelProvider, KeelStatus } from '../src/core/search-attributes.js';
@@ -37,8 +38,6 @@ import type {
   PartialStream,
   ProviderCallOutput,
   RequestFailureDetails,
-  RequestKey,
-  RequestKeyInfo,
   RequestStatusView,
   StreamRequestSpec,
   WebhookEvent,
@@ -189,27 +188,6 @@ async function deliverWebhook(spec: WebhookSpec, event: WebhookEvent, view: Part
     view.webhook = 'failed';
     log.warn('webhook delivery failed', { error: String((err as Error)?.cause ?? err) });
   }
-}
-
-/** What a request made with a virtual key records about it; `charged` is nano-USD. */
-function keyInfo(key: RequestKey, chargedNanos: number): RequestKeyInfo {
-  return {
-    id: key.id,
-    ...(key.reservedNanos !== undefined && { reserved_usd: nanosToUsd(key.reservedNanos) }),
-    ...(key.remainingNanos !== undefined && { budget_remaining_usd: nanosToUsd(key.remainingNanos) }),
-    charged_usd: nanosToUsd(chargedNanos),
-  };
-}
-
-/**
- * What a successful request is charged: its cost from the answer's usage and the configured
- * pricing. An answer without usage is charged its whole reservation, so a provider (or a stream)
- * that reports no usage cannot spend a budget for free.
- */
-function charge(key: RequestKey, cost: number | undefined, usage: { total_tokens?: number; prompt_tokens?: number; completion_tokens?: number } | null | undefined) {
-  const tokens = usage ? (usage.total_tokens ?? (usage.prompt_tokens ?? 0) + (usage.completion_tokens ?? 0)) : (key.reservedTokens ?? 0);
-  if (cost !== undefined) return { nanos: usdToNanos(cost), tokens };
-  return { nanos: usage ? 0 : (key.reservedNanos ?? 0), tokens };
 }
 
 /**
@@ -450,24 +428,21 @@ async function runTargets(input: ChatWorkflowInput, extra: Partial<RequestStatus
           { key: KeelProvider, value: next.target.provider },
           { key: KeelStatus, value: 'succeeded' },
         ]);
-        const cost = usageCost(out.completion.usage, next.target.provider, next.target.model, input.routing);
-        const result: ChatWorkflowResult = {
-          completion: withUsageCost(out.completion, cost),
-          keel: {
-            request_id: requestId,
-            provider: next.target.provider,
-            model: next.target.model,
-            mode: plan.mode,
-            attempts,
-            ...(cost !== undefined && { cost }),
-            ...(input.key && { key: keyInfo(input.key, charge(input.key, cost, out.completion.usage).nanos) }),
-          },
+        const result = succeededResult({
+          requestId,
+          provider: next.target.provider,
+          model: next.target.model,
+          mode: plan.mode,
+          completion: out.completion,
+          attempts,
+          routing: input.routing,
+          ...(input.key && { key: input.key }),
           // A streamed request started by an API without a worker in its process has no stream spec:
           // its answer is streamed from this record, with the usage chunk if the client asked for it.
           ...((input.stream || input.request.stream === true) && {
             stream: { ...(out.layout && { layout: out.layout }), includeUsage: input.stream?.includeUsage ?? input.request.stream_options?.include_usage === true },
           }),
-        };
+        });
         answers.settled({ ok: true, result });
         return result;
       }

@@ -118,8 +118,8 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink, obse
     const prior = log.prior;
     // A breaker that opened while this request was planned or retrying: not one more call to it.
     if (health && !input.probe) await provingAlive(ctx, () => log.keep(prior), health.ready());
-    if (health && !input.probe && !health.admits(`${input.provider}/${input.model}`)) {
-      head?.drop('circuit breaker open');
+    // An adopted call was admitted when it went out (its answer may be a client's already).
+    if (health && !input.probe && !head && !health.admits(`${input.provider}/${input.model}`)) {
       throw ApplicationFailure.create({
         type: 'unavailable',
         nonRetryable: true,
@@ -250,8 +250,10 @@ export function createCallProvider(config: KeelConfig, health?: HealthLink, obse
         observeSuccess(out.completion);
         return { completion: out.completion, layout: out.layout, attempts: [...prior, record] };
       }
-      const completion = head?.call.kind === 'complete' ? await head.call.answer : await adapter.complete(providerRequest(input.request, input.model), input.model, ctx.cancellationSignal);
-      record.durationMs = Date.now() - record.startedAt;
+      const headCall = head?.call.kind === 'complete' ? head.call : undefined;
+      const completion = headCall ? await headCall.answer : await adapter.complete(providerRequest(input.request, input.model), input.model, ctx.cancellationSignal);
+      // An adopted call's duration is the call's, not until its adoption (head-start.ts answeredAttempt).
+      record.durationMs = (headCall?.finishedAt() ?? Date.now()) - record.startedAt;
       noteHealth(health, input, record, undefined, completion.usage?.completion_tokens);
       log.close();
       observeSuccess(completion);

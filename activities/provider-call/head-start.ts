@@ -8,7 +8,7 @@
 // activity's as before. A head start that no attempt adopts is aborted: one the workflow did not
 // plan (it planned from the same input, so only a bug or a cancellation before the call leaves one).
 import type { ChatRequestBody } from '../../src/core/chat-request.js';
-import type { HeadStartSpec } from '../../src/core/request-types.js';
+import type { AttemptRecord, HeadStartSpec, HeadStartTicket } from '../../src/core/request-types.js';
 import { DEFAULT_PROVIDER_CONCURRENCY, type KeelConfig, type ProviderConfig } from '../../src/config/schema.js';
 import { randomUUID } from 'node:crypto';
 import type { StreamBoard } from '../../src/channels/stream-board.js';
@@ -31,13 +31,19 @@ export interface HeadStartedCall {
   /** The attempt will not use it after all: the call is aborted and its permit freed. */
   drop(why: string): void;
   call:
-    | { kind: 'complete'; answer: Promise<ChatCompletion> }
+    /** `finishedAt`: when the answer came (the attempt's duration ends there, not when it was adopted). */
+    | { kind: 'complete'; answer: Promise<ChatCompletion>; finishedAt(): number | undefined }
     /**
      * The stream runs already, publishing to the board as the attempt would (a client may have
      * chunks before the attempt starts). `adopt` hands the attempt its outcome, and its progress
      * from then on; `firstChunkAt`, when the first content chunk went out, if it has.
      */
     | { kind: 'stream'; adopt(onProgress: (chunks: number) => void): Promise<StreamCallResult>; firstChunkAt(): number | undefined };
+}
+
+/** The record of a head-started call that answered: the adopting attempt keeps the same one. */
+export function answeredAttempt(provider: string, model: string, startedAt: number, finishedAt: number): AttemptRecord {
+  return { target: `${provider}/${model}`, provider, model, attempt: 1, startedAt, durationMs: finishedAt - startedAt, outcome: 'success' };
 }
 
 /** The body the provider gets: Keel's and OpenRouter's routing fields are not the provider's. */
@@ -63,6 +69,11 @@ export class HeadStarts {
       board?: StreamBoard;
       /** How long a head start waits for its attempt before it is aborted. */
       adoptWithinMs?: number;
+      /**
+       * Whether the target's circuit breaker lets a call through: asked when the call goes out,
+       * so the attempt that adopts it does not ask again (a client may have its answer already).
+       */
+      admits?: (target: string) => boolean;
       /** Each head start's end, for the process's metrics. */
       onEnd?: (provider: string, outcome: 'adopted' | 'abandoned') => void;
     } = {},
@@ -72,29 +83,33 @@ export class HeadStarts {
    * Sends the call now, unless the provider's concurrency cap is reached (the attempt then waits
    * for a permit as usual) or the provider has a rate limit (its turns are the worker's to give).
    */
-  begin(spec: HeadStartSpec): boolean {
+  begin(spec: HeadStartSpec): HeadStartTicket | undefined {
     const provider = this.config.providers[spec.provider];
-    if (!provider || provider.rateLimitPerSecond !== undefined || this.pending.has(spec.requestId)) return false;
-    if (spec.stream && !this.opts.board) return false;
+    if (!provider || provider.rateLimitPerSecond !== undefined || this.pending.has(spec.requestId)) return undefined;
+    if (spec.stream && !this.opts.board) return undefined;
+    // An open breaker: the attempt refuses the call itself (and the workflow falls back).
+    if (this.opts.admits && !this.opts.admits(`${spec.provider}/${spec.model}`)) return undefined;
     const release = tryAcquirePermit(spec.provider, provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY);
-    if (!release) return false;
+    if (!release) return undefined;
+    let ticket: HeadStartTicket;
     try {
-      this.send(spec, provider, release);
+      ticket = this.send(spec, provider, release);
     } catch {
       // A head start is only a head start: whatever stops it here, the attempt makes the call itself.
       release();
-      return false;
+      return undefined;
     }
     this.counts.begun += 1;
-    return true;
+    return ticket;
   }
 
-  private send(spec: HeadStartSpec, provider: ProviderConfig, release: () => void): void {
+  private send(spec: HeadStartSpec, provider: ProviderConfig, release: () => void): HeadStartTicket {
     const adapter = createAdapter(provider.type, { baseURL: provider.baseURL, ...(provider.apiKey && { apiKey: provider.apiKey }) });
     const controller = new AbortController();
     const body = providerRequest(spec.request, spec.model);
     const startedAt = Date.now();
     let call: HeadStartedCall['call'];
+    let ticket: HeadStartTicket = {};
     if (spec.stream) {
       let listener: ((chunks: number) => void) | undefined;
       let firstChunkAt: number | undefined;
@@ -125,13 +140,24 @@ export class HeadStarts {
         firstChunkAt: () => firstChunkAt,
       };
     } else {
-      const answer = adapter.complete(body, spec.model, controller.signal);
-      call = { kind: 'complete', answer };
+      let finishedAt: number | undefined;
+      const answer = adapter.complete(body, spec.model, controller.signal).then((completion) => {
+        finishedAt = Date.now();
+        return completion;
+      });
+      call = { kind: 'complete', answer, finishedAt: () => finishedAt };
       answer.catch(() => undefined);
+      ticket = {
+        answered: answer.then(
+          (completion) => ({ completion, attempt: answeredAttempt(spec.provider, spec.model, startedAt, finishedAt!) }),
+          () => undefined,
+        ),
+      };
     }
     const timer = setTimeout(() => this.abandon(spec.requestId), this.opts.adoptWithinMs ?? ADOPT_WITHIN_MS);
     timer.unref();
     this.pending.set(spec.requestId, { startedAt, controller, release, call, provider: spec.provider, model: spec.model, timer });
+    return ticket;
   }
 
   /**

@@ -11,9 +11,20 @@ import { ROOT } from './paths.js';
 
 const START_TIMEOUT_MS = 240_000; // the first start bundles the workflows (webpack) on a busy machine
 
-/** One provider, one public model: what a user puts in front of one OpenAI-compatible endpoint. */
+/**
+ * One provider, one public model: what a user puts in front of one OpenAI-compatible endpoint.
+ * `chat-call` and `chat-recorded` are the same target at the other answer points (docs/REQUESTS.md).
+ */
 export function oneTargetConfig(fakeUrl: string): string {
-  return `providers:\n  fake: { type: openai, baseURL: ${fakeUrl}, apiKey: bench }\nmodels:\n  chat: { targets: [fake/m] }\n`;
+  return [
+    'providers:',
+    `  fake: { type: openai, baseURL: ${fakeUrl}, apiKey: bench }`,
+    'models:',
+    '  chat: { targets: [fake/m] }',
+    '  chat-call: { targets: [fake/m], answer: call }',
+    '  chat-recorded: { targets: [fake/m], answer: recorded }',
+    '',
+  ].join('\n');
 }
 
 /** The environment with nothing from the caller's shell that would point Keel elsewhere. */

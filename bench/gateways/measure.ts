@@ -51,14 +51,19 @@ export function checkAnswer(id: string, completion: unknown): void {
   if (content !== '[m] Hello') throw new Error(`${id}: unexpected answer ${JSON.stringify(completion).slice(0, 300)}`);
 }
 
-export function httpTarget(id: string, baseURL: string, model: string, opts: { apiKey?: string; headers?: Record<string, string>; cpuPids?: () => number[]; serverPids?: () => number[] } = {}): Target {
+/** `answeredAt`: the `x-keel-answer` every answer must carry (a Keel answer point measured as such). */
+export function httpTarget(id: string, baseURL: string, model: string, opts: { apiKey?: string; headers?: Record<string, string>; cpuPids?: () => number[]; serverPids?: () => number[]; answeredAt?: string } = {}): Target {
   const client = new OpenAI({ baseURL, apiKey: opts.apiKey ?? 'bench', maxRetries: 0, timeout: REQUEST_TIMEOUT_MS, defaultHeaders: opts.headers ?? {} });
   return {
     id,
     ...(opts.cpuPids && { cpuPids: opts.cpuPids }),
     ...(opts.serverPids && { serverPids: opts.serverPids }),
     async call() {
-      checkAnswer(id, await client.chat.completions.create({ model, messages: MESSAGES }));
+      if (!opts.answeredAt) return checkAnswer(id, await client.chat.completions.create({ model, messages: MESSAGES }));
+      const { data, response } = await client.chat.completions.create({ model, messages: MESSAGES }).withResponse();
+      checkAnswer(id, data);
+      const at = response.headers.get('x-keel-answer');
+      if (at !== opts.answeredAt) throw new Error(`${id}: answered at ${at}, not ${opts.answeredAt}`);
     },
   };
 }

@@ -34,10 +34,11 @@ export const DEFAULT_PROVIDER_CONCURRENCY = 200;
 export const CallPathSchema = z.enum(['local', 'queue']);
 export type CallPath = z.infer<typeof CallPathSchema>;
 
-// When a waiting client gets its answer (docs/REQUESTS.md, "When you get your answer"): `early`,
-// as soon as the workflow has it, while its completion is being recorded; `recorded`, once the
-// completion is in the history.
-export const AnswerSchema = z.enum(['early', 'recorded']);
+// When a waiting client gets its answer (docs/REQUESTS.md, "When you get your answer"): `call`,
+// as soon as the request's first call answers in the API's own process (the request durable
+// already, its result recorded right after); `early`, as soon as the workflow has it, while its
+// completion is being recorded; `recorded`, once the completion is in the history.
+export const AnswerSchema = z.enum(['call', 'early', 'recorded']);
 export type AnswerMode = z.infer<typeof AnswerSchema>;
 
 export const HedgeSchema = z

@@ -210,7 +210,7 @@ export const KeelOptionsSchema = z
     max_attempts: z.number().int().min(1).optional(),
     attempt_timeout_ms: z.number().int().positive().optional(),
     timeout_ms: z.number().int().positive().optional(),
-    answer: z.enum(['early', 'recorded']).optional(),
+    answer: z.enum(['call', 'early', 'recorded']).optional(),
     // Streamed requests: no chunk for this long once the answer has begun ends the attempt (a stall).
     stream_idle_timeout_ms: z.number().int().positive().optional(),
     // After the first token, a broken stream ends with an error event (`none`) or is continued by

@@ -125,6 +125,15 @@ export interface HeadStartSpec {
   stream?: { idleTimeoutMs: number; firstChunkTimeoutMs: number };
 }
 
+/**
+ * What the API of the process may answer a waiting client with (the `call` answer point,
+ * docs/REQUESTS.md): a non-streamed head start's completion and the attempt record its attempt
+ * will keep, or undefined when the call failed (the workflow's retries and fallbacks decide then).
+ */
+export interface HeadStartTicket {
+  answered?: Promise<{ completion: ChatCompletion; attempt: AttemptRecord } | undefined>;
+}
+
 export interface RequestKey {
   id: string;
   /** The worst case reserved against the key before the start, nano-USD (absent: nothing was reserved). */

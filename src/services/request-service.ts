@@ -13,7 +13,8 @@ import type { RoutingHealth } from '../core/health-types.js';
 import { ApiError, failureError, requestFailureError } from '../core/openai-error.js';
 import type { ChatRequestBody } from '../core/chat-request.js';
 import type { KeelConfig } from '../config/schema.js';
-import type { ChatWorkflowInput, ChatWorkflowResult, HeadStartSpec, RequestFailureDetails, RequestKey, WebhookSpec } from '../core/request-types.js';
+import type { ChatWorkflowInput, ChatWorkflowResult, HeadStartSpec, HeadStartTicket, RequestFailureDetails, RequestKey, WebhookSpec } from '../core/request-types.js';
+import { succeededResult } from '../core/request-result.js';
 import { keyedRequestProblem, worstCase } from '../core/key-cost.js';
 import { nanosToUsd } from '../core/keys.js';
 import { refusalError, type KeyPrincipal, type KeyService } from './key-service.js';
@@ -25,7 +26,7 @@ import { listRequests, type ListRequestsOptions } from './request-list.js';
 export type RequestHandle = WorkflowHandle<RequestWorkflow>;
 
 /** Which point the outcome was taken at (docs/REQUESTS.md): the client sees it as `x-keel-answer`. */
-export type AnsweredAt = 'early' | 'recorded';
+export type AnsweredAt = 'call' | 'early' | 'recorded';
 
 export type RequestOutcome = (
   | { ok: true; result: ChatWorkflowResult }
@@ -59,9 +60,9 @@ export interface LocalWorkers {
   streams?: { board: StreamBoard; processQueue: string };
   /**
    * Sends a request's first provider call now, for the worker's first attempt to adopt (docs/ROUTING.md,
-   * "Head start"); false when it did not (a full concurrency cap, a rate-limited provider).
+   * "Head start"); undefined when it did not (a full concurrency cap, a rate-limited provider).
    */
-  headStart?: (call: HeadStartSpec) => boolean;
+  headStart?: (call: HeadStartSpec) => HeadStartTicket | undefined;
 }
 
 export interface StartedRequest {
@@ -69,6 +70,11 @@ export interface StartedRequest {
   plan: Plan;
   /** Waiting for the outcome settled in this process (the `early` answer path). */
   early?: { settled: Promise<SettledRequest>; cancel(): void };
+  /**
+   * The result built from the head-started first call once it answers (the `call` answer path);
+   * undefined when that call failed (the workflow's outcome answers then).
+   */
+  called?: Promise<ChatWorkflowResult | undefined>;
   /** The server handed the first workflow task to this process's worker with the start. */
   eagerlyStarted?: boolean;
   /** The key's budget left after this request's reservation, USD (keys with a budget). */
@@ -171,7 +177,8 @@ export class RequestService {
     // Streamed calls are local unless the request hedges (docs/STREAMING.md).
     const localFirst = streams ? plan.mode !== 'hedge' : plan.targets[0] !== undefined && isLocalCall(plan, plan.targets[0]);
     // Registered before the start: an eagerly started request can settle before start() returns.
-    const early = opts.waiting && plan.answer === 'early' ? this.local?.answers.wait(opts.requestId) : undefined;
+    // `call` is answered early when its first call fails (the workflow's retries and fallbacks decide).
+    const early = opts.waiting && plan.answer !== 'recorded' ? this.local?.answers.wait(opts.requestId) : undefined;
     let handle: RequestHandle;
     let eagerlyStarted = false;
     let runId: string | undefined;
@@ -208,7 +215,9 @@ export class RequestService {
       handle = this.client.workflow.getHandle(opts.requestId);
     }
     // The first workflow task is this process's: its first call can go out now.
-    if (eagerlyStarted) this.headStart(input, features, opts.requestId, runId);
+    const head = eagerlyStarted ? this.headStart(input, features, opts.requestId, runId) : undefined;
+    // Never for streams (their content goes out live already), batches or async jobs (nobody waits).
+    const called = early && plan.answer === 'call' && !opts.stream && head?.answered ? this.fromCall(head.answered, input, opts.requestId, head.mode) : undefined;
     if (opts.idempotencyKey) {
       const memo = (await handle.describe()).memo as { bodyHash?: string } | undefined;
       if (memo?.bodyHash !== undefined && memo.bodyHash !== bodyHash) {
@@ -216,7 +225,7 @@ export class RequestService {
         throw new ApiError(422, 'This Idempotency-Key was already used with a different request body', 'invalid_request_error', null, 'idempotency_key_reused');
       }
     }
-    return { handle, plan, eagerlyStarted, ...(early && { early }), ...(reserved?.remainingNanos !== undefined && { budgetRemainingUsd: nanosToUsd(reserved.remainingNanos) }) };
+    return { handle, plan, eagerlyStarted, ...(early && { early }), ...(called && { called }), ...(reserved?.remainingNanos !== undefined && { budgetRemainingUsd: nanosToUsd(reserved.remainingNanos) }) };
   }
 
   /**
@@ -224,17 +233,17 @@ export class RequestService {
    * activity first), as that workflow plans it: the same planner on the same input. Only where the
    * workflow's first attempt is a local call of one target: no race, no hedge, no breaker probe.
    */
-  private headStart(input: ChatWorkflowInput, features: ReturnType<typeof requestFeatures>, requestId: string, runId: string | undefined): void {
+  private headStart(input: ChatWorkflowInput, features: ReturnType<typeof requestFeatures>, requestId: string, runId: string | undefined): (HeadStartTicket & { mode: Plan['mode'] }) | undefined {
     const send = this.local?.headStart;
-    if (!send || input.health === undefined || runId === undefined) return;
+    if (!send || input.health === undefined || runId === undefined) return undefined;
     // Best effort: the request has started, and a head start that cannot go leaves the call to the attempt.
     try {
       const plan = planRequest(input.request, input.routing, input.health ?? undefined, { features });
       const first = plan.targets[0];
-      if (!first || plan.mode !== 'fallback' || plan.probe || plan.probeCandidate) return;
+      if (!first || plan.mode !== 'fallback' || plan.probe || plan.probeCandidate) return undefined;
       // A streamed request's calls are local whatever their path (docs/STREAMING.md).
-      if (!input.stream && !isLocalCall(plan, first)) return;
-      send({
+      if (!input.stream && !isLocalCall(plan, first)) return undefined;
+      const ticket = send({
         requestId,
         runId,
         provider: first.provider,
@@ -243,8 +252,31 @@ export class RequestService {
         // As the workflow gives its calls their limits.
         ...(input.stream && { stream: { idleTimeoutMs: plan.stream.idleTimeoutMs, firstChunkTimeoutMs: plan.timeouts.attemptMs } }),
       });
+      return ticket && { ...ticket, mode: plan.mode };
     } catch {
       // planned differently than the workflow will (it reports its own PlanError): no head start
+      return undefined;
+    }
+  }
+
+  /** The result the workflow will record for a head-started call that answered, from the same function. */
+  private async fromCall(answered: NonNullable<HeadStartTicket['answered']>, input: ChatWorkflowInput, requestId: string, mode: Plan['mode']): Promise<ChatWorkflowResult | undefined> {
+    const call = await answered;
+    if (!call) return undefined;
+    try {
+      return succeededResult({
+        requestId,
+        provider: call.attempt.provider,
+        model: call.attempt.model,
+        mode,
+        completion: call.completion,
+        attempts: [call.attempt],
+        routing: input.routing,
+        ...(input.key && { key: input.key }),
+      });
+    } catch {
+      // An answer this cannot price or describe is the workflow's to record and answer.
+      return undefined;
     }
   }
 
@@ -259,7 +291,7 @@ export class RequestService {
    * workflow settled in this process before recording it.
    */
   async outcome(started: RequestHandle | StartedRequest): Promise<RequestOutcome> {
-    const { handle, early, eagerlyStarted } = 'handle' in started ? started : { handle: started, early: undefined, eagerlyStarted: false };
+    const { handle, early, called, eagerlyStarted } = 'handle' in started ? started : { handle: started, early: undefined, called: undefined, eagerlyStarted: false };
     if (!early) return this.recordedOutcome(handle);
     // An eager start hands the first workflow task to this process's worker, which settles the
     // outcome here: the long poll for the recorded result (one more RPC and server read per
@@ -272,7 +304,9 @@ export class RequestService {
     // Whichever loses is still settled: a rejection of the long poll must not go unhandled.
     recorded.catch(() => undefined);
     try {
-      return await Promise.race([early.settled.then(settledOutcome), recorded]);
+      // A first call that failed leaves the answer to the workflow: it never settles this race.
+      const fromCall = called?.then((result) => (result ? { ok: true as const, result, answeredAt: 'call' as const } : new Promise<never>(() => undefined)));
+      return await Promise.race([early.settled.then(settledOutcome), recorded, ...(fromCall ? [fromCall] : [])]);
     } finally {
       clearTimeout(timer);
       early.cancel();

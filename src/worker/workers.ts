@@ -81,7 +81,7 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
   });
   metrics.watchHealth(() => health.current(), config.routing);
   // An API in this process starts its requests here (eagerly): it may send their first calls itself.
-  const headStarts = opts.answers ? new HeadStarts(config, { ...(opts.streams && { board: opts.streams.board }), onEnd: (provider, outcome) => metrics.headStart(provider, outcome) }) : undefined;
+  const headStarts = opts.answers ? new HeadStarts(config, { ...(opts.streams && { board: opts.streams.board }), admits: (target) => health.admits(target), onEnd: (provider, outcome) => metrics.headStart(provider, outcome) }) : undefined;
   const activities = createActivities(config, health, { metrics, ...(opts.tracing && { tracer: opts.tracing.tracer }) }, opts.streams?.board, headStarts);
   const common = { connection, namespace: config.namespace, ...withCodec, ...(opts.identity && { identity: opts.identity }) };
   const sinks: InjectedSinks<KeelSinks> = {
