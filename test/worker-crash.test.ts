@@ -41,6 +41,7 @@ providers:
   q: { type: openai, baseURL: ${fake.url}, callPath: queue }
 models:
   chat-local: { targets: [a/m] }
+  chat-call: { targets: [a/mc], answer: call }
   chat-queue: { targets: [q/mq] }
 ${codecYaml}`;
   configPath = join(mkdtempSync(join(tmpdir(), 'keel-crash-')), 'keel.yaml');
@@ -148,6 +149,48 @@ test('SIGKILL of a gateway (API + worker in one process) mid-request: a new gate
     assert.equal(again.status, 200);
     assert.equal(((await again.json()) as { choices: { message: { content: string } }[] }).choices[0].message.content, '[m] survive this');
     assert.equal(fake.calls('m').length, 2, 'the retried POST joins the request instead of calling again');
+  } finally {
+    second.kill('SIGTERM');
+    await new Promise((r) => second.once('exit', r));
+  }
+});
+
+// The `call` answer point (docs/REQUESTS.md): the client is answered from the first call while the
+// workflow records it. A gateway killed the moment its client has the answer either recorded that
+// answer already, or its workflow task times out and another worker runs the request again: the
+// provider is called again and the history holds that second answer, after the timed-out task.
+// Which one happens is a matter of milliseconds; both must hold the contract, and nothing is lost.
+test('SIGKILL of a gateway right after it answered from the call: the record is that answer, or a second call after a timed-out task', { timeout: 180_000 }, async (t) => {
+  fake.setBehaviour('mc', { script: [{ kind: 'ok', content: 'the first answer' }], default: { kind: 'ok', content: 'the second answer' } });
+  fake.resetCalls();
+  const port = await freePort();
+  const first = await spawnRole('src/bin/gateway.ts', /keel gateway listening/, { PORT: String(port) });
+  const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'chat-call', messages: [{ role: 'user', content: 'answer then die' }] }),
+  });
+  const answer = (await res.json()) as { choices: { message: { content: string } }[] };
+  first.kill('SIGKILL');
+  await new Promise((r) => first.once('exit', r));
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('x-keel-answer'), 'call');
+  assert.equal(answer.choices[0].message.content, 'the first answer');
+
+  const second = await startWorker();
+  try {
+    const handle = api.client.workflow.getHandle(res.headers.get('x-request-id')!);
+    const result = (await handle.result()) as { completion: { choices: { message: { content: string } }[] } };
+    const events = (await handle.fetchHistory()).events ?? [];
+    const timedOut = events.filter((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT).length;
+    t.diagnostic(timedOut === 0 ? 'recorded before the kill' : 'run again after the kill');
+    if (timedOut === 0) {
+      assert.equal(result.completion.choices[0].message.content, 'the first answer', 'recorded before the kill: the answer the client got');
+      assert.equal(fake.calls('mc').length, 1);
+    } else {
+      assert.equal(result.completion.choices[0].message.content, 'the second answer', 'run again after the kill: the second call\'s answer');
+      assert.equal(fake.calls('mc').length, 2);
+    }
   } finally {
     second.kill('SIGTERM');
     await new Promise((r) => second.once('exit', r));
