@@ -32,11 +32,25 @@ describe('HeadStarts against a provider', () => {
   test('adopted: the answer of the one call sent, and the permit handed to the attempt', async () => {
     fake.resetCalls();
     const heads = new HeadStarts(config());
-    assert.equal(heads.begin({ requestId: 'r1', runId: 'run', provider: 'p', model: 'm', request: body('adopt me') }), true);
+    const ticket = heads.begin({ requestId: 'r1', runId: 'run', provider: 'p', model: 'm', request: body('adopt me') });
+    assert.ok(ticket?.answered);
     const head = heads.take('r1', 'p', 'm', false);
     assert.ok(head && head.call.kind === 'complete');
     const answer = await head.call.answer;
     assert.equal(answer.choices[0].message.content, '[m] adopt me');
+    // What the API may answer with: the same completion, and the record the attempt keeps (its
+    // duration is the call's, ending when the answer came, not when the attempt adopted it).
+    const answered = await ticket.answered;
+    assert.equal(answered?.completion, answer);
+    assert.deepEqual(answered?.attempt, {
+      target: 'p/m',
+      provider: 'p',
+      model: 'm',
+      attempt: 1,
+      startedAt: head.startedAt,
+      durationMs: head.call.finishedAt()! - head.startedAt,
+      outcome: 'success',
+    });
     assert.equal(fake.calls('m').length, 1);
     assert.equal(heads.take('r1', 'p', 'm', false), undefined, 'adopted once');
     // concurrency 1: the attempt holds the one permit until it releases it.
@@ -68,14 +82,28 @@ describe('HeadStarts against a provider', () => {
     const heads = new HeadStarts(config(), { adoptWithinMs: 300 });
     assert.ok(heads.begin({ requestId: 'r3', runId: 'run', provider: 'p', model: 'slow', request: body('nobody comes') }));
     // concurrency 1, taken by the pending head start: the next request's call waits for its attempt.
-    assert.equal(heads.begin({ requestId: 'r4', runId: 'run', provider: 'p', model: 'slow', request: body('no permit') }), false);
-    assert.equal(heads.begin({ requestId: 'r5', runId: 'run', provider: 'limited', model: 'm', request: body('rate limited') }), false);
+    assert.equal(heads.begin({ requestId: 'r4', runId: 'run', provider: 'p', model: 'slow', request: body('no permit') }), undefined);
+    assert.equal(heads.begin({ requestId: 'r5', runId: 'run', provider: 'limited', model: 'm', request: body('rate limited') }), undefined);
     await until('the unadopted call aborted', () => (fake.calls('slow')[0]?.aborted ? true : undefined), 5_000);
     assert.equal(fake.calls('slow').length, 1);
     assert.equal(heads.waiting, 0);
     assert.deepEqual(heads.counts, { begun: 1, adopted: 0, abandoned: 1 });
     const permit = tryAcquirePermit('p', 1);
     assert.ok(permit);
+    permit();
+  });
+
+  test('a target whose breaker is open gets no head start: nothing is sent', async () => {
+    fake.resetCalls();
+    const asked: string[] = [];
+    const heads = new HeadStarts(config(), { admits: (target) => (asked.push(target), false) });
+    assert.equal(heads.begin({ requestId: 'r6', runId: 'run', provider: 'p', model: 'm', request: body('breaker open') }), undefined);
+    assert.deepEqual(asked, ['p/m']);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(fake.calls('m').length, 0);
+    assert.deepEqual(heads.counts, { begun: 0, adopted: 0, abandoned: 0 });
+    const permit = tryAcquirePermit('p', 1);
+    assert.ok(permit, 'no permit taken');
     permit();
   });
 });
