@@ -9,6 +9,7 @@ import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
 import { callJson, until, type Json } from './helpers/http.js';
 import { readSse, contentOf } from './helpers/sse.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
+import { AnswerBoard } from '../src/channels/answer-board.js';
 
 const ADMIN = 'answer-call-admin-secret';
 let env: TestWorkflowEnvironment;
@@ -87,7 +88,30 @@ describe('the `call` answer point', () => {
     assert.deepEqual(view.result, withoutLink(json));
     assert.deepEqual(view.attempts, json.keel.attempts);
     assert.equal(fake.calls('m').length, 1, 'one call: the answer came from the call the workflow adopted');
+    // The call went out with the start, not after it: before the server recorded the start.
+    const events = (await keel.api.client.workflow.getHandle(res.headers.get('x-request-id')!).fetchHistory()).events ?? [];
+    const startedAt = Number(events[0].eventTime!.seconds) * 1000 + Math.floor(events[0].eventTime!.nanos! / 1e6);
+    assert.ok(json.keel.attempts[0].startedAt <= startedAt, `call sent at ${json.keel.attempts[0].startedAt}, start recorded at ${startedAt}`);
     assert.deepEqual({ adopted: heads.counts.adopted - before.adopted, abandoned: heads.counts.abandoned - before.abandoned }, { adopted: 1, abandoned: 0 });
+  });
+
+  test('with an Idempotency-Key the call goes after the start, and a retried POST gets the recorded answer without another call', async () => {
+    fake.setBehaviour('m', { default: { kind: 'ok', content: 'once' } });
+    fake.resetCalls();
+    const headers = { ...admin, 'idempotency-key': `call-${Math.random()}` };
+    const first = await ask(keel.url, 'quick', { messages: [{ role: 'user', content: 'same body' }] }, headers);
+    assert.equal(first.res.status, 200, JSON.stringify(first.json));
+    assert.equal(first.res.headers.get('x-keel-answer'), 'call');
+    const events = (await keel.api.client.workflow.getHandle(first.res.headers.get('x-request-id')!).fetchHistory()).events ?? [];
+    const startedAt = Number(events[0].eventTime!.seconds) * 1000 + Math.floor(events[0].eventTime!.nanos! / 1e6);
+    assert.ok(first.json.keel.attempts[0].startedAt >= startedAt, 'sent once the start was durable');
+    await recorded(first.res.headers.get('x-request-id')!);
+    const again = await ask(keel.url, 'quick', { messages: [{ role: 'user', content: 'same body' }] }, headers);
+    assert.equal(again.res.status, 200);
+    assert.equal(again.res.headers.get('x-keel-answer'), 'recorded');
+    assert.deepEqual(withoutLink(again.json), withoutLink(first.json));
+    assert.equal(fake.calls('m').length, 1, 'the retried POST joined the request: no call sent and withdrawn');
+    assert.equal(keel.headStarts!.counts.withdrawn, 0);
   });
 
   test('per request: `call` asked for on another model, and `recorded` asked for on a `call` model', async () => {
@@ -168,5 +192,27 @@ describe('the `call` answer point', () => {
     assert.equal(fake.calls('m').length, 1);
     // An API alone answers from the record, whatever is asked for.
     assert.equal((await ask(split.url, 'quick')).res.headers.get('x-keel-answer'), 'recorded');
+  });
+});
+
+describe('answers ahead of their workflow are bounded', () => {
+  test('past the bound an answer waits for its workflow; a settled workflow frees its place', async () => {
+    const board = new AnswerBoard(2);
+    assert.equal(board.answerAhead('a'), true);
+    assert.equal(board.answerAhead('b'), true);
+    assert.equal(board.answerAhead('a'), true, 'the same request keeps its place');
+    assert.equal(board.answerAhead('c'), false);
+    const waiting = board.wait('c');
+    assert.equal(board.settle('a', { ok: false, failure: { errorClass: 'timeout', status: 504, message: 'x', attempts: [] } }), false, 'nobody waits for a');
+    assert.equal(board.answeredAhead, 1);
+    assert.equal(board.answerAhead('d'), true);
+    waiting.cancel();
+  });
+
+  test('in a gateway every request answered from its call is counted until its workflow settles', async () => {
+    fake.setBehaviour('m', { default: { kind: 'ok' } });
+    const answers = await Promise.all(Array.from({ length: 6 }, () => ask(keel.url, 'quick')));
+    assert.ok(answers.every((a) => a.res.status === 200));
+    await until('every workflow settled', () => (keel.answers!.answeredAhead === 0 ? true : undefined), 10_000);
   });
 });

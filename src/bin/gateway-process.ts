@@ -53,7 +53,7 @@ export class GatewayProcess {
     await keel.health.warmUp();
     this.api = await startApi(this.config, {
       connection: this.connection,
-      local: { answers, streams, health: healthSource(keel.health), ...(keel.headStarts && { headStart: (c) => keel.headStarts!.begin(c) }) },
+      local: { answers, streams, health: healthSource(keel.health), ...(keel.headStarts && { headStarts: keel.headStarts }) },
       ...observe,
       ...(this.runtime.temporalMetricsUrl && { temporalMetricsUrl: this.runtime.temporalMetricsUrl }),
     });

@@ -116,8 +116,11 @@ export interface StreamRequestSpec {
  */
 export interface HeadStartSpec {
   requestId: string;
-  /** The run the call belongs to (the stream board keys a request's stream by it). */
-  runId: string;
+  /**
+   * The run the call belongs to (the stream board keys a request's stream by it): a streamed call
+   * needs it; a `call` answer's first call goes out with the start, before the run is known.
+   */
+  runId?: string;
   provider: string;
   model: string;
   request: ChatRequestBody;

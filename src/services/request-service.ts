@@ -58,11 +58,13 @@ export interface LocalWorkers {
   health?: HealthSource;
   /** Where streamed requests' calls publish their chunks, and this process's own activity queue (docs/STREAMING.md). */
   streams?: { board: StreamBoard; processQueue: string };
-  /**
-   * Sends a request's first provider call now, for the worker's first attempt to adopt (docs/ROUTING.md,
-   * "Head start"); undefined when it did not (a full concurrency cap, a rate-limited provider).
-   */
-  headStart?: (call: HeadStartSpec) => HeadStartTicket | undefined;
+  /** First provider calls sent by the API, for the worker's first attempt to adopt (docs/ROUTING.md, "Head start"). */
+  headStarts?: {
+    /** Sends the call now; undefined when it did not (a full concurrency cap, a rate-limited provider, an open breaker). */
+    begin(call: HeadStartSpec): HeadStartTicket | undefined;
+    /** Aborts a call sent with a start that did not hand this process the request. */
+    withdraw(requestId: string): void;
+  };
 }
 
 export interface StartedRequest {
@@ -179,6 +181,10 @@ export class RequestService {
     // Registered before the start: an eagerly started request can settle before start() returns.
     // `call` is answered early when its first call fails (the workflow's retries and fallbacks decide).
     const early = opts.waiting && plan.answer !== 'recorded' ? this.local?.answers.wait(opts.requestId) : undefined;
+    // `call`: the first call goes out with the start, and the client is answered once both have
+    // (docs/REQUESTS.md). Not with an Idempotency-Key: its start may join a request that ran already.
+    const withStart = early && plan.answer === 'call' && !opts.stream && !opts.idempotencyKey ? this.headStart(input, features, opts.requestId) : undefined;
+    const withdraw = () => withStart && this.local?.headStarts?.withdraw(opts.requestId);
     let handle: RequestHandle;
     let eagerlyStarted = false;
     let runId: string | undefined;
@@ -205,8 +211,9 @@ export class RequestService {
       eagerlyStarted = startedHandle.eagerlyStarted;
       runId = startedHandle.firstExecutionRunId;
     } catch (err) {
-      // Nothing new runs: a reservation made for this call goes back.
+      // Nothing new runs: a reservation made for this call goes back, a call sent with it is aborted.
       release();
+      withdraw();
       // The key's request already finished: answer with its outcome instead of running it again.
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
         early?.cancel();
@@ -214,8 +221,10 @@ export class RequestService {
       }
       handle = this.client.workflow.getHandle(opts.requestId);
     }
-    // The first workflow task is this process's: its first call can go out now.
-    const head = eagerlyStarted ? this.headStart(input, features, opts.requestId, runId) : undefined;
+    // Another worker runs the request: the call sent with the start is not its first attempt.
+    if (!eagerlyStarted) withdraw();
+    // The first workflow task is this process's: its first call can go out now (unless it went with the start).
+    const head = !eagerlyStarted ? undefined : (withStart ?? this.headStart(input, features, opts.requestId, runId));
     // Never for streams (their content goes out live already), batches or async jobs (nobody waits).
     const called = early && plan.answer === 'call' && !opts.stream && head?.answered ? this.fromCall(head.answered, input, opts.requestId, head.mode) : undefined;
     if (opts.idempotencyKey) {
@@ -233,9 +242,9 @@ export class RequestService {
    * activity first), as that workflow plans it: the same planner on the same input. Only where the
    * workflow's first attempt is a local call of one target: no race, no hedge, no breaker probe.
    */
-  private headStart(input: ChatWorkflowInput, features: ReturnType<typeof requestFeatures>, requestId: string, runId: string | undefined): (HeadStartTicket & { mode: Plan['mode'] }) | undefined {
-    const send = this.local?.headStart;
-    if (!send || input.health === undefined || runId === undefined) return undefined;
+  private headStart(input: ChatWorkflowInput, features: ReturnType<typeof requestFeatures>, requestId: string, runId?: string): (HeadStartTicket & { mode: Plan['mode'] }) | undefined {
+    const heads = this.local?.headStarts;
+    if (!heads || input.health === undefined) return undefined;
     // Best effort: the request has started, and a head start that cannot go leaves the call to the attempt.
     try {
       const plan = planRequest(input.request, input.routing, input.health ?? undefined, { features });
@@ -243,9 +252,9 @@ export class RequestService {
       if (!first || plan.mode !== 'fallback' || plan.probe || plan.probeCandidate) return undefined;
       // A streamed request's calls are local whatever their path (docs/STREAMING.md).
       if (!input.stream && !isLocalCall(plan, first)) return undefined;
-      const ticket = send({
+      const ticket = heads.begin({
         requestId,
-        runId,
+        ...(runId !== undefined && { runId }),
         provider: first.provider,
         model: first.model,
         request: input.request,
@@ -304,8 +313,11 @@ export class RequestService {
     // Whichever loses is still settled: a rejection of the long poll must not go unhandled.
     recorded.catch(() => undefined);
     try {
-      // A first call that failed leaves the answer to the workflow: it never settles this race.
-      const fromCall = called?.then((result) => (result ? { ok: true as const, result, answeredAt: 'call' as const } : new Promise<never>(() => undefined)));
+      // A first call that failed leaves the answer to the workflow: it never settles this race; so
+      // does one answered while too many answers are ahead of their workflows (backpressure).
+      const fromCall = called?.then((result) =>
+        result && this.local!.answers.answerAhead(handle.workflowId) ? { ok: true as const, result, answeredAt: 'call' as const } : new Promise<never>(() => undefined),
+      );
       return await Promise.race([early.settled.then(settledOutcome), recorded, ...(fromCall ? [fromCall] : [])]);
     } finally {
       clearTimeout(timer);

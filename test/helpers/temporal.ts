@@ -68,6 +68,8 @@ export interface KeelUnderTest {
   metrics: KeelMetrics;
   /** First calls the API sends as requests start (shared API and worker). */
   headStarts?: HeadStarts;
+  /** Where the workers settle outcomes for the API (shared API and worker). */
+  answers?: AnswerBoard;
   stop(): Promise<void>;
 }
 
@@ -108,7 +110,7 @@ export async function startKeel(
   const temporalMetrics = opts.temporalMetricsUrl ? { temporalMetricsUrl: opts.temporalMetricsUrl } : {};
   const api = !streams
     ? await startApi(config, { address, port, metrics: new KeelMetrics({ processMetrics: false }), ...tracing })
-    : await startApi(config, { connection, local: { answers, streams, health: healthSource(health), ...(headStarts && { headStart: (c) => headStarts.begin(c) }) }, port, metrics, ...tracing, ...temporalMetrics });
+    : await startApi(config, { connection, local: { answers, streams, health: healthSource(health), ...(headStarts && { headStarts }) }, port, metrics, ...tracing, ...temporalMetrics });
   return {
     config,
     api,
@@ -117,6 +119,7 @@ export async function startKeel(
     ...(board && { streams: board }),
     metrics,
     ...(headStarts && { headStarts }),
+    ...(shared && { answers }),
     async stop() {
       board?.close();
       headStarts?.close();
