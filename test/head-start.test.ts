@@ -59,7 +59,7 @@ describe('HeadStarts against a provider', () => {
     const again = tryAcquirePermit('p', 1);
     assert.ok(again);
     again();
-    assert.deepEqual(heads.counts, { begun: 1, adopted: 1, abandoned: 0, withdrawn: 0 });
+    assert.deepEqual(heads.counts, { begun: 1, adopted: 1, abandoned: 0 });
   });
 
   test('another target asked for: the call is aborted on the wire and its permit freed', async () => {
@@ -73,7 +73,7 @@ describe('HeadStarts against a provider', () => {
     const permit = tryAcquirePermit('p', 1);
     assert.ok(permit, 'the permit is free again');
     permit();
-    assert.deepEqual(heads.counts, { begun: 1, adopted: 0, abandoned: 1, withdrawn: 0 });
+    assert.deepEqual(heads.counts, { begun: 1, adopted: 0, abandoned: 1 });
   });
 
   test('never adopted: aborted after its wait; a full cap or a rate-limited provider gets no head start', async () => {
@@ -87,32 +87,26 @@ describe('HeadStarts against a provider', () => {
     await until('the unadopted call aborted', () => (fake.calls('slow')[0]?.aborted ? true : undefined), 5_000);
     assert.equal(fake.calls('slow').length, 1);
     assert.equal(heads.waiting, 0);
-    assert.deepEqual(heads.counts, { begun: 1, adopted: 0, abandoned: 1, withdrawn: 0 });
+    assert.deepEqual(heads.counts, { begun: 1, adopted: 0, abandoned: 1 });
     const permit = tryAcquirePermit('p', 1);
     assert.ok(permit);
     permit();
   });
 
-  test('withdrawn (its start went elsewhere): aborted on the wire at once, its permit freed, counted apart', async () => {
+  test('an attempt that came before its head start: the head start is refused, nothing is sent twice', async () => {
     fake.resetCalls();
-    fake.setBehaviour('slow', { default: { kind: 'ok', latencyMs: 5_000 } });
-    const ended: string[] = [];
-    const heads = new HeadStarts(config(), { onEnd: (_p, outcome) => ended.push(outcome) });
-    // A `call` answer's first call goes out with the start, before the run is known.
-    const ticket = heads.begin({ requestId: 'r7', provider: 'p', model: 'slow', request: body('sent with the start') });
-    assert.ok(ticket?.answered);
-    await fake.waitForCalls(1, { model: 'slow', timeoutMs: 5_000 });
-    heads.withdraw('r7');
-    await until('the withdrawn call aborted at the provider', () => (fake.calls('slow')[0]?.aborted ? true : undefined), 5_000);
-    assert.equal(await ticket.answered, undefined, 'nothing to answer with');
-    assert.equal(heads.take('r7', 'p', 'slow', false), undefined);
-    assert.deepEqual(heads.counts, { begun: 1, adopted: 0, abandoned: 0, withdrawn: 1 });
-    assert.deepEqual(ended, ['withdrawn']);
-    // A streamed call needs its run (the stream board keys streams by it): none before the start.
-    assert.equal(heads.begin({ requestId: 'r8', provider: 'p', model: 'm', request: body('streamed'), stream: { idleTimeoutMs: 1_000, firstChunkTimeoutMs: 1_000 } }), undefined);
-    const permit = tryAcquirePermit('p', 1);
-    assert.ok(permit, 'the permit is free again');
-    permit();
+    const heads = new HeadStarts(config());
+    // The workflow's first attempt ran before the API began the call (it makes its own).
+    assert.equal(heads.take('r7', 'p', 'm', false), undefined);
+    assert.equal(heads.begin({ requestId: 'r7', runId: 'run', provider: 'p', model: 'm', request: body('too late') }), undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(fake.calls('m').length, 0);
+    assert.ok(heads.begin({ requestId: 'r8', runId: 'run', provider: 'p', model: 'm', request: body('in time') }), 'another request still gets one');
+    const head = heads.take('r8', 'p', 'm', false);
+    assert.ok(head && head.call.kind === 'complete');
+    await head.call.answer;
+    head.release();
+    assert.equal(fake.calls('m').length, 1);
   });
 
   test('a target whose breaker is open gets no head start: nothing is sent', async () => {
@@ -123,7 +117,7 @@ describe('HeadStarts against a provider', () => {
     assert.deepEqual(asked, ['p/m']);
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(fake.calls('m').length, 0);
-    assert.deepEqual(heads.counts, { begun: 0, adopted: 0, abandoned: 0, withdrawn: 0 });
+    assert.deepEqual(heads.counts, { begun: 0, adopted: 0, abandoned: 0 });
     const permit = tryAcquirePermit('p', 1);
     assert.ok(permit, 'no permit taken');
     permit();

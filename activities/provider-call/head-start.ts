@@ -1,5 +1,5 @@
-// A request's first provider call, begun by the API of a gateway the moment the request is durable,
-// or with its start for the `call` answer point (docs/ROUTING.md, "Head start"). With an eager start the workflow's first task runs in this
+// A request's first provider call, begun by the API of a gateway the moment the request is durable
+// (docs/ROUTING.md, "Head start"). With an eager start the workflow's first task runs in this
 // process, and its first attempt is a local call to the plan's first target — but only after the
 // workflow's first activation and the local activity's dispatch, which cost several ms of SDK work
 // on every request. The API knows that call already (the same plan from the same input), so it
@@ -20,7 +20,7 @@ import { streamCall, type StreamCallResult } from './stream-call.js';
 /** How long a head start waits for its attempt: well past a workflow task's first activation. */
 const ADOPT_WITHIN_MS = 10_000;
 
-export type HeadStartOutcome = 'adopted' | 'abandoned' | 'withdrawn';
+export type HeadStartOutcome = 'adopted' | 'abandoned';
 
 /** What an attempt adopts: the call's HTTP request is out, its answer (or first event) on its way. */
 export interface HeadStartedCall {
@@ -61,12 +61,14 @@ function stop(call: Pick<HeadStartedCall, 'controller' | 'release'>, why: string
 
 export class HeadStarts {
   private readonly pending = new Map<string, Omit<HeadStartedCall, 'drop'> & { provider: string; model: string; timer: NodeJS.Timeout }>();
+  /** Head starts begun, adopted by their attempt, and abandoned (aborted unadopted). */
+  readonly counts = { begun: 0, adopted: 0, abandoned: 0 };
   /**
-   * Head starts begun; adopted by their attempt; abandoned (aborted unadopted: a bug, or a
-   * process stalled past its workflow task); withdrawn (sent with a start that did not hand this
-   * process the request, or failed: aborted at once).
+   * Requests whose first attempt came for its head start before the API began one (when), kept for
+   * the adoption wait: the attempt makes its own call, so a head start begun after it would be a
+   * second call — and, with the `call` answer point, an answer the workflow never records.
    */
-  readonly counts = { begun: 0, adopted: 0, abandoned: 0, withdrawn: 0 };
+  private readonly attemptedFirst = new Map<string, number>();
 
   constructor(
     private readonly config: KeelConfig,
@@ -91,8 +93,8 @@ export class HeadStarts {
    */
   begin(spec: HeadStartSpec): HeadStartTicket | undefined {
     const provider = this.config.providers[spec.provider];
-    if (!provider || provider.rateLimitPerSecond !== undefined || this.pending.has(spec.requestId)) return undefined;
-    if (spec.stream && (!this.opts.board || spec.runId === undefined)) return undefined;
+    if (!provider || provider.rateLimitPerSecond !== undefined || this.pending.has(spec.requestId) || this.attemptedFirst.has(spec.requestId)) return undefined;
+    if (spec.stream && !this.opts.board) return undefined;
     // An open breaker: the attempt refuses the call itself (and the workflow falls back).
     if (this.opts.admits && !this.opts.admits(`${spec.provider}/${spec.model}`)) return undefined;
     const release = tryAcquirePermit(spec.provider, provider.concurrency ?? DEFAULT_PROVIDER_CONCURRENCY);
@@ -126,7 +128,7 @@ export class HeadStarts {
         spec: spec.stream,
         board: this.opts.board!,
         requestId: spec.requestId,
-        runId: spec.runId!,
+        runId: spec.runId,
         callId: `head#${randomUUID()}`,
         target: `${spec.provider}/${spec.model}`,
         cancelled: controller.signal,
@@ -172,7 +174,10 @@ export class HeadStarts {
    */
   take(requestId: string, provider: string, model: string, stream: boolean): HeadStartedCall | undefined {
     const p = this.pending.get(requestId);
-    if (!p) return undefined;
+    if (!p) {
+      this.noteAttemptedFirst(requestId);
+      return undefined;
+    }
     if (p.provider !== provider || p.model !== model || (p.call.kind === 'stream') !== stream) {
       this.abandon(requestId);
       return undefined;
@@ -184,28 +189,29 @@ export class HeadStarts {
     return { startedAt: p.startedAt, controller: p.controller, release: p.release, call: p.call, drop: (why) => stop(p, why) };
   }
 
+  private noteAttemptedFirst(requestId: string): void {
+    const now = Date.now();
+    // Oldest first (a Map keeps insertion order): drop what is past the adoption wait.
+    for (const [id, at] of this.attemptedFirst) {
+      if (now - at < (this.opts.adoptWithinMs ?? ADOPT_WITHIN_MS)) break;
+      this.attemptedFirst.delete(id);
+    }
+    this.attemptedFirst.set(requestId, now);
+  }
+
   /** Head starts waiting for their attempt. */
   get waiting(): number {
     return this.pending.size;
   }
 
-  /** The start sent with this head start did not give this process the request: abort it. */
-  withdraw(requestId: string): void {
-    this.end(requestId, 'withdrawn', 'head start withdrawn: the request did not start here');
-  }
-
   private abandon(requestId: string): void {
-    this.end(requestId, 'abandoned', 'head start not adopted');
-  }
-
-  private end(requestId: string, outcome: 'abandoned' | 'withdrawn', why: string): void {
     const p = this.pending.get(requestId);
     if (!p) return;
     this.pending.delete(requestId);
     clearTimeout(p.timer);
-    stop(p, why);
-    this.counts[outcome] += 1;
-    this.opts.onEnd?.(p.provider, outcome);
+    stop(p, 'head start not adopted');
+    this.counts.abandoned += 1;
+    this.opts.onEnd?.(p.provider, 'abandoned');
   }
 
   /** Aborts every head start (the process is stopping). */

@@ -116,11 +116,8 @@ export interface StreamRequestSpec {
  */
 export interface HeadStartSpec {
   requestId: string;
-  /**
-   * The run the call belongs to (the stream board keys a request's stream by it): a streamed call
-   * needs it; a `call` answer's first call goes out with the start, before the run is known.
-   */
-  runId?: string;
+  /** The run the call belongs to (the stream board keys a request's stream by it). */
+  runId: string;
   provider: string;
   model: string;
   request: ChatRequestBody;

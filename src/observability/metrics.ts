@@ -216,7 +216,7 @@ export class KeelMetrics {
   });
   private readonly headStarts = new Counter({
     name: 'keel_head_starts_total',
-    help: "First calls a gateway's API sent as their requests started, by outcome: adopted by the request's first attempt, abandoned (aborted unadopted: a wasted call), or withdrawn (sent with a start that did not hand this process the request).",
+    help: "First calls a gateway's API sent as their requests started, by outcome: adopted by the request's first attempt, or abandoned (aborted unadopted: a wasted call).",
     labelNames: ['provider', 'outcome'] as const,
     registers: [this.registry],
   });
@@ -383,7 +383,7 @@ export class KeelMetrics {
   }
 
   /** A head start's end (activities/provider-call/head-start.ts). */
-  headStart(provider: string, outcome: 'adopted' | 'abandoned' | 'withdrawn'): void {
+  headStart(provider: string, outcome: 'adopted' | 'abandoned'): void {
     this.headStarts.inc({ provider, outcome });
   }
 

@@ -62,8 +62,6 @@ export interface LocalWorkers {
   headStarts?: {
     /** Sends the call now; undefined when it did not (a full concurrency cap, a rate-limited provider, an open breaker). */
     begin(call: HeadStartSpec): HeadStartTicket | undefined;
-    /** Aborts a call sent with a start that did not hand this process the request. */
-    withdraw(requestId: string): void;
   };
 }
 
@@ -181,10 +179,6 @@ export class RequestService {
     // Registered before the start: an eagerly started request can settle before start() returns.
     // `call` is answered early when its first call fails (the workflow's retries and fallbacks decide).
     const early = opts.waiting && plan.answer !== 'recorded' ? this.local?.answers.wait(opts.requestId) : undefined;
-    // `call`: the first call goes out with the start, and the client is answered once both have
-    // (docs/REQUESTS.md). Not with an Idempotency-Key: its start may join a request that ran already.
-    const withStart = early && plan.answer === 'call' && !opts.stream && !opts.idempotencyKey ? this.headStart(input, features, opts.requestId) : undefined;
-    const withdraw = () => withStart && this.local?.headStarts?.withdraw(opts.requestId);
     let handle: RequestHandle;
     let eagerlyStarted = false;
     let runId: string | undefined;
@@ -211,9 +205,8 @@ export class RequestService {
       eagerlyStarted = startedHandle.eagerlyStarted;
       runId = startedHandle.firstExecutionRunId;
     } catch (err) {
-      // Nothing new runs: a reservation made for this call goes back, a call sent with it is aborted.
+      // Nothing new runs: a reservation made for this call goes back.
       release();
-      withdraw();
       // The key's request already finished: answer with its outcome instead of running it again.
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) {
         early?.cancel();
@@ -221,10 +214,8 @@ export class RequestService {
       }
       handle = this.client.workflow.getHandle(opts.requestId);
     }
-    // Another worker runs the request: the call sent with the start is not its first attempt.
-    if (!eagerlyStarted) withdraw();
-    // The first workflow task is this process's: its first call can go out now (unless it went with the start).
-    const head = !eagerlyStarted ? undefined : (withStart ?? this.headStart(input, features, opts.requestId, runId));
+    // The first workflow task is this process's: its first call can go out now.
+    const head = eagerlyStarted && runId !== undefined ? this.headStart(input, features, opts.requestId, runId) : undefined;
     // Never for streams (their content goes out live already), batches or async jobs (nobody waits).
     const called = early && plan.answer === 'call' && !opts.stream && head?.answered ? this.fromCall(head.answered, input, opts.requestId, head.mode) : undefined;
     if (opts.idempotencyKey) {
@@ -242,7 +233,7 @@ export class RequestService {
    * activity first), as that workflow plans it: the same planner on the same input. Only where the
    * workflow's first attempt is a local call of one target: no race, no hedge, no breaker probe.
    */
-  private headStart(input: ChatWorkflowInput, features: ReturnType<typeof requestFeatures>, requestId: string, runId?: string): (HeadStartTicket & { mode: Plan['mode'] }) | undefined {
+  private headStart(input: ChatWorkflowInput, features: ReturnType<typeof requestFeatures>, requestId: string, runId: string): (HeadStartTicket & { mode: Plan['mode'] }) | undefined {
     const heads = this.local?.headStarts;
     if (!heads || input.health === undefined) return undefined;
     // Best effort: the request has started, and a head start that cannot go leaves the call to the attempt.
@@ -254,7 +245,7 @@ export class RequestService {
       if (!input.stream && !isLocalCall(plan, first)) return undefined;
       const ticket = heads.begin({
         requestId,
-        ...(runId !== undefined && { runId }),
+        runId,
         provider: first.provider,
         model: first.model,
         request: input.request,
