@@ -156,7 +156,7 @@ async function main() {
         );
       }
     }
-    const answerPoints = { 'keel-start': ['chat', 'early'], 'keel-start-call': ['chat-call', 'call'], 'keel-start-recorded': ['chat-recorded', 'recorded'] } as const;
+    const answerPoints = { 'keel-start': ['chat', ['early']], 'keel-start-call': ['chat-call', ['call', 'early']], 'keel-start-recorded': ['chat-recorded', ['recorded']] } as const;
     if (Object.keys(answerPoints).some(wanted)) {
       log('starting Keel with npm start ...');
       const keel = await startKeelNpmStart(fake.url, work);
@@ -187,8 +187,12 @@ async function main() {
     for (const t of targets) await t.call();
     log(`measuring ${targets.map((t) => t.id).join(', ')}`);
 
+    // Keel's answer points, counted per phase (warm-up calls included in the latency phase's).
+    const answeredAt = () => Object.fromEntries(targets.filter((t) => t.answeredAt).map((t) => [t.id, { ...t.answeredAt }]));
     const latency = OPTS.latency ? await measureLatency(targets, OPTS) : undefined;
+    const answeredInLatency = answeredAt();
     const throughput = OPTS.throughput ? await measureThroughput(targets, OPTS) : undefined;
+    const answeredInAll = answeredAt();
 
     const latencyOut = latency && latencySummary(latency, LABELS);
     const throughputOut = throughput && throughputSummary(throughput);
@@ -212,6 +216,7 @@ async function main() {
       loadAverage: { atStart: loadAtStart.map((x) => +x.toFixed(2)), atEnd: loadavg().map((x) => +x.toFixed(2)) },
       ...(Object.keys(unavailable).length > 0 && { notMeasured: unavailable }),
       ...(floorsEager && { eagerStarts: floorsEager }),
+      answeredAt: { latencyPhase: answeredInLatency, bothPhases: answeredInAll },
       latency: latencyOut,
       throughput: throughputOut,
       throughputRatios: ratios,

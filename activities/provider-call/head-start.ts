@@ -20,7 +20,7 @@ import { streamCall, type StreamCallResult } from './stream-call.js';
 /** How long a head start waits for its attempt: well past a workflow task's first activation. */
 const ADOPT_WITHIN_MS = 10_000;
 
-export type HeadStartOutcome = 'adopted' | 'abandoned';
+type HeadStartOutcome = 'adopted' | 'abandoned';
 
 /** What an attempt adopts: the call's HTTP request is out, its answer (or first event) on its way. */
 export interface HeadStartedCall {
@@ -30,8 +30,6 @@ export interface HeadStartedCall {
   controller: AbortController;
   /** The provider's concurrency permit, taken when the call went out; the attempt releases it. */
   release: () => void;
-  /** The attempt will not use it after all: the call is aborted and its permit freed. */
-  drop(why: string): void;
   call:
     /** `finishedAt`: when the answer came (the attempt's duration ends there, not when it was adopted). */
     | { kind: 'complete'; answer: Promise<ChatCompletion>; finishedAt(): number | undefined }
@@ -60,7 +58,7 @@ function stop(call: Pick<HeadStartedCall, 'controller' | 'release'>, why: string
 }
 
 export class HeadStarts {
-  private readonly pending = new Map<string, Omit<HeadStartedCall, 'drop'> & { provider: string; model: string; timer: NodeJS.Timeout }>();
+  private readonly pending = new Map<string, HeadStartedCall & { provider: string; model: string; timer: NodeJS.Timeout }>();
   /** Head starts begun, adopted by their attempt, and abandoned (aborted unadopted). */
   readonly counts = { begun: 0, adopted: 0, abandoned: 0 };
   /**
@@ -186,7 +184,7 @@ export class HeadStarts {
     clearTimeout(p.timer);
     this.counts.adopted += 1;
     this.opts.onEnd?.(provider, 'adopted');
-    return { startedAt: p.startedAt, controller: p.controller, release: p.release, call: p.call, drop: (why) => stop(p, why) };
+    return { startedAt: p.startedAt, controller: p.controller, release: p.release, call: p.call };
   }
 
   private noteAttemptedFirst(requestId: string): void {
