@@ -217,7 +217,7 @@ export class RequestService {
     // The first workflow task is this process's: its first call can go out now.
     const head = eagerlyStarted && runId !== undefined ? this.headStart(input, features, opts.requestId, runId) : undefined;
     // Never for streams (their content goes out live already), batches or async jobs (nobody waits).
-    const called = early && plan.answer === 'call' && !opts.stream && head?.answered ? this.fromCall(head.answered, input, opts.requestId, head.mode) : undefined;
+    const called = early && plan.answer === 'call' && !opts.stream && head?.answered ? this.fromCall(head.answered, input, opts.requestId, plan.mode) : undefined;
     if (opts.idempotencyKey) {
       const memo = (await handle.describe()).memo as { bodyHash?: string } | undefined;
       if (memo?.bodyHash !== undefined && memo.bodyHash !== bodyHash) {
@@ -233,7 +233,7 @@ export class RequestService {
    * activity first), as that workflow plans it: the same planner on the same input. Only where the
    * workflow's first attempt is a local call of one target: no race, no hedge, no breaker probe.
    */
-  private headStart(input: ChatWorkflowInput, features: ReturnType<typeof requestFeatures>, requestId: string, runId: string): (HeadStartTicket & { mode: Plan['mode'] }) | undefined {
+  private headStart(input: ChatWorkflowInput, features: ReturnType<typeof requestFeatures>, requestId: string, runId: string): HeadStartTicket | undefined {
     const heads = this.local?.headStarts;
     if (!heads || input.health === undefined) return undefined;
     // Best effort: the request has started, and a head start that cannot go leaves the call to the attempt.
@@ -243,7 +243,7 @@ export class RequestService {
       if (!first || plan.mode !== 'fallback' || plan.probe || plan.probeCandidate) return undefined;
       // A streamed request's calls are local whatever their path (docs/STREAMING.md).
       if (!input.stream && !isLocalCall(plan, first)) return undefined;
-      const ticket = heads.begin({
+      return heads.begin({
         requestId,
         runId,
         provider: first.provider,
@@ -252,7 +252,6 @@ export class RequestService {
         // As the workflow gives its calls their limits.
         ...(input.stream && { stream: { idleTimeoutMs: plan.stream.idleTimeoutMs, firstChunkTimeoutMs: plan.timeouts.attemptMs } }),
       });
-      return ticket && { ...ticket, mode: plan.mode };
     } catch {
       // planned differently than the workflow will (it reports its own PlanError): no head start
       return undefined;
