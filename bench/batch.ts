@@ -18,6 +18,7 @@ import { DEFAULT_BATCHES } from '../src/config/schema.js';
 import { pool } from './stats.js';
 import { startFakeProvider } from '../dev/fakes/index.js';
 import { freePort, startRole, type RoleProcess } from '../test/helpers/processes.js';
+import { cpuMs } from './gateways/cpu.js';
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -64,6 +65,7 @@ models:
       JSON.stringify({ custom_id: `r${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'chat', messages: [{ role: 'user', content: `bench prompt ${i}` }] } }),
     ).join('\n');
     const file = await client.files.create({ file: await toFile(Buffer.from(text), 'bench.jsonl'), purpose: 'batch' });
+    const cpu0 = { server: cpuMs(server.process.pid!), worker: cpuMs(worker.pid), api: cpuMs(api.pid) };
     const started = Date.now();
     const batch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
     let b = batch;
@@ -89,6 +91,8 @@ models:
     }
     const wallS = (Date.now() - started) / 1000;
     const finished = (b.request_counts?.completed ?? 0) + (b.request_counts?.failed ?? 0);
+    const perLine = (ms: number) => Number((ms / Math.max(1, finished)).toFixed(2));
+    const cpu = { server: perLine(cpuMs(server.process.pid!) - cpu0.server), worker: perLine(cpuMs(worker.pid) - cpu0.worker), api: perLine(cpuMs(api.pid) - cpu0.api) };
     const calls = fake.calls().length;
     const idealS = s.rateLimitPerSecond ? LINES / s.rateLimitPerSecond : undefined;
     const result = {
@@ -102,6 +106,7 @@ models:
       ...(b.status !== 'completed' && { stopped_after_s: MAX_SECONDS, finished, progress }),
       validating_s: inProgressAt ? Number(((inProgressAt - started) / 1000).toFixed(2)) : null,
       peak_rss_mb: { worker: Math.round(peakWorker), api: Math.round(peakApi) },
+      cpu_ms_per_line: cpu,
       ...(s.rateLimitPerSecond && { rate_limit_per_s: s.rateLimitPerSecond, ideal_s: idealS, over_ideal_pct: Number((((wallS - idealS!) / idealS!) * 100).toFixed(1)) }),
     };
     if (process.stderr.isTTY) process.stderr.write('\n');
@@ -131,6 +136,7 @@ async function runBaseline() {
   const running = Promise.all(workers.map((w) => w.run()));
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
   try {
+    const cpu0 = { server: cpuMs(server.process.pid!), bench: cpuMs(process.pid) };
     const started = Date.now();
     const deadline = started + (MAX_SECONDS > 0 ? MAX_SECONDS * 1000 : TIMEOUT_MS);
     let finished = 0;
@@ -140,7 +146,10 @@ async function runBaseline() {
       finished += 1;
     });
     const wallS = (Date.now() - started) / 1000;
-    const result = { scenario: 'baseline-bare-workflows', lines: LINES, finished, concurrency: DEFAULT_BATCHES.window, wall_s: Number(wallS.toFixed(2)), requests_per_s: Number((finished / wallS).toFixed(1)) };
+    const perLine = (ms: number) => Number((ms / Math.max(1, finished)).toFixed(2));
+    // The bench process is the baseline's client, worker and activity worker at once.
+    const cpu = { server: perLine(cpuMs(server.process.pid!) - cpu0.server), worker_and_client: perLine(cpuMs(process.pid) - cpu0.bench) };
+    const result = { scenario: 'baseline-bare-workflows', lines: LINES, finished, concurrency: DEFAULT_BATCHES.window, wall_s: Number(wallS.toFixed(2)), requests_per_s: Number((finished / wallS).toFixed(1)), cpu_ms_per_line: cpu };
     console.log(JSON.stringify(result));
     return result;
   } finally {

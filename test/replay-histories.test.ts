@@ -20,8 +20,8 @@ Runtime.install({ logger: new DefaultLogger('ERROR') });
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HISTORIES = join(ROOT, 'test', 'histories');
 /** The scenarios recorded so far; a new one is added here and by the recorder. */
-const SCENARIOS = ['batch', 'failed', 'fallback', 'hedge', 'keyed', 'keyed-batch', 'provider-health', 'race', 'stream', 'stream-hedge', 'virtual-key'];
-const REQUEST_SCENARIOS = ['failed', 'fallback', 'hedge', 'keyed', 'race', 'stream', 'stream-hedge'];
+const SCENARIOS = ['batch', 'failed', 'fallback', 'hedge', 'keyed', 'keyed-batch', 'provider-health', 'race', 'stream', 'stream-hedge', 'v2-batch', 'v2-keyed', 'virtual-key'];
+const REQUEST_SCENARIOS = ['failed', 'fallback', 'hedge', 'keyed', 'race', 'stream', 'stream-hedge', 'v2-keyed'];
 
 function recorded(names?: string[]) {
   return readdirSync(HISTORIES)
@@ -81,8 +81,8 @@ describe('the replay check can fail', () => {
   let changed: WorkflowBundleWithSourceMap;
   let patchedChange: WorkflowBundleWithSourceMap;
 
-  /** Bundles a copy of workflows/ whose chat-completion.ts has `insert` before ANCHOR. */
-  async function bundleVariant(name: string, insert: string): Promise<WorkflowBundleWithSourceMap> {
+  /** Bundles a copy of workflows/ whose chat-completion.ts has `insert` before ANCHOR (and `imports` on top). */
+  async function bundleVariant(name: string, insert: string, imports = ''): Promise<WorkflowBundleWithSourceMap> {
     const root = join(dir, name);
     cpSync(join(ROOT, 'workflows'), join(root, 'workflows'), { recursive: true });
     // The copy imports ../src and the packages exactly as the original does.
@@ -90,7 +90,7 @@ describe('the replay check can fail', () => {
     const file = join(root, 'workflows', 'chat-completion.ts');
     const code = readFileSync(file, 'utf8');
     assert.ok(code.includes(ANCHOR), `the anchor line moved in workflows/chat-completion.ts; update this test: ${JSON.stringify(ANCHOR)}`);
-    writeFileSync(file, code.replace(ANCHOR, insert + ANCHOR));
+    writeFileSync(file, imports + code.replace(ANCHOR, insert + ANCHOR));
     const out = join(root, 'bundle');
     mkdirSync(out);
     // The project's bundler, in a child process as the worker runs it (webpack's heap stays there).
@@ -106,7 +106,7 @@ describe('the replay check can fail', () => {
     dir = mkdtempSync(join(tmpdir(), 'keel-replay-'));
     [changed, patchedChange] = await Promise.all([
       bundleVariant('changed', '  await sleep(10);\n'),
-      bundleVariant('patched', "  if (patched('replay-check-extra-timer')) await sleep(10);\n"),
+      bundleVariant('patched', "  if (patched('replay-check-extra-timer')) await sleep(10);\n", "import { patched } from '@temporalio/workflow';\n"),
     ]);
   });
 

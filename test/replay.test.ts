@@ -10,6 +10,8 @@ import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
 import { RequestService } from '../src/services/request-service.js';
 import { KeelBatchId, KeelErrorClass, KeelModel, KeelProvider, KeelStatus } from '../src/core/search-attributes.js';
 import { recordedDescription, startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
+import { WORKFLOW_TYPES, type RequestWorkflow } from '../src/core/contract.js';
+import type { ChatWorkflowInput } from '../src/core/request-types.js';
 import { callJson, settledRequest, until, type Json } from './helpers/http.js';
 
 const { temporal } = proto;
@@ -236,6 +238,39 @@ describe('replay', () => {
     assert.equal(done.status, 'succeeded');
     assert.equal(done.result.object, 'chat.completion');
     assert.equal((await handle.describe()).typedSearchAttributes.get(KeelStatus), 'succeeded');
+  });
+
+  test('a request started as the V1 type (before V2) is still found by id, listed and replayed', async () => {
+    // As an execution begun by an older Keel is: the V1 type name, the input and search attributes it started with.
+    broken();
+    const batch = `batch_v1_${Date.now()}`;
+    const id = `req-v1-${Date.now()}`;
+    const input: ChatWorkflowInput = { request: chat(), routing: keel.config.routing, batchId: batch };
+    const handle = await env.client.workflow.start<RequestWorkflow>(WORKFLOW_TYPES.requestV1, {
+      taskQueue: keel.config.taskQueue,
+      workflowId: id,
+      args: [input],
+      typedSearchAttributes: [
+        { key: KeelModel, value: 'flaky' },
+        { key: KeelBatchId, value: batch },
+        { key: KeelStatus, value: 'running' },
+      ],
+    });
+    await handle.result().catch(() => undefined);
+    assert.equal((await settled(id)).status, 'failed');
+    const listed = await until('the V1 request in visibility', async () => {
+      const { json } = await call('GET', `/v1/requests?status=failed&batch=${batch}`);
+      return json.data?.length === 1 ? json : undefined;
+    });
+    assert.equal(listed.data[0].id, id);
+    healthy();
+    assert.equal((await call('POST', `/v1/requests/${id}/replay`)).res.status, 202);
+    assert.equal((await settled(id)).status, 'succeeded');
+    // The replayed run is the V1 type still, and asked its history for the changes V2 assumes.
+    const description = await handle.describe();
+    assert.equal(description.type, WORKFLOW_TYPES.requestV1);
+    const patches = (await handle.fetchHistory()).events!.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_patch');
+    assert.ok(patches.length >= 2, `V1 patch markers: ${patches.length}`);
   });
 
   test('a cancelled async request can be replayed; a running one cannot (409)', async () => {

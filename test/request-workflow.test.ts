@@ -194,13 +194,13 @@ async function start(
   name: string,
   script: Script,
   request: Partial<ChatRequestBody> & { model: string },
-  opts: { hedgeAllowed?: boolean } = {},
+  opts: { hedgeAllowed?: boolean; type?: string } = {},
 ): Promise<WorkflowHandle<RequestWorkflow>> {
   const workflowId = `req-${name}-${process.pid}-${++counter}`;
   scripts.set(workflowId, script);
   if (opts.hedgeAllowed !== undefined) hedgeAnswers.set(workflowId, opts.hedgeAllowed);
   const input: ChatWorkflowInput = { request: { messages: [{ role: 'user', content: 'ping' }], ...request } as ChatRequestBody, routing };
-  return env.client.workflow.start<RequestWorkflow>(WORKFLOW_TYPES.request, { taskQueue, workflowId, args: [input] });
+  return env.client.workflow.start<RequestWorkflow>(opts.type ?? WORKFLOW_TYPES.request, { taskQueue, workflowId, args: [input] });
 }
 
 async function failureOf(handle: WorkflowHandle<RequestWorkflow>): Promise<{ failure: ApplicationFailure; details: RequestFailureDetails }> {
@@ -275,7 +275,34 @@ function markers(h: History): { eventId: number; activityType: string }[] {
   });
 }
 
+/** The patches a history asked about (Temporal's `core_patch` markers), and its TemporalChangeVersion upserts. */
+function patchesAsked(h: History): { patches: string[]; changeVersionUpserts: number } {
+  const patches = ofType(h, EventType.EVENT_TYPE_MARKER_RECORDED)
+    .filter((e) => e.markerRecordedEventAttributes!.markerName === 'core_patch')
+    .map((e) => defaultPayloadConverter.fromPayload<{ id: string }>(e.markerRecordedEventAttributes!.details!['patch-data'].payloads![0]).id);
+  const changeVersionUpserts = ofType(h, EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES).filter((e) =>
+    Object.keys(e.upsertWorkflowSearchAttributesEventAttributes!.searchAttributes?.indexedFields ?? {}).includes('TemporalChangeVersion'),
+  ).length;
+  return { patches, changeVersionUpserts };
+}
+
 // ---- Tests ---------------------------------------------------------------------------------
+
+describe('workflow types', () => {
+  // docs/ARCHITECTURE.md, "Workflow types and versions".
+  test('a request started as V2 asks no patch (no marker, no visibility upsert); the same request as V1 asks its history, and both answer alike', async () => {
+    const v2 = await start('v2', { 'a/m': { ok: true } }, { model: 'chain' });
+    const v1 = await start('v1', { 'a/m': { ok: true } }, { model: 'chain' }, { type: WORKFLOW_TYPES.requestV1 });
+    const [r2, r1] = await Promise.all([v2.result(), v1.result()]);
+    assert.deepEqual([r2.keel.provider, r2.completion.choices[0].message.content], ['a', 'answer from a/m']);
+    assert.deepEqual([r1.keel.provider, r1.completion.choices[0].message.content], ['a', 'answer from a/m']);
+    assert.deepEqual(attemptSummary(r2.keel.attempts), attemptSummary(r1.keel.attempts));
+    assert.deepEqual(patchesAsked(await v2.fetchHistory()), { patches: [], changeVersionUpserts: 0 });
+    const asked = patchesAsked(await v1.fetchHistory());
+    assert.deepEqual(asked.patches.sort(), ['capability-routing', 'health-routing']);
+    assert.equal(asked.changeVersionUpserts, 2);
+  });
+});
 
 describe('fallback', () => {
   test('a fallback-class failure (budget spent) moves on to the next target, which answers', async () => {

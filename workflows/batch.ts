@@ -24,13 +24,12 @@ import { childWorkflowId, keys } from '../src/core/batch-keys.js';
 import type { BatchCursor, BatchItem, BatchWorkflowInput, RecordItem, RequestCounts } from '../src/core/batch-types.js';
 import type { ChatRequestBody } from '../src/core/chat-request.js';
 import { KeelBatchId, KeelKey, KeelModel, KeelStatus } from '../src/core/search-attributes.js';
-import { chatCompletionWorkflow } from './chat-completion.js';
 import { planRequest, routingFor } from '../src/core/routing.js';
 import { requestFeatures } from '../src/core/capabilities.js';
 import { worstCase } from '../src/core/key-cost.js';
 import type { ReserveItem } from '../src/core/keys.js';
 import type { RequestKey } from '../src/core/request-types.js';
-import { cancelBatchSignal, type BatchWorkflow } from '../src/core/contract.js';
+import { WORKFLOW_TYPES, cancelBatchSignal, type BatchWorkflow, type RequestWorkflow } from '../src/core/contract.js';
 
 const retry = { maximumAttempts: 200, initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s' };
 // Every batch activity heartbeats, so a killed worker's activity is retried within seconds.
@@ -108,6 +107,9 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
   // or until one of its own lines in flight settles and gives back budget.
   let rateBlocked = false;
   let budgetBlocked = false;
+  // Runs begun before the V2 request type started their lines as V1 and go on doing so: a child's
+  // type is part of the history they replay. Asked once per run (one marker per run, not per line).
+  const requestType = patched('request-workflow-v2') ? WORKFLOW_TYPES.request : WORKFLOW_TYPES.requestV1;
 
   const launch = (item: BatchItem, key?: RequestKey) => {
     const childId = childWorkflowId(batchId, round, item.customId);
@@ -118,7 +120,7 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
     // the recorder activity reads it from Temporal and writes the line.
     const request = item.body as ChatRequestBody;
     const routing = routingFor(request, input.routing);
-    void executeChild(chatCompletionWorkflow, {
+    void executeChild<RequestWorkflow>(requestType, {
       workflowId: childId,
       taskQueue: input.requestTaskQueue,
       // Temporal's default workflow task timeout (10 s), not the short one of interactive requests

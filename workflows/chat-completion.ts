@@ -8,7 +8,6 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
-  patched,
   proxyActivities,
   proxyLocalActivities,
   proxySinks,
@@ -24,6 +23,7 @@ import { usageCost } from '../src/core/cost.js';
 import { charge, keyInfo, succeededResult } from '../src/core/request-result.js';
 import { NO_KEY, modelLabel, upstreamModelLabel } from '../src/core/metric-labels.js';
 import { planWithHealth } from './health-plan.js';
+import { requestHas } from './request-changes.js';
 import { requestStatusQuery, settleKeySignal, type KeelSinks, type RequestMetrics, type RequestWorkflow } from '../src/core/contract.js';
 import { keyWorkflowId, usdToNanos } from '../src/core/keys.js';
 import { promptTokenBound, utf8Length } from '../src/core/key-cost.js';
@@ -167,7 +167,7 @@ function webhookEvent(requestId: string, model: string | null, outcome: { result
 /** POSTs the webhook through an activity (bounded retries); a delivery that never succeeds does not change the request's outcome. */
 async function deliverWebhook(spec: WebhookSpec, event: WebhookEvent, view: Partial<RequestStatusView>): Promise<void> {
   // Workflows started before webhooks existed replay without the activity.
-  if (!patched('webhook')) return;
+  if (!requestHas('webhook')) return;
   const { deliverWebhook: deliver } = proxyActivities<KeelActivities>({
     startToCloseTimeout: spec.timeoutMs + 5_000,
     summary: `webhook ${event.type}`,
@@ -221,7 +221,7 @@ function failedCharge(input: ChatWorkflowInput, failure: RequestFailureDetails |
 async function withSettlement(input: ChatWorkflowInput, run: () => Promise<ChatWorkflowResult>): Promise<ChatWorkflowResult> {
   const key = input.key;
   // Requests without a key, and executions started before virtual keys, settle nothing.
-  if (!key || !patched('virtual-keys')) return run();
+  if (!key || !requestHas('virtual-keys')) return run();
   const send = async (nanos: number, tokens: number) => {
     const { workflowId: requestId, runId } = workflowInfo();
     try {
@@ -245,7 +245,7 @@ async function withSettlement(input: ChatWorkflowInput, run: () => Promise<ChatW
   return result;
 }
 
-export const chatCompletionWorkflow: RequestWorkflow = async (input: ChatWorkflowInput): Promise<ChatWorkflowResult> => {
+const chatRequest: RequestWorkflow = async (input: ChatWorkflowInput): Promise<ChatWorkflowResult> => {
   // Settled before a webhook is delivered: a delivery retried for minutes must not hold the reservation.
   if (!input.webhook) return withSettlement(input, () => runRequest(input, {}));
   const view: Partial<RequestStatusView> = { webhook: 'pending' };
@@ -264,6 +264,11 @@ export const chatCompletionWorkflow: RequestWorkflow = async (input: ChatWorkflo
   await deliverWebhook(input.webhook, webhookEvent(requestId, model, { result }), view);
   return result;
 };
+
+/** Every request (WORKFLOW_TYPES.request): the changes in request-changes.ts are all there. */
+export const chatCompletionWorkflowV2: RequestWorkflow = chatRequest;
+/** The same workflow under its V1 type name, for executions started before V2 (they ask their history). */
+export const chatCompletionWorkflow: RequestWorkflow = chatRequest;
 
 /** The request and its metrics: the outcome is handed to the worker's metrics sink once it is known. */
 async function runRequest(input: ChatWorkflowInput, extra: Partial<RequestStatusView>): Promise<ChatWorkflowResult> {

@@ -2,7 +2,8 @@
 // snapshot of the provider-health workflow); workflow code must not read it directly or replay
 // would plan differently. A local activity reads it instead: its result is recorded as a marker
 // in history, and replay uses the recorded value.
-import { ApplicationFailure, isCancellation, patched, proxyLocalActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import { ApplicationFailure, isCancellation, proxyLocalActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import { requestHas } from './request-changes.js';
 import type { KeelActivities } from '../activities/index.js';
 import type { RoutingHealth } from '../src/core/health-types.js';
 import type { ChatWorkflowInput, RequestFailureDetails } from '../src/core/request-types.js';
@@ -27,7 +28,7 @@ function holdingProbe(health: RoutingHealth, target: string): RoutingHealth {
  * refuses it as the client's 400 before any translation (activities/providers/common.ts).
  */
 function capabilityOptions(input: ChatWorkflowInput): PlanOptions {
-  if (!patched('capability-routing')) return {};
+  if (!requestHas('capability-routing')) return {};
   try {
     return { features: requestFeatures(input.request) };
   } catch {
@@ -40,7 +41,7 @@ export async function planWithHealth(input: ChatWorkflowInput, requestId: string
   const opts = capabilityOptions(input);
   const plain = planRequest(input.request, input.routing, undefined, opts);
   // Executions started before health-aware routing replay without these markers.
-  if (!patched('health-routing')) return plain;
+  if (!requestHas('health-routing')) return plain;
   let health: RoutingHealth | null;
   if (input.health !== undefined) {
     // Read by the API when it started the request (its worker's snapshot): no local activity.

@@ -13,11 +13,23 @@ import type { KeyChange, KeySnapshot, KeyView, ReserveItem, ReserveOutcome, Sett
 
 /** Workflow type names: the exported function names in workflows/index.ts. */
 export const WORKFLOW_TYPES = {
-  request: 'chatCompletionWorkflow',
+  /** Every request started now (docs/ARCHITECTURE.md, "Workflow types and versions"). */
+  request: 'chatCompletionWorkflowV2',
+  /**
+   * The same workflow under the name requests had before V2. Executions of it may have begun before
+   * any of the changes behind `patched()` (workflows/request-changes.ts), so they ask their history;
+   * nothing starts it any more, and it stays registered for those still in flight or reset.
+   */
+  requestV1: 'chatCompletionWorkflow',
   batch: 'batchWorkflow',
   providerHealth: 'providerHealthWorkflow',
   virtualKey: 'virtualKeyWorkflow',
 } as const;
+
+/** A request's workflow, whichever type it was started as. */
+export function isRequestWorkflowType(type: string): boolean {
+  return type === WORKFLOW_TYPES.request || type === WORKFLOW_TYPES.requestV1;
+}
 
 export interface ProviderHealthInput {
   settings: BreakerSettings;

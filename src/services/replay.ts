@@ -8,7 +8,7 @@ import proto from '@temporalio/proto';
 import type { temporal as T } from '@temporalio/proto';
 const { temporal } = proto;
 import { ApiError } from '../core/openai-error.js';
-import { WORKFLOW_TYPES } from '../core/contract.js';
+import { isRequestWorkflowType } from '../core/contract.js';
 
 /** Closed states a request can be replayed from. */
 const REPLAYABLE = new Set(['FAILED', 'TIMED_OUT', 'CANCELLED', 'TERMINATED']);
@@ -61,7 +61,7 @@ export async function replayRequest(client: Client, requestId: string, opts: { r
     if (err instanceof WorkflowNotFoundError) throw new ApiError(404, `No request with id '${requestId}'`, 'invalid_request_error', 'id', 'request_not_found');
     throw err;
   }
-  if (description.type !== WORKFLOW_TYPES.request) throw new ApiError(404, `No request with id '${requestId}'`, 'invalid_request_error', 'id', 'request_not_found');
+  if (!isRequestWorkflowType(description.type)) throw new ApiError(404, `No request with id '${requestId}'`, 'invalid_request_error', 'id', 'request_not_found');
   // Read again until it closes or the grace is over (a long poll on the result is not cut short by
   // the client's abort signal, so the status is asked for instead).
   for (const until = Date.now() + CLOSING_GRACE_MS; description.status.name === 'RUNNING' && Date.now() < until; ) {

@@ -70,7 +70,7 @@ export interface RequestList {
 }
 
 export function visibilityQuery(opts: Pick<ListRequestsOptions, 'status' | 'model' | 'batch' | 'key'>): string {
-  const clauses = [`WorkflowType = ${queryLiteral(WORKFLOW_TYPES.request, 'type')}`];
+  const clauses = [`WorkflowType IN (${queryLiteral(WORKFLOW_TYPES.request, 'type')}, ${queryLiteral(WORKFLOW_TYPES.requestV1, 'type')})`];
   if (opts.status) clauses.push(`ExecutionStatus IN (${EXECUTION_STATUSES[opts.status].map((s) => `'${s}'`).join(', ')})`);
   if (opts.model !== undefined) clauses.push(`${KeelModel.name} = ${queryLiteral(opts.model, 'model')}`);
   if (opts.batch !== undefined) clauses.push(`${KeelBatchId.name} = ${queryLiteral(opts.batch, 'batch')}`);

@@ -2,7 +2,7 @@
 // replay and cancel): Temporal's description of the execution, the live status query while it
 // runs, its result or its error once it has ended.
 import { WorkflowNotFoundError, type WorkflowExecutionDescription } from '@temporalio/client';
-import { WORKFLOW_TYPES, requestStatusQuery } from '../core/contract.js';
+import { isRequestWorkflowType, requestStatusQuery } from '../core/contract.js';
 import { ApiError, requestFailureError } from '../core/openai-error.js';
 import type { RequestStatusView } from '../core/request-types.js';
 import { KeelKey, KeelModel } from '../core/search-attributes.js';
@@ -46,7 +46,7 @@ export async function describeExecution(requests: RequestService, id: string, ow
     throw err;
   }
   const foreign = owner !== undefined && description.typedSearchAttributes.get(KeelKey) !== owner;
-  if (description.type !== WORKFLOW_TYPES.request || foreign) throw new ApiError(404, `No request with id '${id}'`, 'invalid_request_error', 'id', 'request_not_found');
+  if (!isRequestWorkflowType(description.type) || foreign) throw new ApiError(404, `No request with id '${id}'`, 'invalid_request_error', 'id', 'request_not_found');
   return { handle, description };
 }
 

@@ -22,7 +22,7 @@ import { until } from '../helpers/http.js';
 import { startKeel, startTemporal } from '../helpers/temporal.js';
 
 const OUT_DIR = dirname(fileURLToPath(import.meta.url));
-const SCENARIOS = ['fallback', 'race', 'hedge', 'failed', 'batch', 'provider-health', 'keyed', 'keyed-batch', 'virtual-key', 'stream', 'stream-hedge'];
+const SCENARIOS = ['fallback', 'race', 'hedge', 'failed', 'batch', 'provider-health', 'keyed', 'keyed-batch', 'virtual-key', 'stream', 'stream-hedge', 'v2-keyed', 'v2-batch'];
 const named = process.argv.slice(2);
 for (const n of named) if (!SCENARIOS.includes(n)) throw new Error(`unknown scenario '${n}'; the scenarios are ${SCENARIOS.join(', ')}`);
 const IDENTITY = 'keel-history-recorder';
@@ -189,6 +189,15 @@ try {
   await until('the keyed batch to complete', async () => ((await keyed.batches.retrieve(keyedBatch.id)).status === 'completed' ? true : undefined), 60_000);
   recorded['keyed-batch'] = await closedHistory(keyedBatch.id);
   assert.equal(count(recorded['keyed-batch'], EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED), 3, 'keyed-batch: three children');
+  // Executions of the V2 request type (docs/ARCHITECTURE.md, "Workflow types and versions"): a keyed
+  // request, and a batch whose lines start as V2 children. Recorded after V2 existed; the older
+  // scenarios above stand for V1 executions and are kept as they were recorded.
+  recorded['v2-keyed'] = await closedHistory(await ask('keyed', `v2-keyed-${run}`, keyed, vk.id));
+  assert.equal(count(recorded['v2-keyed'], EventType.EVENT_TYPE_EXTERNAL_WORKFLOW_EXECUTION_SIGNALED), 1, 'v2-keyed: settled with the key');
+  const v2Batch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+  await until('the V2 batch to complete', async () => ((await client.batches.retrieve(v2Batch.id)).status === 'completed' ? true : undefined), 60_000);
+  recorded['v2-batch'] = await closedHistory(v2Batch.id);
+  assert.equal(count(recorded['v2-batch'], EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED), 3, 'v2-batch: three children');
   const changed = await fetch(`${keel.url}/v1/keys/${vk.id}`, { method: 'PATCH', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ rpm: 500 }) });
   assert.equal(changed.status, 200);
   // The key's workflow never closes while the key lives: its history so far.
