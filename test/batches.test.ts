@@ -11,6 +11,16 @@ import { startFakeProvider, type FakeProvider } from '../dev/fakes/index.js';
 import { KeelBatchId } from '../src/core/search-attributes.js';
 import { startKeel, startTemporal, type KeelUnderTest } from './helpers/temporal.js';
 import { WORKFLOW_TYPES } from '../src/core/contract.js';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { temporal } from '@temporalio/proto';
+import type { ChatWorkflowInput } from '../src/core/request-types.js';
+
+/** The local activities a history ran, in order (their markers' activity types). */
+function localActivities(h: temporal.api.history.v1.IHistory): string[] {
+  return (h.events ?? [])
+    .filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity')
+    .map((e) => defaultPayloadConverter.fromPayload<{ activity_type: string }>(e.markerRecordedEventAttributes!.details!.data!.payloads![0]).activity_type);
+}
 
 const dataDir = mkdtempSync(join(tmpdir(), 'keel-batches-'));
 process.env.KEEL_DATA_DIR = dataDir;
@@ -112,6 +122,16 @@ describe('batches through the openai SDK', () => {
     const runs = [];
     for await (const w of env.client.workflow.list({ query: `WorkflowId = '${created.id}'` })) runs.push(w);
     assert.ok(runs.length >= 3, `expected >= 3 runs, got ${runs.length}`);
+    // Health is read by the batch, not by each line: a line's input carries the part for its own
+    // targets, and its history has no health read of its own (docs/BATCHES.md).
+    const line = await env.client.workflow.getHandle(out[0].response!.request_id).fetchHistory();
+    const input = defaultPayloadConverter.fromPayload<ChatWorkflowInput>(line.events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0]);
+    assert.ok(input.health !== undefined, 'the line was given the batch\'s health read');
+    assert.ok(Object.keys(input.health?.targets ?? {}).every((t) => t === 'alpha/model-a'), JSON.stringify(input.health));
+    assert.deepEqual(localActivities(line), ['callProvider']);
+    let batchReads = 0;
+    for (const r of runs) batchReads += localActivities(await env.client.workflow.getHandle(created.id, r.runId).fetchHistory()).filter((a) => a === 'readHealth').length;
+    assert.ok(batchReads >= 1 && batchReads < n / 2, `${batchReads} health reads by the batch for ${n} lines`);
     const outMeta = await client.files.retrieve(done.output_file_id!);
     assert.equal(outMeta.purpose, 'batch_output');
   });

@@ -15,16 +15,19 @@ import {
   isCancellation,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   sleep,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { BatchActivities } from '../activities/batch/index.js';
+import type { KeelActivities } from '../activities/index.js';
+import type { RoutingHealth } from '../src/core/health-types.js';
 import { childWorkflowId, keys } from '../src/core/batch-keys.js';
 import type { BatchCursor, BatchItem, BatchWorkflowInput, RecordItem, RequestCounts } from '../src/core/batch-types.js';
 import type { ChatRequestBody } from '../src/core/chat-request.js';
 import { KeelBatchId, KeelKey, KeelModel, KeelStatus } from '../src/core/search-attributes.js';
-import { planRequest, routingFor } from '../src/core/routing.js';
+import { healthCandidates, planRequest, routingFor } from '../src/core/routing.js';
 import { requestFeatures } from '../src/core/capabilities.js';
 import { worstCase } from '../src/core/key-cost.js';
 import type { ReserveItem } from '../src/core/keys.js';
@@ -36,6 +39,15 @@ const retry = { maximumAttempts: 200, initialInterval: '200ms', backoffCoefficie
 const store = proxyActivities<BatchActivities>({ startToCloseTimeout: '30m', heartbeatTimeout: '10s', retry });
 // A child still running when recorded (a re-drive found it) is waited for, within a request's budget.
 const recorder = proxyActivities<BatchActivities>({ startToCloseTimeout: '2h', heartbeatTimeout: '10s', retry });
+
+// The worker's health snapshot, read once for many lines (a request reads it itself otherwise).
+const { readHealth } = proxyLocalActivities<KeelActivities>({ startToCloseTimeout: '5s', retry: { maximumAttempts: 1 } });
+/**
+ * How long one health read serves the lines the batch starts. The worker's own snapshot is only
+ * as fresh as its last refresh from the health workflow; a line started within this much of the
+ * read plans as it would have with its own read, give or take one refresh.
+ */
+const HEALTH_FRESH_MS = 1_000;
 
 const PAGE_ITEMS = 500;
 /** Lines reserved against the batch's key per Update. */
@@ -110,6 +122,30 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
   // Runs begun before the V2 request type started their lines as V1 and go on doing so: a child's
   // type is part of the history they replay. Asked once per run (one marker per run, not per line).
   const requestType = patched('request-workflow-v2') ? WORKFLOW_TYPES.request : WORKFLOW_TYPES.requestV1;
+  // Since 'batch-health', one health read serves the lines started within HEALTH_FRESH_MS of it,
+  // each given the part for its own targets: the lines' own local reads were one marker and one
+  // activation each. Before, and whenever the read fails, each line reads health itself.
+  const sharedHealth = patched('batch-health');
+  let health: { read: RoutingHealth | null; at: number; targets: Set<string> } | undefined;
+  const refreshHealth = async (items: BatchItem[]) => {
+    if (!sharedHealth || items.length === 0) return;
+    const targets = new Set(items.flatMap((item) => healthCandidates(item.body as ChatRequestBody, input.routing)));
+    const covered = health !== undefined && [...targets].every((t) => health!.targets.has(t));
+    if (covered && Date.now() - health!.at < HEALTH_FRESH_MS) return;
+    try {
+      health = { read: await readHealth([...targets]), at: Date.now(), targets };
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      health = undefined;
+    }
+  };
+  const healthFor = (request: ChatRequestBody): { health?: RoutingHealth | null } => {
+    if (!health || Date.now() - health.at >= HEALTH_FRESH_MS) return {};
+    if (health.read === null) return { health: null };
+    const all = health.read;
+    const mine = Object.fromEntries(healthCandidates(request, input.routing).filter((t) => all.targets[t]).map((t) => [t, all.targets[t]]));
+    return { health: { ...all, targets: mine } };
+  };
 
   const launch = (item: BatchItem, key?: RequestKey) => {
     const childId = childWorkflowId(batchId, round, item.customId);
@@ -126,7 +162,7 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
       // Temporal's default workflow task timeout (10 s), not the short one of interactive requests
       // with local calls: nobody waits on a line's cancel or status, and on a saturated worker a
       // short timeout would re-run local calls whose task merely checked in late.
-      args: [{ request, routing, batchId, ...(key && { key }) }],
+      args: [{ request, routing, batchId, ...(key && { key }), ...healthFor(request) }],
       parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
       // A re-drive that meets a finished child records that child instead of running the line again.
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
@@ -180,6 +216,7 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
       const group = buffer.slice(0, Math.min(input.window - pending.size, input.childrenPerRun - started, RESERVE_GROUP));
       const items = group.map(reservation);
       const outcomes = await store.reserveBatchLines({ keyId, items });
+      await refreshHealth(group);
       let i = 0;
       for (; i < group.length && outcomes[i].ok; i++) {
         buffer.shift();
@@ -242,6 +279,8 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
           if (buffer.length > 0) readOffset = buffer[buffer.length - 1].end;
           if (buffer.length === 0) break;
         }
+        await refreshHealth(buffer.slice(0, Math.min(input.window - pending.size, input.childrenPerRun - started)));
+        if (pending.size >= input.window || cancelled() || expired) break;
         launch(buffer.shift()!);
         if (started >= input.childrenPerRun) break;
       }

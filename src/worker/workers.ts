@@ -179,7 +179,8 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
       sinks: workflowSinks,
       interceptors: { activity: activityInterceptors },
       // Batch activities read children's outcomes through a client on the worker's own connection.
-      activities: createBatchActivities(config, new Client({ connection, namespace: config.namespace, ...withCodec, ...traced }), openBatchStore(config.codec)),
+      // and read this worker's health snapshot (a local activity) for the lines they start.
+      activities: { ...createBatchActivities(config, new Client({ connection, namespace: config.namespace, ...withCodec, ...traced }), openBatchStore(config.codec)), readHealth: activities.readHealth },
     }),
   );
   health.start();

@@ -22,7 +22,7 @@ import { until } from '../helpers/http.js';
 import { startKeel, startTemporal } from '../helpers/temporal.js';
 
 const OUT_DIR = dirname(fileURLToPath(import.meta.url));
-const SCENARIOS = ['fallback', 'race', 'hedge', 'failed', 'batch', 'provider-health', 'keyed', 'keyed-batch', 'virtual-key', 'stream', 'stream-hedge', 'v2-keyed', 'v2-batch'];
+const SCENARIOS = ['fallback', 'race', 'hedge', 'failed', 'batch', 'provider-health', 'keyed', 'keyed-batch', 'virtual-key', 'stream', 'stream-hedge', 'v2-keyed', 'v2-batch', 'batch-health'];
 const named = process.argv.slice(2);
 for (const n of named) if (!SCENARIOS.includes(n)) throw new Error(`unknown scenario '${n}'; the scenarios are ${SCENARIOS.join(', ')}`);
 const IDENTITY = 'keel-history-recorder';
@@ -198,6 +198,11 @@ try {
   await until('the V2 batch to complete', async () => ((await client.batches.retrieve(v2Batch.id)).status === 'completed' ? true : undefined), 60_000);
   recorded['v2-batch'] = await closedHistory(v2Batch.id);
   assert.equal(count(recorded['v2-batch'], EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED), 3, 'v2-batch: three children');
+  // A batch that reads health once for its lines (recorded after 'batch-health'; v2-batch is from before).
+  const healthBatch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+  await until('the batch-health batch to complete', async () => ((await client.batches.retrieve(healthBatch.id)).status === 'completed' ? true : undefined), 60_000);
+  recorded['batch-health'] = await closedHistory(healthBatch.id);
+  assert.ok(events(recorded['batch-health']).some((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity'), 'batch-health: the batch read health');
   const changed = await fetch(`${keel.url}/v1/keys/${vk.id}`, { method: 'PATCH', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ rpm: 500 }) });
   assert.equal(changed.status, 200);
   // The key's workflow never closes while the key lives: its history so far.
