@@ -15,13 +15,11 @@ import {
   isCancellation,
   patched,
   proxyActivities,
-  proxyLocalActivities,
   setHandler,
   sleep,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { BatchActivities } from '../activities/batch/index.js';
-import type { KeelActivities } from '../activities/index.js';
 import type { RoutingHealth } from '../src/core/health-types.js';
 import { childWorkflowId, keys } from '../src/core/batch-keys.js';
 import type { BatchCursor, BatchItem, BatchWorkflowInput, RecordItem, RequestCounts } from '../src/core/batch-types.js';
@@ -40,14 +38,13 @@ const store = proxyActivities<BatchActivities>({ startToCloseTimeout: '30m', hea
 // A child still running when recorded (a re-drive found it) is waited for, within a request's budget.
 const recorder = proxyActivities<BatchActivities>({ startToCloseTimeout: '2h', heartbeatTimeout: '10s', retry });
 
-// The worker's health snapshot, read once for many lines (a request reads it itself otherwise).
-const { readHealth } = proxyLocalActivities<KeelActivities>({ startToCloseTimeout: '5s', retry: { maximumAttempts: 1 } });
 /**
- * How long one health read serves the lines the batch starts. The worker's own snapshot is only
- * as fresh as its last refresh from the health workflow; a line started within this much of the
- * read plans as it would have with its own read, give or take one refresh.
+ * How long a health snapshot a batch activity brought back serves the lines the batch starts. A
+ * run reads one with its first page, and the recorder another every `flushSize` lines or 2 s
+ * while lines finish, so a steady batch has one at most ~2 s old; a line started without one that
+ * fresh reads health itself.
  */
-const HEALTH_FRESH_MS = 1_000;
+const HEALTH_FRESH_MS = 3_000;
 
 const PAGE_ITEMS = 500;
 /** Lines reserved against the batch's key per Update. */
@@ -122,29 +119,24 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
   // Runs begun before the V2 request type started their lines as V1 and go on doing so: a child's
   // type is part of the history they replay. Asked once per run (one marker per run, not per line).
   const requestType = patched('request-workflow-v2') ? WORKFLOW_TYPES.request : WORKFLOW_TYPES.requestV1;
-  // Since 'batch-health', one health read serves the lines started within HEALTH_FRESH_MS of it,
-  // each given the part for its own targets: the lines' own local reads were one marker and one
-  // activation each. Before, and whenever the read fails, each line reads health itself.
+  // Since 'batch-health', the page reads and the recorder bring back the worker's health snapshot
+  // for the targets of the lines about to start, and each line started within HEALTH_FRESH_MS of
+  // it is given the part for its own targets: the lines' own reads were a local activity and a
+  // marker each.
   const sharedHealth = patched('batch-health');
-  let health: { read: RoutingHealth | null; at: number; targets: Set<string> } | undefined;
-  const refreshHealth = async (items: BatchItem[]) => {
-    if (!sharedHealth || items.length === 0) return;
-    const targets = new Set(items.flatMap((item) => healthCandidates(item.body as ChatRequestBody, input.routing)));
-    const covered = health !== undefined && [...targets].every((t) => health!.targets.has(t));
-    if (covered && Date.now() - health!.at < HEALTH_FRESH_MS) return;
-    try {
-      health = { read: await readHealth([...targets]), at: Date.now(), targets };
-    } catch (err) {
-      if (isCancellation(err)) throw err;
-      health = undefined;
-    }
-  };
-  const healthFor = (request: ChatRequestBody): { health?: RoutingHealth | null } => {
+  let health: { read: RoutingHealth; at: number; targets: Set<string> } | undefined;
+  const healthFor = (request: ChatRequestBody): { health?: RoutingHealth } => {
     if (!health || Date.now() - health.at >= HEALTH_FRESH_MS) return {};
-    if (health.read === null) return { health: null };
+    const mine = healthCandidates(request, input.routing);
+    if (!mine.every((t) => health!.targets.has(t))) return {};
     const all = health.read;
-    const mine = Object.fromEntries(healthCandidates(request, input.routing).filter((t) => all.targets[t]).map((t) => [t, all.targets[t]]));
-    return { health: { ...all, targets: mine } };
+    return { health: { ...all, targets: Object.fromEntries(mine.filter((t) => all.targets[t]).map((t) => [t, all.targets[t]])) } };
+  };
+
+  const readPage = async () => {
+    const page = await store.readBatchPage({ source: cursor.source, offset: readOffset, maxItems: PAGE_ITEMS, maxBytes: PAGE_BYTES, ...(sharedHealth && { withHealth: true }) });
+    if (page.health) health = { read: page.health.read, at: Date.now(), targets: new Set(page.health.targets) };
+    return page;
   };
 
   const launch = (item: BatchItem, key?: RequestKey) => {
@@ -207,7 +199,7 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
     while (!rateBlocked && !budgetBlocked && pending.size < input.window && started < input.childrenPerRun) {
       if (buffer.length === 0) {
         if (eof) return;
-        const page = await store.readBatchPage({ source: cursor.source, offset: readOffset, maxItems: PAGE_ITEMS, maxBytes: PAGE_BYTES });
+        const page = await readPage();
         buffer = page.items;
         eof = page.eof;
         if (buffer.length > 0) readOffset = buffer[buffer.length - 1].end;
@@ -216,7 +208,6 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
       const group = buffer.slice(0, Math.min(input.window - pending.size, input.childrenPerRun - started, RESERVE_GROUP));
       const items = group.map(reservation);
       const outcomes = await store.reserveBatchLines({ keyId, items });
-      await refreshHealth(group);
       let i = 0;
       for (; i < group.length && outcomes[i].ok; i++) {
         buffer.shift();
@@ -254,7 +245,17 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
   const flush = async () => {
     const items = done.splice(0, done.length);
     const cancelCode = cancelled() ? 'batch_cancelled' : expired ? 'batch_expired' : undefined;
-    counts = await recorder.recordBatchResults({ batchId, chunkKey: keys.chunk(batchId, round, seq++), items, counts, ...(cancelCode && { cancelCode }) });
+    const healthTargets = sharedHealth ? [...new Set(buffer.slice(0, input.window).flatMap((item) => healthCandidates(item.body as ChatRequestBody, input.routing)))] : [];
+    const { health: read, ...recorded } = await recorder.recordBatchResults({
+      batchId,
+      chunkKey: keys.chunk(batchId, round, seq++),
+      items,
+      counts,
+      ...(cancelCode && { cancelCode }),
+      ...(healthTargets.length > 0 && { healthTargets }),
+    });
+    counts = recorded;
+    if (read) health = { read, at: Date.now(), targets: new Set(healthTargets) };
     lastFlush = Date.now();
   };
 
@@ -273,14 +274,12 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
       while (pending.size < input.window) {
         if (buffer.length === 0) {
           if (eof) break;
-          const page = await store.readBatchPage({ source: cursor.source, offset: readOffset, maxItems: PAGE_ITEMS, maxBytes: PAGE_BYTES });
+          const page = await readPage();
           buffer = page.items;
           eof = page.eof;
           if (buffer.length > 0) readOffset = buffer[buffer.length - 1].end;
           if (buffer.length === 0) break;
         }
-        await refreshHealth(buffer.slice(0, Math.min(input.window - pending.size, input.childrenPerRun - started)));
-        if (pending.size >= input.window || cancelled() || expired) break;
         launch(buffer.shift()!);
         if (started >= input.childrenPerRun) break;
       }

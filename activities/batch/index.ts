@@ -7,6 +7,7 @@ import type { BatchStore } from '../../src/store/batch-store.js';
 import type { KeelConfig } from '../../src/config/schema.js';
 import { createBatchFinalizeActivities } from './finalize.js';
 import { createBatchRunActivities } from './run.js';
+import type { RoutingHealth } from '../../src/core/health-types.js';
 import { createValidateBatch } from './validate.js';
 
 /** Heartbeats while the activity runs, so a worker killed mid-way is noticed within the heartbeat timeout. */
@@ -22,8 +23,9 @@ function heartbeating<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (
   };
 }
 
-export function createBatchActivities(config: KeelConfig, client: Client, files: BatchStore) {
-  const run = createBatchRunActivities(client, files);
+/** `readHealth`: the worker's health snapshot for some targets (undefined before the first one). */
+export function createBatchActivities(config: KeelConfig, client: Client, files: BatchStore, readHealth?: (targets: string[]) => RoutingHealth | undefined) {
+  const run = createBatchRunActivities(client, files, config.routing, readHealth);
   const fin = createBatchFinalizeActivities(files);
   return {
     validateBatchInput: heartbeating(createValidateBatch(config, files)),

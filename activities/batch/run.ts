@@ -11,6 +11,10 @@ import type { BatchItem, BatchObject, RecordItem, RequestCounts } from '../../sr
 import { readLines } from '../../src/store/file-store.js';
 import { failureError } from '../../src/core/openai-error.js';
 import type { ChatWorkflowResult } from '../../src/core/request-types.js';
+import type { RoutingHealth } from '../../src/core/health-types.js';
+import type { RoutingConfig } from '../../src/config/schema.js';
+import type { ChatRequestBody } from '../../src/core/chat-request.js';
+import { healthCandidates } from '../../src/core/routing.js';
 import { errorLine, isSuccess, responseLine, type BatchOutputLine } from './lines.js';
 
 export interface ReadPageInput {
@@ -19,11 +23,15 @@ export interface ReadPageInput {
   maxItems: number;
   /** Bounds the activity result well under Temporal's 2 MB payload limit. */
   maxBytes: number;
+  /** Bring back this worker's health snapshot for the page's targets too. */
+  withHealth?: boolean;
 }
 
 export interface ReadPageOutput {
   items: BatchItem[];
   eof: boolean;
+  /** The snapshot, and the targets it was read for (a target without stats has no entry). */
+  health?: { read: RoutingHealth; targets: string[] };
 }
 
 export interface RecordInput {
@@ -33,7 +41,12 @@ export interface RecordInput {
   counts: RequestCounts;
   /** What a child that was cancelled (batch cancel, expiry) is reported as. */
   cancelCode?: 'batch_cancelled' | 'batch_expired';
+  /** The targets of the lines the batch starts next: their health comes back with the counts. */
+  healthTargets?: string[];
 }
+
+/** The counts after a chunk, and this worker's health snapshot for the targets asked (none yet: absent). */
+export type RecordOutput = RequestCounts & { health?: RoutingHealth };
 
 export interface UnstartedInput {
   batchId: string;
@@ -60,7 +73,7 @@ async function pool<T, R>(items: T[], width: number, fn: (item: T) => Promise<R>
   return out;
 }
 
-export function createBatchRunActivities(client: Client, files: BatchStore) {
+export function createBatchRunActivities(client: Client, files: BatchStore, routing: RoutingConfig, readHealth?: (targets: string[]) => RoutingHealth | undefined) {
   const cancelledMessage = { batch_cancelled: 'The batch was cancelled before this request finished.', batch_expired: 'This request could not be executed before the completion window expired.' };
 
   async function outcomeLine(batchId: string, item: RecordItem, cancelCode?: RecordInput['cancelCode']): Promise<BatchOutputLine> {
@@ -77,6 +90,35 @@ export function createBatchRunActivities(client: Client, files: BatchStore) {
       return responseLine(batchId, item.customId, item.childId, error.status, { error: error.toObject() });
     }
   }
+
+  /** One page of lines from `offset`: whole lines, within maxItems and maxBytes. */
+  async function readPage(input: ReadPageInput): Promise<ReadPageOutput> {
+    const items: BatchItem[] = [];
+    let offset = input.offset;
+    let bytes = 0;
+    let carry: Buffer = Buffer.alloc(0);
+    for (;;) {
+      const buf = await files.store.readRange(input.source, offset + carry.length, READ_CHUNK);
+      const data = carry.length ? Buffer.concat([carry, buf]) : buf;
+      let start = 0;
+      for (;;) {
+        const nl = data.indexOf(0x0a, start);
+        if (nl === -1) break;
+        const line = data.subarray(start, nl);
+        if (items.length > 0 && bytes + line.length > input.maxBytes) return { items, eof: false };
+        const parsed = JSON.parse(line.toString('utf8')) as { custom_id: string; model: string; body: Record<string, unknown> };
+        items.push({ customId: parsed.custom_id, model: parsed.model, body: parsed.body, end: offset + nl + 1 });
+        bytes += line.length;
+        start = nl + 1;
+        if (items.length >= input.maxItems) return { items, eof: false };
+      }
+      // valid.jsonl is written by Keel with a newline after every line: a tail without one is the end.
+      if (buf.length < READ_CHUNK) return { items, eof: true };
+      offset += start;
+      carry = data.subarray(start);
+    }
+  }
+
 
   return {
     /**
@@ -98,41 +140,29 @@ export function createBatchRunActivities(client: Client, files: BatchStore) {
     },
 
     async readBatchPage(input: ReadPageInput): Promise<ReadPageOutput> {
-      const items: BatchItem[] = [];
-      let offset = input.offset;
-      let bytes = 0;
-      let carry: Buffer = Buffer.alloc(0);
-      for (;;) {
-        const buf = await files.store.readRange(input.source, offset + carry.length, READ_CHUNK);
-        const data = carry.length ? Buffer.concat([carry, buf]) : buf;
-        let start = 0;
-        for (;;) {
-          const nl = data.indexOf(0x0a, start);
-          if (nl === -1) break;
-          const line = data.subarray(start, nl);
-          if (items.length > 0 && bytes + line.length > input.maxBytes) return { items, eof: false };
-          const parsed = JSON.parse(line.toString('utf8')) as { custom_id: string; model: string; body: Record<string, unknown> };
-          items.push({ customId: parsed.custom_id, model: parsed.model, body: parsed.body, end: offset + nl + 1 });
-          bytes += line.length;
-          start = nl + 1;
-          if (items.length >= input.maxItems) return { items, eof: false };
+      const page = await readPage(input);
+      if (!input.withHealth || !readHealth) return page;
+      const targets = new Set<string>();
+      for (const item of page.items) {
+        try {
+          for (const t of healthCandidates(item.body as ChatRequestBody, routing)) targets.add(t);
+        } catch {
+          // A line this worker's configuration cannot plan: it reads health itself, if it runs.
         }
-        // valid.jsonl is written by Keel with a newline after every line: a tail without one is the end.
-        if (buf.length < READ_CHUNK) return { items, eof: true };
-        offset += start;
-        carry = data.subarray(start);
       }
+      const read = readHealth([...targets]);
+      return read ? { ...page, health: { read, targets: [...targets] } } : page;
     },
 
-    async recordBatchResults(input: RecordInput): Promise<RequestCounts> {
-      {
-        const lines = await pool(input.items, FETCH_CONCURRENCY, (item) => outcomeLine(input.batchId, item, input.cancelCode));
-        await files.store.put(input.chunkKey, lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
-        const ok = lines.filter(isSuccess).length;
-        const counts = { ...input.counts, completed: input.counts.completed + ok, failed: input.counts.failed + lines.length - ok };
-        await files.patchBatch(input.batchId, { request_counts: counts });
-        return counts;
-      }
+    async recordBatchResults(input: RecordInput): Promise<RecordOutput> {
+      const lines = await pool(input.items, FETCH_CONCURRENCY, (item) => outcomeLine(input.batchId, item, input.cancelCode));
+      await files.store.put(input.chunkKey, lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
+      const ok = lines.filter(isSuccess).length;
+      const counts = { ...input.counts, completed: input.counts.completed + ok, failed: input.counts.failed + lines.length - ok };
+      await files.patchBatch(input.batchId, { request_counts: counts });
+      // Read last, so the snapshot is as fresh as it can be when the batch starts lines with it.
+      const health = input.healthTargets && readHealth?.(input.healthTargets);
+      return { ...counts, ...(health && { health }) };
     },
 
     /** Expiry: every line that never started goes to the error file as `batch_expired`, as OpenAI does. */

@@ -178,9 +178,9 @@ export async function createKeelWorkers(opts: KeelWorkersOptions): Promise<KeelW
       maxCachedWorkflows: 20,
       sinks: workflowSinks,
       interceptors: { activity: activityInterceptors },
-      // Batch activities read children's outcomes through a client on the worker's own connection.
-      // and read this worker's health snapshot (a local activity) for the lines they start.
-      activities: { ...createBatchActivities(config, new Client({ connection, namespace: config.namespace, ...withCodec, ...traced }), openBatchStore(config.codec)), readHealth: activities.readHealth },
+      // Batch activities read children's outcomes through a client on the worker's own connection,
+      // and this worker's health snapshot for the lines a batch starts next.
+      activities: createBatchActivities(config, new Client({ connection, namespace: config.namespace, ...withCodec, ...traced }), openBatchStore(config.codec), healthSource(health)),
     }),
   );
   health.start();

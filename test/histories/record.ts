@@ -202,7 +202,8 @@ try {
   const healthBatch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
   await until('the batch-health batch to complete', async () => ((await client.batches.retrieve(healthBatch.id)).status === 'completed' ? true : undefined), 60_000);
   recorded['batch-health'] = await closedHistory(healthBatch.id);
-  assert.ok(events(recorded['batch-health']).some((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity'), 'batch-health: the batch read health');
+  const pageRead = events(recorded['batch-health']).find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'readBatchPage');
+  assert.match(Buffer.from(pageRead!.activityTaskScheduledEventAttributes!.input!.payloads![0].data!).toString(), /"withHealth":true/, 'batch-health: the page read brings health');
   const changed = await fetch(`${keel.url}/v1/keys/${vk.id}`, { method: 'PATCH', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ rpm: 500 }) });
   assert.equal(changed.status, 200);
   // The key's workflow never closes while the key lives: its history so far.
