@@ -119,7 +119,6 @@ export function createBatchRunActivities(client: Client, files: BatchStore, rout
     }
   }
 
-
   return {
     /**
      * Reserves the next lines against the batch's virtual key (one Update for the group, in file
