@@ -25,7 +25,7 @@ import { childWorkflowId, keys } from '../src/core/batch-keys.js';
 import type { BatchCursor, BatchItem, BatchWorkflowInput, RecordItem, RequestCounts } from '../src/core/batch-types.js';
 import type { ChatRequestBody } from '../src/core/chat-request.js';
 import { KeelBatchId, KeelKey, KeelModel, KeelStatus } from '../src/core/search-attributes.js';
-import { healthCandidates, planRequest, routingFor } from '../src/core/routing.js';
+import { healthCandidates, healthTargets, planRequest, routingFor } from '../src/core/routing.js';
 import { requestFeatures } from '../src/core/capabilities.js';
 import { worstCase } from '../src/core/key-cost.js';
 import type { ReserveItem } from '../src/core/keys.js';
@@ -245,17 +245,17 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
   const flush = async () => {
     const items = done.splice(0, done.length);
     const cancelCode = cancelled() ? 'batch_cancelled' : expired ? 'batch_expired' : undefined;
-    const healthTargets = sharedHealth ? [...new Set(buffer.slice(0, input.window).flatMap((item) => healthCandidates(item.body as ChatRequestBody, input.routing)))] : [];
+    const targets = sharedHealth ? healthTargets(buffer.slice(0, input.window).map((item) => item.body as ChatRequestBody), input.routing) : [];
     const { health: read, ...recorded } = await recorder.recordBatchResults({
       batchId,
       chunkKey: keys.chunk(batchId, round, seq++),
       items,
       counts,
       ...(cancelCode && { cancelCode }),
-      ...(healthTargets.length > 0 && { healthTargets }),
+      ...(targets.length > 0 && { healthTargets: targets }),
     });
     counts = recorded;
-    if (read) health = { read, at: Date.now(), targets: new Set(healthTargets) };
+    if (read) health = { read, at: Date.now(), targets: new Set(targets) };
     lastFlush = Date.now();
   };
 

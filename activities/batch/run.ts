@@ -14,7 +14,7 @@ import type { ChatWorkflowResult } from '../../src/core/request-types.js';
 import type { RoutingHealth } from '../../src/core/health-types.js';
 import type { RoutingConfig } from '../../src/config/schema.js';
 import type { ChatRequestBody } from '../../src/core/chat-request.js';
-import { healthCandidates } from '../../src/core/routing.js';
+import { healthTargets } from '../../src/core/routing.js';
 import { errorLine, isSuccess, responseLine, type BatchOutputLine } from './lines.js';
 
 export interface ReadPageInput {
@@ -141,16 +141,9 @@ export function createBatchRunActivities(client: Client, files: BatchStore, rout
     async readBatchPage(input: ReadPageInput): Promise<ReadPageOutput> {
       const page = await readPage(input);
       if (!input.withHealth || !readHealth) return page;
-      const targets = new Set<string>();
-      for (const item of page.items) {
-        try {
-          for (const t of healthCandidates(item.body as ChatRequestBody, routing)) targets.add(t);
-        } catch {
-          // A line this worker's configuration cannot plan: it reads health itself, if it runs.
-        }
-      }
-      const read = readHealth([...targets]);
-      return read ? { ...page, health: { read, targets: [...targets] } } : page;
+      const targets = healthTargets(page.items.map((item) => item.body as ChatRequestBody), routing);
+      const read = readHealth(targets);
+      return read ? { ...page, health: { read, targets } } : page;
     },
 
     async recordBatchResults(input: RecordInput): Promise<RecordOutput> {

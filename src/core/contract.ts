@@ -26,9 +26,11 @@ export const WORKFLOW_TYPES = {
   virtualKey: 'virtualKeyWorkflow',
 } as const;
 
-/** A request's workflow, whichever type it was started as. */
+/** Every type a request's workflow may have been started as. */
+export const REQUEST_WORKFLOW_TYPES: readonly string[] = [WORKFLOW_TYPES.request, WORKFLOW_TYPES.requestV1];
+
 export function isRequestWorkflowType(type: string): boolean {
-  return type === WORKFLOW_TYPES.request || type === WORKFLOW_TYPES.requestV1;
+  return REQUEST_WORKFLOW_TYPES.includes(type);
 }
 
 export interface ProviderHealthInput {

@@ -166,6 +166,22 @@ export function healthCandidates(req: PlanInput, routing: RoutingConfig): string
 }
 
 /**
+ * The targets health is read for ahead of starting these requests (a batch's next lines): every
+ * candidate of each, once. A request this routing cannot plan adds none; it reads its own.
+ */
+export function healthTargets(requests: PlanInput[], routing: RoutingConfig): string[] {
+  const out = new Set<string>();
+  for (const req of requests) {
+    try {
+      for (const t of healthCandidates(req, routing)) out.add(t);
+    } catch {
+      // An unknown model here is the request's own error when it runs.
+    }
+  }
+  return [...out];
+}
+
+/**
  * `health` (optional) makes the plan health-aware: open breakers are skipped, degraded targets
  * go last among equals, and `provider.sort` latency/throughput use the live figures.
  */

@@ -6,7 +6,7 @@ import proto from '@temporalio/proto';
 import type { temporal as T } from '@temporalio/proto';
 const { temporal } = proto;
 import { ApiError, invalidRequest } from '../core/openai-error.js';
-import { WORKFLOW_TYPES } from '../core/contract.js';
+import { REQUEST_WORKFLOW_TYPES } from '../core/contract.js';
 import { KeelBatchId, KeelErrorClass, KeelKey, KeelModel, KeelProvider } from '../core/search-attributes.js';
 
 export type PublicStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -70,7 +70,7 @@ export interface RequestList {
 }
 
 export function visibilityQuery(opts: Pick<ListRequestsOptions, 'status' | 'model' | 'batch' | 'key'>): string {
-  const clauses = [`WorkflowType IN (${queryLiteral(WORKFLOW_TYPES.request, 'type')}, ${queryLiteral(WORKFLOW_TYPES.requestV1, 'type')})`];
+  const clauses = [`WorkflowType IN (${REQUEST_WORKFLOW_TYPES.map((t) => queryLiteral(t, 'type')).join(', ')})`];
   if (opts.status) clauses.push(`ExecutionStatus IN (${EXECUTION_STATUSES[opts.status].map((s) => `'${s}'`).join(', ')})`);
   if (opts.model !== undefined) clauses.push(`${KeelModel.name} = ${queryLiteral(opts.model, 'model')}`);
   if (opts.batch !== undefined) clauses.push(`${KeelBatchId.name} = ${queryLiteral(opts.batch, 'batch')}`);
