@@ -275,10 +275,13 @@ describe('replay', () => {
 
   test('a cancelled async request can be replayed; a running one cannot (409)', async () => {
     a.resetCalls();
+    b.resetCalls();
     // Longer than a replay's wait for a run that is closing (3 s), so the request is still at work.
+    // Both targets are slow: health routing may try b first after the earlier tests' failures on a.
     a.setBehaviour('m', { default: { kind: 'ok', latencyMs: 30_000 } });
+    b.setBehaviour('m', { default: { kind: 'ok', latencyMs: 30_000 } });
     const { json } = await call('POST', '/v1/requests', chat());
-    await a.waitForCalls(1, { model: 'm', timeoutMs: 10_000 }).catch(() => undefined);
+    await until('the request to reach a provider', () => (a.calls('m').length + b.calls('m').length > 0 ? true : undefined));
     const running = await call('POST', `/v1/requests/${json.id}/replay`);
     assert.equal(running.res.status, 409);
     assert.match(running.json.error.message, /is running/);
