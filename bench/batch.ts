@@ -72,7 +72,7 @@ models:
     let peakWorker = 0;
     let peakApi = 0;
     let inProgressAt: number | undefined;
-    const progress: { s: number; done: number }[] = [];
+    const progress: { s: number; done: number; worker_rss_mb?: number }[] = [];
     while (!['completed', 'failed', 'expired', 'cancelled'].includes(b.status)) {
       if (MAX_SECONDS > 0 && Date.now() - started > MAX_SECONDS * 1000) break;
       if (Date.now() - started > TIMEOUT_MS) throw new Error(`batch not finished within ${TIMEOUT_MS} ms: ${JSON.stringify(b.request_counts)}`);
@@ -84,7 +84,7 @@ models:
       if (b.status === 'in_progress' && !inProgressAt) inProgressAt = Date.now();
       const doneNow = (b.request_counts?.completed ?? 0) + (b.request_counts?.failed ?? 0);
       const at = (Date.now() - started) / 1000;
-      if (progress.length === 0 || at - progress[progress.length - 1].s >= 30) progress.push({ s: Math.round(at), done: doneNow });
+      if (progress.length === 0 || at - progress[progress.length - 1].s >= 30) progress.push({ s: Math.round(at), done: doneNow, worker_rss_mb: Math.round(worker.rssMb() ?? 0) });
       peakWorker = Math.max(peakWorker, worker.peakRssMb() ?? 0);
       peakApi = Math.max(peakApi, api.peakRssMb() ?? 0);
       if (process.stderr.isTTY) process.stderr.write(`\r${s.name}: ${b.status} ${JSON.stringify(b.request_counts)}   `);
@@ -103,7 +103,8 @@ models:
       provider_calls: calls,
       wall_s: Number(wallS.toFixed(2)),
       requests_per_s: Number((finished / wallS).toFixed(1)),
-      ...(b.status !== 'completed' && { stopped_after_s: MAX_SECONDS, finished, progress }),
+      ...(b.status !== 'completed' && { stopped_after_s: MAX_SECONDS, finished }),
+      progress,
       validating_s: inProgressAt ? Number(((inProgressAt - started) / 1000).toFixed(2)) : null,
       peak_rss_mb: { worker: Math.round(peakWorker), api: Math.round(peakApi) },
       cpu_ms_per_line: cpu,

@@ -30,11 +30,22 @@ export async function spawnEntry(entry: string, ready: RegExp, env: NodeJS.Proce
 
 export { freePort } from '../../src/temporal/ports.js';
 
+function statusMb(pid: number, field: 'VmHWM' | 'VmRSS'): number | undefined {
+  try {
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface RoleProcess {
   child: ChildProcess;
   pid: number;
   /** Peak resident set (VmHWM) so far, in MB; undefined once the process has gone. */
   peakRssMb(): number | undefined;
+  /** Resident set (VmRSS) now, in MB; undefined once the process has gone. */
+  rssMb(): number | undefined;
   kill(signal?: NodeJS.Signals): Promise<void>;
   output(): string;
 }
@@ -86,14 +97,8 @@ export async function startRole(role: 'worker' | 'api', env: RoleEnv, timeoutMs 
   return {
     child,
     pid: child.pid!,
-    peakRssMb() {
-      try {
-        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-        return m ? Number(m[1]) / 1024 : undefined;
-      } catch {
-        return undefined;
-      }
-    },
+    peakRssMb: () => statusMb(child.pid!, 'VmHWM'),
+    rssMb: () => statusMb(child.pid!, 'VmRSS'),
     async kill(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill(signal);
