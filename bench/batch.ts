@@ -94,6 +94,7 @@ models:
     const perLine = (ms: number) => Number((ms / Math.max(1, finished)).toFixed(2));
     const cpu = { server: perLine(cpuMs(server.process.pid!) - cpu0.server), worker: perLine(cpuMs(worker.pid) - cpu0.worker), api: perLine(cpuMs(api.pid) - cpu0.api) };
     const calls = fake.calls().length;
+    const tasks = await batchTaskProblems(server.address, batch.id);
     const idealS = s.rateLimitPerSecond ? LINES / s.rateLimitPerSecond : undefined;
     const result = {
       scenario: s.name,
@@ -108,6 +109,7 @@ models:
       validating_s: inProgressAt ? Number(((inProgressAt - started) / 1000).toFixed(2)) : null,
       peak_rss_mb: { worker: Math.round(peakWorker), api: Math.round(peakApi) },
       cpu_ms_per_line: cpu,
+      batch_workflow: tasks,
       ...(s.rateLimitPerSecond && { rate_limit_per_s: s.rateLimitPerSecond, ideal_s: idealS, over_ideal_pct: Number((((wallS - idealS!) / idealS!) * 100).toFixed(1)) }),
     };
     if (process.stderr.isTTY) process.stderr.write('\n');
@@ -119,6 +121,39 @@ models:
     await server.stop();
     await fake.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * What the batch's own workflow went through: its runs, and the workflow tasks that timed out or
+ * failed. Each of those makes the worker replay that run's whole history (thousands of events),
+ * which shows as a stall and a jump in the worker's memory.
+ */
+async function batchTaskProblems(address: string, batchId: string) {
+  const connection = await Connection.connect({ address });
+  try {
+    const client = new Client({ connection });
+    const out = { runs: 0, task_timeouts: [] as { run: number; at_event: number; type: string }[], task_failures: 0, longest_task_ms: 0 };
+    const runs = [];
+    for await (const w of client.workflow.list({ query: `WorkflowId = '${batchId}'` })) runs.push(w);
+    runs.sort((a, b) => a.startTime.getTime() - b.startTime.getTime());
+    for (const [i, w] of runs.entries()) {
+      out.runs += 1;
+      const history = await client.workflow.getHandle(batchId, w.runId).fetchHistory();
+      const at = new Map<string, number>();
+      for (const e of history.events ?? []) {
+        const id = String(e.eventId);
+        const ms = Number(e.eventTime?.seconds ?? 0) * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6);
+        at.set(id, ms);
+        if (e.workflowTaskTimedOutEventAttributes) out.task_timeouts.push({ run: i, at_event: Number(e.eventId), type: String(e.workflowTaskTimedOutEventAttributes.timeoutType) });
+        if (e.workflowTaskFailedEventAttributes) out.task_failures += 1;
+        const done = e.workflowTaskCompletedEventAttributes;
+        if (done?.startedEventId) out.longest_task_ms = Math.max(out.longest_task_ms, ms - (at.get(String(done.startedEventId)) ?? ms));
+      }
+    }
+    return out;
+  } finally {
+    await connection.close();
   }
 }
 
