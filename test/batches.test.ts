@@ -46,6 +46,8 @@ models:
   chat: { targets: [alpha/model-a] }
   flaky: { targets: [alpha/flaky] }
   slow: { targets: [alpha/slow] }
+  paced: { targets: [alpha/paced] }
+  lagging: { targets: [alpha/lagging] }
 `,
   );
   client = new OpenAI({ baseURL: `${keel.url}/v1`, apiKey: 'client-key', maxRetries: 0 });
@@ -134,6 +136,29 @@ describe('batches through the openai SDK', () => {
     }
     const outMeta = await client.files.retrieve(done.output_file_id!);
     assert.equal(outMeta.purpose, 'batch_output');
+  });
+
+  test('a flush tick that finds nothing to record while a line still runs does not stall the batch', async () => {
+    // The first line answers at once and starts the 2 s flush tick; 19 more answer after 1.2 s and
+    // fill flushSize (20), so they are recorded before the tick fires; the last line still runs then.
+    alpha.setBehaviour('paced', { default: { kind: 'ok', latencyMs: 1_200 } });
+    alpha.setBehaviour('lagging', { default: { kind: 'ok', latencyMs: 6_000 } });
+    const lines = [chatLine('t-first'), ...Array.from({ length: 19 }, (_, i) => chatLine(`t-${i}`, 'paced')), chatLine('t-last', 'lagging')];
+    const created = await client.batches.create({ input_file_id: (await upload(lines)).id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const done = await waitFor(created.id, ['completed', 'failed']);
+    assert.equal(done.status, 'completed', JSON.stringify(done.errors));
+    assert.deepEqual(done.request_counts, { total: 21, completed: 21, failed: 0 });
+    const events = (await env.client.workflow.getHandle(created.id).fetchHistory()).events ?? [];
+    const at = (found: (e: (typeof events)[number]) => unknown) => events.findIndex(found);
+    const activityType = new Map(events.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => [String(e.eventId), e.activityTaskScheduledEventAttributes!.activityType?.name]));
+    const firstFlush = at((e) => activityType.get(String(e.eventId)) === 'recordBatchResults');
+    const lastLine = at((e) => e.childWorkflowExecutionCompletedEventAttributes?.workflowExecution?.workflowId === `${created.id}/0/t-last`);
+    const tick = events.findIndex((e, i) => i > firstFlush && e.timerFiredEventAttributes);
+    // The state the loop used to spin in (workflows/batch.ts, 'batch-tick'): the tick fired once the
+    // first 20 lines' flush had begun, with nothing else left to record and the last line in flight.
+    assert.ok(firstFlush >= 0 && tick > firstFlush && tick < lastLine, `flush at ${firstFlush}, tick at ${tick}, last line at ${lastLine}`);
+    const stalled = events.filter((e) => e.workflowTaskTimedOutEventAttributes || e.workflowTaskFailedEventAttributes);
+    assert.deepEqual(stalled.map((e) => `${e.eventId}: ${e.eventType}`), [], 'no workflow task of the batch timed out or failed');
   });
 
   test('bad lines are reported per line in the error file; the good ones run', async () => {

@@ -20,7 +20,7 @@ Runtime.install({ logger: new DefaultLogger('ERROR') });
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HISTORIES = join(ROOT, 'test', 'histories');
 /** The scenarios recorded so far; a new one is added here and by the recorder. */
-const SCENARIOS = ['batch', 'batch-health', 'failed', 'fallback', 'hedge', 'keyed', 'keyed-batch', 'provider-health', 'race', 'stream', 'stream-hedge', 'v2-batch', 'v2-keyed', 'virtual-key'];
+const SCENARIOS = ['batch', 'batch-health', 'failed', 'fallback', 'hedge', 'keyed', 'keyed-batch', 'provider-health', 'race', 'stream', 'stream-hedge', 'v2-batch', 'v2-keyed', 'virtual-key', 'batch-tick'];
 const REQUEST_SCENARIOS = ['failed', 'fallback', 'hedge', 'keyed', 'race', 'stream', 'stream-hedge', 'v2-keyed'];
 
 function recorded(names?: string[]) {

@@ -124,6 +124,14 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
   // it is given the part for its own targets: the lines' own reads were a local activity and a
   // marker each.
   const sharedHealth = patched('batch-health');
+  // Since 'batch-tick', a fired flush tick is spent even when it finds nothing to record. Before,
+  // a tick that fired after a `flushSize` flush had emptied `done`, while lines were still in
+  // flight, stayed set: `condition` below resolves at once while its predicate holds, so the loop
+  // spun inside one activation until the workflow task timed out (10 s) and the sandbox's own
+  // limit stopped it (60 s), its promises piling up in the worker's memory. The retried task
+  // usually carried a line's completion and went on. Seen near the end of runs, when the window
+  // drains: a 30-60 s stall in two of four 10,000-line runs (BENCHMARKS.md, "Batches").
+  const spendTick = patched('batch-tick');
   let health: { read: RoutingHealth; at: number; targets: Set<string> } | undefined;
   const healthFor = (request: ChatRequestBody): { health?: RoutingHealth } => {
     if (!health || Date.now() - health.at >= HEALTH_FRESH_MS) return {};
@@ -289,6 +297,8 @@ async function run(input: BatchWorkflowInput, cursor: BatchCursor, cancelled: ()
     if (done.length >= input.flushSize || (done.length > 0 && (drained || ticked || Date.now() - lastFlush >= FLUSH_EVERY_MS))) {
       ticked = false;
       await flush();
+    } else if (spendTick) {
+      ticked = false;
     }
     if (drained && done.length === 0) {
       if (allRead) return finish(input, 'completed');

@@ -22,7 +22,7 @@ import { until } from '../helpers/http.js';
 import { startKeel, startTemporal } from '../helpers/temporal.js';
 
 const OUT_DIR = dirname(fileURLToPath(import.meta.url));
-const SCENARIOS = ['fallback', 'race', 'hedge', 'failed', 'batch', 'provider-health', 'keyed', 'keyed-batch', 'virtual-key', 'stream', 'stream-hedge', 'v2-keyed', 'v2-batch', 'batch-health'];
+const SCENARIOS = ['fallback', 'race', 'hedge', 'failed', 'batch', 'provider-health', 'keyed', 'keyed-batch', 'virtual-key', 'stream', 'stream-hedge', 'v2-keyed', 'v2-batch', 'batch-health', 'batch-tick'];
 const named = process.argv.slice(2);
 for (const n of named) if (!SCENARIOS.includes(n)) throw new Error(`unknown scenario '${n}'; the scenarios are ${SCENARIOS.join(', ')}`);
 const IDENTITY = 'keel-history-recorder';
@@ -204,6 +204,14 @@ try {
   recorded['batch-health'] = await closedHistory(healthBatch.id);
   const pageRead = events(recorded['batch-health']).find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'readBatchPage');
   assert.match(Buffer.from(pageRead!.activityTaskScheduledEventAttributes!.input!.payloads![0].data!).toString(), /"withHealth":true/, 'batch-health: the page read brings health');
+  // A batch whose runs spend a flush tick that finds nothing to record (recorded after 'batch-tick').
+  const tickBatch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+  await until('the batch-tick batch to complete', async () => ((await client.batches.retrieve(tickBatch.id)).status === 'completed' ? true : undefined), 60_000);
+  recorded['batch-tick'] = await closedHistory(tickBatch.id);
+  const tickPatch = events(recorded['batch-tick']).find(
+    (e) => e.markerRecordedEventAttributes?.markerName === 'core_patch' && Buffer.from(e.markerRecordedEventAttributes.details!['patch-data'].payloads![0].data!).toString().includes('batch-tick'),
+  );
+  assert.ok(tickPatch, "batch-tick: the run asked 'batch-tick'");
   const changed = await fetch(`${keel.url}/v1/keys/${vk.id}`, { method: 'PATCH', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify({ rpm: 500 }) });
   assert.equal(changed.status, 200);
   // The key's workflow never closes while the key lives: its history so far.
