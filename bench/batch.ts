@@ -125,9 +125,10 @@ models:
 }
 
 /**
- * What the batch's own workflow went through: its runs, and the workflow tasks that timed out or
- * failed. Each of those makes the worker replay that run's whole history (thousands of events),
- * which shows as a stall and a jump in the worker's memory.
+ * What the batch's own workflow went through: its runs, the workflow tasks that timed out or
+ * failed, and its longest task. A task held too long (as the loop's spin before 'batch-tick' did:
+ * BENCHMARKS.md, "Batches") shows as a stall and a jump in the worker's memory, and the retried
+ * task replays that run's whole history.
  */
 async function batchTaskProblems(address: string, batchId: string) {
   const connection = await Connection.connect({ address });

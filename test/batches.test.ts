@@ -139,9 +139,10 @@ describe('batches through the openai SDK', () => {
   });
 
   test('a flush tick that finds nothing to record while a line still runs does not stall the batch', async () => {
-    // The first line answers at once and starts the 2 s flush tick; 19 more answer after 1.2 s and
+    // The first line answers at once and starts the 2 s flush tick; 19 more answer after 0.8 s and
     // fill flushSize (20), so they are recorded before the tick fires; the last line still runs then.
-    alpha.setBehaviour('paced', { default: { kind: 'ok', latencyMs: 1_200 } });
+    // (~0.7 s between the first line and the others, ~1 s between them and the tick: room for a busy machine.)
+    alpha.setBehaviour('paced', { default: { kind: 'ok', latencyMs: 800 } });
     alpha.setBehaviour('lagging', { default: { kind: 'ok', latencyMs: 6_000 } });
     const lines = [chatLine('t-first'), ...Array.from({ length: 19 }, (_, i) => chatLine(`t-${i}`, 'paced')), chatLine('t-last', 'lagging')];
     const created = await client.batches.create({ input_file_id: (await upload(lines)).id, endpoint: '/v1/chat/completions', completion_window: '24h' });
