@@ -19,6 +19,7 @@ import { pool } from './stats.js';
 import { startFakeProvider } from '../dev/fakes/index.js';
 import { freePort, startRole, type RoleProcess } from '../test/helpers/processes.js';
 import { cpuMs } from './gateways/cpu.js';
+import { ms as eventMs } from './gateways/histories.js';
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -144,7 +145,7 @@ async function batchTaskProblems(address: string, batchId: string) {
       const at = new Map<string, number>();
       for (const e of history.events ?? []) {
         const id = String(e.eventId);
-        const ms = Number(e.eventTime?.seconds ?? 0) * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6);
+        const ms = eventMs(e.eventTime);
         at.set(id, ms);
         if (e.workflowTaskTimedOutEventAttributes) out.task_timeouts.push({ run: i, at_event: Number(e.eventId), type: String(e.workflowTaskTimedOutEventAttributes.timeoutType) });
         if (e.workflowTaskFailedEventAttributes) out.task_failures += 1;

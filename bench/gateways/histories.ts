@@ -7,7 +7,8 @@ import { WORKFLOW_TYPES } from '../../src/core/contract.js';
 
 const T = proto.temporal.api.enums.v1.EventType;
 
-function ms(ts: { seconds?: unknown; nanos?: number | null } | null | undefined): number {
+/** An event's server timestamp, in ms. */
+export function ms(ts: { seconds?: unknown; nanos?: number | null } | null | undefined): number {
   return Number(ts?.seconds ?? 0) * 1000 + (ts?.nanos ?? 0) / 1e6;
 }
 
