@@ -153,7 +153,7 @@ async function batchTaskProblems(address: string, batchId: string) {
         if (done?.startedEventId) out.longest_task_ms = Math.max(out.longest_task_ms, ms - (at.get(String(done.startedEventId)) ?? ms));
       }
     }
-    return out;
+    return { ...out, longest_task_ms: Math.round(out.longest_task_ms) };
   } finally {
     await connection.close();
   }
