@@ -4,6 +4,8 @@ import { allHandlersFinished, condition, defineUpdate, proxyActivities, proxyLoc
 
 export interface FloorActivities {
   callFake(body: unknown): Promise<unknown>;
+  /** The answer of the call the starting client made after the start was durable (in the same process). */
+  takeCall(): Promise<unknown>;
 }
 
 // The activity on the workflow's own task queue: the server may hand it to the worker in the
@@ -17,6 +19,11 @@ export async function floorActivityWorkflow(body: unknown): Promise<unknown> {
 
 export async function floorLocalActivityWorkflow(body: unknown): Promise<unknown> {
   return await local.callFake(body);
+}
+
+/** The call made by the client once the start is durable; the workflow records its answer by local activity. */
+export async function floorRecordCallWorkflow(): Promise<unknown> {
+  return await local.takeCall();
 }
 
 /** Durable start alone: the workflow does nothing; the client measures the start call only. */

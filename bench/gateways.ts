@@ -144,7 +144,7 @@ async function main() {
               const result = await withTimeout(floors.call[id](body), REQUEST_TIMEOUT_MS, id);
               if (id !== 'floor-start') checkAnswer(id, result);
             },
-            ...(id === 'floor-start' && { drain: () => withTimeout(floors.drainStarted(), 120_000, 'floor-start: the started workflows') }),
+            ...((id === 'floor-start' || id === 'floor-start-call') && { drain: () => withTimeout(floors.drainStarted(), 120_000, `${id}: the started workflows`) }),
           });
         }
       }
@@ -202,7 +202,7 @@ async function main() {
         const rps = (id: string) => byTarget[id]?.requestsPerS;
         ratios[c] = {};
         for (const keel of ['keel-start', 'keel-start-call', 'keel-start-recorded', 'keel-split']) {
-          for (const other of ['litellm', 'portkey', 'floor-eager-local']) {
+          for (const other of ['litellm', 'portkey', 'floor-eager-local', 'floor-start-call']) {
             if (rps(keel) && rps(other)) ratios[c][`${keel}/${other}`] = +(rps(keel)! / rps(other)!).toFixed(2);
           }
         }

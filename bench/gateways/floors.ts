@@ -2,11 +2,12 @@
 // clients that drive it, against a dev server started with Keel's settings. No Keel code: what
 // "one call = one durable workflow" costs at least, in each of the shapes Keel could take.
 import { randomUUID } from 'node:crypto';
+import { Context } from '@temporalio/activity';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/client';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
-import { callUpdate, type floorActivityWorkflow, type floorEmptyWorkflow, type floorLocalActivityWorkflow, type floorUpdateWorkflow } from '../floor-workflows.js';
+import { callUpdate, type floorActivityWorkflow, type floorEmptyWorkflow, type floorLocalActivityWorkflow, type floorRecordCallWorkflow, type floorUpdateWorkflow } from '../floor-workflows.js';
 
 const TASK_QUEUE = 'bench-floors';
 
@@ -17,6 +18,7 @@ export const FLOORS = {
   'floor-uws-local': 'Update-with-Start, local activity in the handler',
   'floor-eager-local': 'eager start + local activity',
   'floor-start': 'durable start alone (workflow.start)',
+  'floor-start-call': 'eager start, then the call from the starting process; recorded after the answer',
 } as const;
 export type FloorName = keyof typeof FLOORS;
 
@@ -36,11 +38,22 @@ export async function startFloors(temporalAddress: string, fakeUrl: string): Pro
   const native = await NativeConnection.connect({ address: temporalAddress });
   const workflowBundle = await bundleWorkflowCode({ workflowsPath: fileURLToPath(new URL('../floor-workflows.ts', import.meta.url)), logger: quiet });
   const openai = new OpenAI({ baseURL: fakeUrl, apiKey: 'bench', maxRetries: 0 });
+  // `floor-start-call`: the answer of each call the client made, by workflow id, for the workflow's local activity.
+  const calls = new Map<string, Promise<unknown>>();
   const worker = await Worker.create({
     connection: native,
     taskQueue: TASK_QUEUE,
     workflowBundle,
-    activities: { callFake: (body: unknown) => openai.chat.completions.create(body as OpenAI.ChatCompletionCreateParamsNonStreaming) },
+    activities: {
+      callFake: (body: unknown) => openai.chat.completions.create(body as OpenAI.ChatCompletionCreateParamsNonStreaming),
+      takeCall: async () => {
+        const id = Context.current().info.workflowExecution?.workflowId ?? '';
+        const answer = calls.get(id);
+        calls.delete(id);
+        if (!answer) throw new Error(`no call for ${id}`);
+        return await answer;
+      },
+    },
   });
   const running = worker.run();
   const plainConnection = await Connection.connect({ address: temporalAddress });
@@ -72,6 +85,27 @@ export async function startFloors(temporalAddress: string, fakeUrl: string): Pro
         const handle = await plain.workflow.start<typeof floorEmptyWorkflow>('floorEmptyWorkflow', options());
         started.push(handle.result().catch(() => undefined));
         return undefined;
+      },
+      // Keel's `answer: call` without Keel: the call goes out once the start is durable, and the
+      // client has its answer while the workflow still records it.
+      'floor-start-call': async (body) => {
+        const opts = options();
+        // In the map before the start: the worker may run the workflow's first task, and its
+        // local activity, before this continuation does.
+        let sent!: (answer: Promise<unknown>) => void;
+        calls.set(opts.workflowId, new Promise<Promise<unknown>>((resolve) => (sent = resolve)).then((answer) => answer));
+        try {
+          const handle = await shared.workflow.start<typeof floorRecordCallWorkflow>('floorRecordCallWorkflow', { ...opts, requestEagerStart: true });
+          eager.asked += 1;
+          if (handle.eagerlyStarted) eager.granted += 1;
+          started.push(handle.result().catch(() => undefined));
+        } catch (err) {
+          calls.delete(opts.workflowId);
+          throw err;
+        }
+        const answer = openai.chat.completions.create(body as OpenAI.ChatCompletionCreateParamsNonStreaming);
+        sent(answer);
+        return await answer;
       },
     },
     async drainStarted() {
