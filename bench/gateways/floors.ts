@@ -2,9 +2,9 @@
 // clients that drive it, against a dev server started with Keel's settings. No Keel code: what
 // "one call = one durable workflow" costs at least, in each of the shapes Keel could take.
 import { randomUUID } from 'node:crypto';
-import { Context } from '@temporalio/activity';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
+import { Context } from '@temporalio/activity';
 import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/client';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import { callUpdate, type floorActivityWorkflow, type floorEmptyWorkflow, type floorLocalActivityWorkflow, type floorRecordCallWorkflow, type floorUpdateWorkflow } from '../floor-workflows.js';
@@ -93,7 +93,7 @@ export async function startFloors(temporalAddress: string, fakeUrl: string): Pro
         // In the map before the start: the worker may run the workflow's first task, and its
         // local activity, before this continuation does.
         let sent!: (answer: Promise<unknown>) => void;
-        calls.set(opts.workflowId, new Promise<Promise<unknown>>((resolve) => (sent = resolve)).then((answer) => answer));
+        calls.set(opts.workflowId, new Promise<unknown>((resolve) => (sent = resolve)));
         try {
           const handle = await shared.workflow.start<typeof floorRecordCallWorkflow>('floorRecordCallWorkflow', { ...opts, requestEagerStart: true });
           eager.asked += 1;
