@@ -6,9 +6,9 @@
 // clients, each target for a bounded count and time, interleaved too.
 //
 //   npx tsx bench/gateways.ts [--n 200] [--concurrency 8,64] [--seconds 8] [--max-requests 4000]
-//     [--rounds 2] [--only keel,peers,floors | ids] [--no-throughput] [--no-latency]
+//     [--rounds 2] [--only keel,peers,floors | ids] [--no-throughput] [--no-latency] [--fake-latency-ms 0]
 // (or N=, CONCURRENCY=, BENCH_SECONDS=, ONLY= in the environment). `npm run bench:gateways` runs it.
-// Writes bench/results/gateways.json.
+// Writes bench/results/gateways.json (gateways-fake-<N>ms.json when the fake takes N ms to answer).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -41,12 +41,18 @@ const { values: flags } = parseArgs({
     only: { type: 'string' },
     'no-throughput': { type: 'boolean' },
     'no-latency': { type: 'boolean' },
+    'fake-latency-ms': { type: 'string' },
   },
   strict: true,
 });
 const num = (flag: string | undefined, env: string | undefined, fallback: number) => {
   const v = Number(flag ?? env ?? fallback);
   if (!Number.isFinite(v) || v <= 0) throw new Error(`not a positive number: ${flag ?? env}`);
+  return v;
+};
+const nonNegative = (flag: string | undefined) => {
+  const v = Number(flag ?? 0);
+  if (!Number.isFinite(v) || v < 0) throw new Error(`not a non-negative number: ${flag}`);
   return v;
 };
 const OPTS = {
@@ -60,6 +66,8 @@ const OPTS = {
   rounds: num(flags.rounds, undefined, 2),
   only: (flags.only ?? process.env.ONLY ?? 'all').split(',').map((s) => s.trim()),
   latency: !flags['no-latency'],
+  /** How long the fake takes to answer: 0 measures the gateways' own cost; a provider's generation time shows what of it overlaps the call. */
+  fakeLatencyMs: nonNegative(flags['fake-latency-ms']),
   throughput: !flags['no-throughput'],
 };
 const GROUPS: Record<string, string[]> = {
@@ -114,8 +122,8 @@ async function main() {
     if (wanted('litellm')) versions.litellm = await ensureLiteLLM(log).catch((err) => void (unavailable.litellm = `install failed: ${(err as Error).message}`));
     if (wanted('portkey')) versions.portkey = await ensurePortkey(log).catch((err) => void (unavailable.portkey = `install failed: ${(err as Error).message}`));
 
-    const fake = await startExternalFake();
-    log(`fake provider at ${fake.url}`);
+    const fake = await startExternalFake(OPTS.fakeLatencyMs);
+    log(`fake provider at ${fake.url}${OPTS.fakeLatencyMs > 0 ? `, answering after ${OPTS.fakeLatencyMs} ms` : ''}`);
     // Every target's CPU count includes the client (this process) and the fake.
     const common = () => [process.pid, ...groupPids(fake.child.pid)];
     const targets: Target[] = [httpTarget('direct', fake.url, 'm', { cpuPids: common })];
@@ -222,7 +230,7 @@ async function main() {
       throughputRatios: ratios,
     };
     console.log(JSON.stringify(results, null, 2));
-    log(`written to ${writeResults('gateways', results)}`);
+    log(`written to ${writeResults(OPTS.fakeLatencyMs > 0 ? `gateways-fake-${OPTS.fakeLatencyMs}ms` : 'gateways', results)}`);
 
     console.error(`\n${markdownTables(targets.map((t) => t.id), LABELS, latencyOut, throughputOut)}\n`);
     for (const [id, why] of Object.entries(unavailable)) console.error(`NOT MEASURED: ${LABELS[id]}: ${why.split('\n')[0]}`);
