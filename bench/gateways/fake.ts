@@ -1,4 +1,4 @@
-// The one 0 ms OpenAI-compatible fake every target calls: `dev/fakes/cli.ts` in a process of its
+// The one OpenAI-compatible fake every target calls (0 ms unless told otherwise): `dev/fakes/cli.ts` in a process of its
 // own, like the external fake a user puts behind `npm start`, so its work shares no event loop
 // with the load generator or the in-process floors. With no latency setting the fake answers
 // on the next timer tick (setTimeout 0, ~1 ms): the "direct" row shows what that costs. With
