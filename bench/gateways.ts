@@ -21,7 +21,7 @@ import { freePort } from '../test/helpers/processes.js';
 import { registerStop, runBench, stopAll, stopChildrenOnExit } from './gateways/children.js';
 import { groupPids } from './gateways/cpu.js';
 import { startExternalFake } from './gateways/fake.js';
-import { FLOORS, startFloors, type FloorName } from './gateways/floors.js';
+import { ANSWER_AHEAD, FLOORS, startFloors, type FloorName } from './gateways/floors.js';
 import { startKeelNpmStart, startKeelSplit } from './gateways/keel.js';
 import { ensureLiteLLM, LITELLM_VERSION, startLiteLLM, type RunningPeer } from './gateways/litellm.js';
 import { ROOT } from './gateways/paths.js';
@@ -45,14 +45,9 @@ const { values: flags } = parseArgs({
   },
   strict: true,
 });
-const num = (flag: string | undefined, env: string | undefined, fallback: number) => {
+const num = (flag: string | undefined, env: string | undefined, fallback: number, min: 'positive' | 'zero' = 'positive') => {
   const v = Number(flag ?? env ?? fallback);
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`not a positive number: ${flag ?? env}`);
-  return v;
-};
-const nonNegative = (flag: string | undefined) => {
-  const v = Number(flag ?? 0);
-  if (!Number.isFinite(v) || v < 0) throw new Error(`not a non-negative number: ${flag}`);
+  if (!Number.isFinite(v) || v < 0 || (min === 'positive' && v === 0)) throw new Error(`not a ${min === 'positive' ? 'positive' : 'non-negative'} number: ${flag ?? env}`);
   return v;
 };
 const OPTS = {
@@ -67,7 +62,7 @@ const OPTS = {
   only: (flags.only ?? process.env.ONLY ?? 'all').split(',').map((s) => s.trim()),
   latency: !flags['no-latency'],
   /** How long the fake takes to answer: 0 measures the gateways' own cost; a provider's generation time shows what of it overlaps the call. */
-  fakeLatencyMs: nonNegative(flags['fake-latency-ms']),
+  fakeLatencyMs: num(flags['fake-latency-ms'], undefined, 0, 'zero'),
   throughput: !flags['no-throughput'],
 };
 const GROUPS: Record<string, string[]> = {
@@ -152,7 +147,7 @@ async function main() {
               const result = await withTimeout(floors.call[id](body), REQUEST_TIMEOUT_MS, id);
               if (id !== 'floor-start') checkAnswer(id, result);
             },
-            ...((id === 'floor-start' || id === 'floor-start-call') && { drain: () => withTimeout(floors.drainStarted(), 120_000, `${id}: the started workflows`) }),
+            ...(ANSWER_AHEAD.has(id) && { drain: () => withTimeout(floors.drainStarted(), 120_000, `${id}: the started workflows`) }),
           });
         }
       }

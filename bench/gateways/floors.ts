@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import { Context } from '@temporalio/activity';
 import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/client';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
-import { callUpdate, type floorActivityWorkflow, type floorEmptyWorkflow, type floorLocalActivityWorkflow, type floorRecordCallWorkflow, type floorUpdateWorkflow } from '../floor-workflows.js';
+import { callUpdate, type floorActivityWorkflow, type floorEmptyWorkflow, type floorLocalActivityWorkflow, type floorUpdateWorkflow } from '../floor-workflows.js';
 
 const TASK_QUEUE = 'bench-floors';
 
@@ -21,11 +21,13 @@ export const FLOORS = {
   'floor-start-call': 'eager start, then the call from the starting process; recorded after the answer',
 } as const;
 export type FloorName = keyof typeof FLOORS;
+/** The floors whose client has its answer before the workflow ends: their slots wait for those workflows (`drainStarted`). */
+export const ANSWER_AHEAD: ReadonlySet<FloorName> = new Set(['floor-start', 'floor-start-call']);
 
 export interface Floors {
   /** One request; resolves with the fake's answer (undefined for `floor-start`, which only starts). */
   call: Record<FloorName, (body: unknown) => Promise<unknown>>;
-  /** Waits for the workflows `floor-start` started to finish, so their work is counted in its slot, not the next target's. */
+  /** Waits for the workflows the `ANSWER_AHEAD` floors started to finish, so their work is counted in their slot, not the next target's. */
   drainStarted(): Promise<void>;
   /** Eager starts asked for and granted by the server. */
   eager: { asked: number; granted: number };
@@ -38,6 +40,7 @@ export async function startFloors(temporalAddress: string, fakeUrl: string): Pro
   const native = await NativeConnection.connect({ address: temporalAddress });
   const workflowBundle = await bundleWorkflowCode({ workflowsPath: fileURLToPath(new URL('../floor-workflows.ts', import.meta.url)), logger: quiet });
   const openai = new OpenAI({ baseURL: fakeUrl, apiKey: 'bench', maxRetries: 0 });
+  const callFake = (body: unknown) => openai.chat.completions.create(body as OpenAI.ChatCompletionCreateParamsNonStreaming);
   // `floor-start-call`: the answer of each call the client made, by workflow id, for the workflow's local activity.
   const calls = new Map<string, Promise<unknown>>();
   const worker = await Worker.create({
@@ -45,7 +48,7 @@ export async function startFloors(temporalAddress: string, fakeUrl: string): Pro
     taskQueue: TASK_QUEUE,
     workflowBundle,
     activities: {
-      callFake: (body: unknown) => openai.chat.completions.create(body as OpenAI.ChatCompletionCreateParamsNonStreaming),
+      callFake,
       takeCall: async () => {
         const id = Context.current().info.workflowExecution?.workflowId ?? '';
         const answer = calls.get(id);
@@ -64,12 +67,13 @@ export async function startFloors(temporalAddress: string, fakeUrl: string): Pro
   const eager = { asked: 0, granted: 0 };
   let started: Promise<unknown>[] = [];
   const options = () => ({ taskQueue: TASK_QUEUE, workflowId: `floor-${randomUUID()}` });
-  const eagerly = async (name: 'floorActivityWorkflow' | 'floorLocalActivityWorkflow', body: unknown) => {
-    const handle = await shared.workflow.start<typeof floorActivityWorkflow>(name, { ...options(), args: [body], requestEagerStart: true });
+  const startEagerly = async (name: 'floorActivityWorkflow' | 'floorLocalActivityWorkflow' | 'floorRecordCallWorkflow', opts: { workflowId: string; args: unknown[] }) => {
+    const handle = await shared.workflow.start<(...args: unknown[]) => Promise<unknown>>(name, { taskQueue: TASK_QUEUE, ...opts, requestEagerStart: true });
     eager.asked += 1;
     if (handle.eagerlyStarted) eager.granted += 1;
-    return await handle.result();
+    return handle;
   };
+  const eagerly = async (name: 'floorActivityWorkflow' | 'floorLocalActivityWorkflow', body: unknown) => (await startEagerly(name, { ...options(), args: [body] })).result();
   return {
     call: {
       'floor-activity': (body) => plain.workflow.execute<typeof floorActivityWorkflow>('floorActivityWorkflow', { ...options(), args: [body] }),
@@ -89,21 +93,19 @@ export async function startFloors(temporalAddress: string, fakeUrl: string): Pro
       // Keel's `answer: call` without Keel: the call goes out once the start is durable, and the
       // client has its answer while the workflow still records it.
       'floor-start-call': async (body) => {
-        const opts = options();
+        const { workflowId } = options();
         // In the map before the start: the worker may run the workflow's first task, and its
         // local activity, before this continuation does.
         let sent!: (answer: Promise<unknown>) => void;
-        calls.set(opts.workflowId, new Promise<unknown>((resolve) => (sent = resolve)));
+        calls.set(workflowId, new Promise<unknown>((resolve) => (sent = resolve)));
         try {
-          const handle = await shared.workflow.start<typeof floorRecordCallWorkflow>('floorRecordCallWorkflow', { ...opts, requestEagerStart: true });
-          eager.asked += 1;
-          if (handle.eagerlyStarted) eager.granted += 1;
+          const handle = await startEagerly('floorRecordCallWorkflow', { workflowId, args: [] });
           started.push(handle.result().catch(() => undefined));
         } catch (err) {
-          calls.delete(opts.workflowId);
+          calls.delete(workflowId);
           throw err;
         }
-        const answer = openai.chat.completions.create(body as OpenAI.ChatCompletionCreateParamsNonStreaming);
+        const answer = callFake(body);
         sent(answer);
         return await answer;
       },
